@@ -1,0 +1,171 @@
+"""The journal contract shared by the collector and the per-user app.
+
+A crash is ONE journal entry in systemd-coredump's schema (DESIGN.md §2.1), so that
+`coredumpctl` and every other reader of systemd-coredump entries understands ours, and so that
+the app understands systemd-coredump's.  This module names the fields, the storage file name
+rule and the MESSAGE format.  It is stdlib only: the collector runs as root on hostile input and
+the app imports this module too, so it must stay free of side effects, Qt and D-Bus.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+
+#: sd-messages.h SD_MESSAGE_COREDUMP: the id systemd-coredump (and we) stamp on every crash.
+MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+#: systemd-coredump logs at LOG_CRIT.
+PRIORITY = 2
+SYSLOG_IDENTIFIER = "drkonqi-lite-collector"
+#: Prefix of the fields that are ours and not systemd's.
+OWN_PREFIX = "DRKONQI_LITE_"
+
+
+class Field(enum.StrEnum):
+    """Journal field names. The COREDUMP_* ones keep systemd-coredump's meanings and formats."""
+
+    MESSAGE = "MESSAGE"
+    MESSAGE_ID = "MESSAGE_ID"
+    PRIORITY = "PRIORITY"
+    SYSLOG_IDENTIFIER = "SYSLOG_IDENTIFIER"
+    PID = "COREDUMP_PID"
+    UID = "COREDUMP_UID"
+    GID = "COREDUMP_GID"
+    SIGNAL = "COREDUMP_SIGNAL"
+    SIGNAL_NAME = "COREDUMP_SIGNAL_NAME"
+    TIMESTAMP = "COREDUMP_TIMESTAMP"
+    RLIMIT = "COREDUMP_RLIMIT"
+    HOSTNAME = "COREDUMP_HOSTNAME"
+    DUMPABLE = "COREDUMP_DUMPABLE"
+    COMM = "COREDUMP_COMM"
+    EXE = "COREDUMP_EXE"
+    CMDLINE = "COREDUMP_CMDLINE"
+    CWD = "COREDUMP_CWD"
+    ROOT = "COREDUMP_ROOT"
+    ENVIRON = "COREDUMP_ENVIRON"
+    OPEN_FDS = "COREDUMP_OPEN_FDS"
+    PROC_STATUS = "COREDUMP_PROC_STATUS"
+    PROC_MAPS = "COREDUMP_PROC_MAPS"
+    PROC_LIMITS = "COREDUMP_PROC_LIMITS"
+    PROC_CGROUP = "COREDUMP_PROC_CGROUP"
+    PROC_MOUNTINFO = "COREDUMP_PROC_MOUNTINFO"
+    PROC_AUXV = "COREDUMP_PROC_AUXV"
+    CGROUP = "COREDUMP_CGROUP"
+    UNIT = "COREDUMP_UNIT"
+    USER_UNIT = "COREDUMP_USER_UNIT"
+    SLICE = "COREDUMP_SLICE"
+    SESSION = "COREDUMP_SESSION"
+    OWNER_UID = "COREDUMP_OWNER_UID"
+    CONTAINER_CMDLINE = "COREDUMP_CONTAINER_CMDLINE"
+    PACKAGE_NAME = "COREDUMP_PACKAGE_NAME"
+    PACKAGE_VERSION = "COREDUMP_PACKAGE_VERSION"
+    PACKAGE_JSON = "COREDUMP_PACKAGE_JSON"
+    FILENAME = "COREDUMP_FILENAME"
+    TRUNCATED = "COREDUMP_TRUNCATED"
+    #: The core itself, when Storage=journal (binary).
+    COREDUMP = "COREDUMP"
+    # --- ours -------------------------------------------------------------------------------
+    #: Why there is no stored core (CoreMissing value), when there is none.
+    CORE_MISSING = "DRKONQI_LITE_CORE_MISSING"
+    #: "1" when the crashing user was denied read access to the core, with the reason in
+    #: RESTRICTED_REASON (set-uid, non-dumpable, identity not proven, ...).
+    RESTRICTED = "DRKONQI_LITE_RESTRICTED"
+    RESTRICTED_REASON = "DRKONQI_LITE_RESTRICTED_REASON"
+    #: "verified" when the pidfd proved /proc/PID was the crashed process, else "unverified".
+    IDENTITY = "DRKONQI_LITE_IDENTITY"
+    #: Crashes of this executable by this user in the current rate-limit window.
+    CRASH_COUNT = "DRKONQI_LITE_CRASH_COUNT"
+    #: Set on entries that were spooled because journald was unreachable, then replayed.
+    SPOOLED_AT = "DRKONQI_LITE_SPOOLED_AT"
+    #: Size in bytes of the core as the kernel handed it over (before compression).
+    CORE_SIZE = "DRKONQI_LITE_CORE_SIZE"
+    #: Modules (mapped ELF objects) with build-ids, one per line: "NAME BUILDID".
+    MODULES = "DRKONQI_LITE_MODULES"
+    #: Stack trace status: "ok", "partial: REASON" or "none: REASON".
+    STACKTRACE = "DRKONQI_LITE_STACKTRACE"
+    #: The collector's version.
+    VERSION = "DRKONQI_LITE_VERSION"
+
+
+class CoreMissing(enum.StrEnum):
+    """Why an entry has no stored core (value of DRKONQI_LITE_CORE_MISSING)."""
+
+    STORAGE_NONE = "storage-none"
+    DISK_FULL = "disk-full"
+    WRITE_FAILED = "write-failed"
+    RATE_LIMITED = "rate-limited"
+    EMPTY = "empty"
+    COLLECTOR_CRASH = "collector-crash"
+    OVER_JOURNAL_SIZE_MAX = "over-journal-size-max"
+
+
+class CoreState(enum.StrEnum):
+    """What the app can say about a crash's core (the D-Bus `core_state`)."""
+
+    PRESENT = "present"
+    MISSING = "missing"
+    INACCESSIBLE = "inaccessible"
+    TRUNCATED = "truncated"
+    NONE = "none"
+
+
+def format_message_head(pid: int, comm: str, uid: int) -> str:
+    """The first line of MESSAGE, exactly systemd-coredump's wording."""
+    return f"Process {pid} ({comm}) of user {uid} dumped core."
+
+
+def format_message(pid: int, comm: str, uid: int, stacktrace: str) -> str:
+    """MESSAGE: the head line, a blank line, then the stack trace (when there is one)."""
+    head = format_message_head(pid, comm, uid)
+    trace = stacktrace.rstrip("\n")
+    return f"{head}\n\n{trace}" if trace else head
+
+
+def format_frame(index: int, pc: int, function: str | None, module: str | None,
+                 offset: int | None) -> str:
+    """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`."""
+    line = f"#{index:<2} 0x{pc:016x} {function or 'n/a'}"
+    if module is not None and offset is not None:
+        line += f" ({module} + 0x{offset:x})"
+    return line
+
+
+def format_thread(tid: int, frames: Iterable[str]) -> str:
+    """A thread block: `Stack trace of thread TID:` then its frames."""
+    return "\n".join([f"Stack trace of thread {tid}:", *frames])
+
+
+_UNSAFE_NAME_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff/.\\]")
+
+
+def escape_name(raw: bytes) -> str:
+    """Escape a process name for use inside a file name.
+
+    Like systemd's xescape(comm, "./ "): every byte that is not a printable ASCII character,
+    and `/`, `.`, space and backslash, becomes `\\xNN`. The result has no path separator, no
+    dot (so never `..`) and no control or non-ASCII byte, whatever the crashed process chose.
+    """
+    return _UNSAFE_NAME_BYTE.sub(lambda m: f"\\x{m.group()[0]:02x}".encode(), raw).decode("ascii")
+
+
+CORE_SUFFIX = ".zst"
+
+
+def core_filename(comm: bytes, uid: int, boot_id: str, pid: int, timestamp_us: int) -> str:
+    """`core.COMM.UID.BOOTID.PID.TIMESTAMP.zst` (DESIGN.md §2.2)."""
+    return f"core.{escape_name(comm)}.{uid}.{boot_id}.{pid}.{timestamp_us}{CORE_SUFFIX}"
+
+
+_CORE_FILENAME = re.compile(
+    r"^core\.(?P<comm>[^./]+)\.(?P<uid>\d+)\.(?P<boot>[0-9a-f]{32})\.(?P<pid>\d+)"
+    r"\.(?P<ts>\d+)(?:\.(?:zst|xz|lz4))?$"
+)
+
+
+def parse_core_filename(name: str) -> tuple[int, int, int] | None:
+    """(uid, pid, timestamp_us) of a core file name we (or systemd) write, or None."""
+    m = _CORE_FILENAME.match(name)
+    if not m:
+        return None
+    return int(m["uid"]), int(m["pid"]), int(m["ts"])
