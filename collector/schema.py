@@ -122,8 +122,9 @@ def format_message(pid: int, comm: str, uid: int, stacktrace: str) -> str:
     return f"{head}\n\n{trace}" if trace else head
 
 
-def format_frame(index: int, pc: int, function: str | None, module: str | None,
-                 offset: int | None) -> str:
+def format_frame(
+    index: int, pc: int, function: str | None, module: str | None, offset: int | None
+) -> str:
     """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`."""
     line = f"#{index:<2} 0x{pc:016x} {function or 'n/a'}"
     if module is not None and offset is not None:

@@ -1,0 +1,26 @@
+"""Diagnostics of the collector: the kernel log (always there), and stderr when it is open.
+
+The kernel starts core_pattern helpers without stdout/stderr; /dev/kmsg is what dmesg and
+journald (as kernel messages) show. Messages are single lines, prefixed like syslog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+_TAG = "drkonqi-lite-collector"
+
+
+def log(message: str, level: int = 3) -> None:
+    line = f"<{level}>{_TAG}[{os.getpid()}]: {message}".replace("\n", " ")[:1000] + "\n"
+    with contextlib.suppress(OSError):
+        fd = os.open("/dev/kmsg", os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            os.write(fd, line.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    if (sys.stderr is not None and os.isatty(2)) or os.environ.get("DRKONQI_LITE_STDERR_LOG"):
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{_TAG}: {message}", file=sys.stderr)

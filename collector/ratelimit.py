@@ -1,0 +1,57 @@
+"""Crash-loop limiting: count every crash, store at most a burst of cores per window.
+
+Keyed by (uid, executable). The state is one small file per key in a root-owned directory,
+updated under flock so that a storm of concurrent collectors counts exactly. A limited crash still
+gets its journal entry (nothing is dropped silently); only the expensive parts — storing the core,
+the stack trace — are skipped, which bounds disk and CPU during a loop (SECURITY.md 7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import os
+import time
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    count: int  # crashes of this key in the current window, this one included
+    limited: bool
+
+
+def check(
+    dir_fd: int, uid: int, exe: bytes, interval: float, burst: int, now: float | None = None
+) -> Verdict:
+    """Record one crash of (uid, exe) and say whether it is over the burst."""
+    now = time.time() if now is None else now
+    key = hashlib.sha256(str(uid).encode() + b"\0" + exe).hexdigest()[:32]
+    fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = os.pread(fd, 64, 0).split()
+        try:
+            start, count = float(raw[0]), int(raw[1])
+        except (IndexError, ValueError):
+            start, count = now, 0
+        if now - start >= interval or now < start:
+            start, count = now, 0
+        count += 1
+        data = f"{start:.6f} {count}\n".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return Verdict(count, count > burst)
+    finally:
+        os.close(fd)
+
+
+def expire(dir_fd: int, interval: float, now: float | None = None) -> None:
+    """Remove state files of windows that ended long ago (keeps the directory small)."""
+    now = time.time() if now is None else now
+    for entry in os.scandir(dir_fd):
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > 10 * interval:
+                os.unlink(entry.name, dir_fd=dir_fd)
+        except OSError:
+            continue
