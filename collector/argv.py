@@ -8,9 +8,13 @@ of an fd the kernel installed in our table that is a pidfd of the crashed proces
 
 from __future__ import annotations
 
-import dataclasses
-import signal
-from pathlib import Path
+import os.path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
+    import signal as _signal
+else:
+    import _signal  # the C module: `signal` imports enum (~5 ms at start, see handler.py)
 
 #: core_pattern is truncated by the kernel at CORENAME_MAX_SIZE (128) bytes.
 CORENAME_MAX_SIZE = 128
@@ -18,30 +22,81 @@ SPECIFIERS = "%P %u %g %s %t %c %h %d"
 SPECIFIERS_PIDFD = SPECIFIERS + " %F"
 
 
+def _signal_names() -> dict[int, str]:
+    names: dict[int, str] = {}
+    for name, value in vars(_signal).items():
+        if (
+            name.startswith("SIG")
+            and not name.startswith(("SIG_", "SIGRT"))
+            and isinstance(value, int)
+        ):
+            names.setdefault(value, name)
+    # Canonical names where Linux has aliases (SIGIOT, SIGPOLL, SIGCLD), as systemd prints.
+    names.update({_signal.SIGABRT: "SIGABRT", _signal.SIGIO: "SIGIO", _signal.SIGCHLD: "SIGCHLD"})
+    return names
+
+
+_SIGNAL_NAMES = _signal_names()
+
+
+def signal_name(number: int) -> str:
+    """`SIGSEGV` for 11; `SIGRTMIN+3` for real-time signals, like systemd's signal_to_string."""
+    if number in _SIGNAL_NAMES:
+        return _SIGNAL_NAMES[number]
+    if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - _signal.SIGRTMIN}"
+    return f"SIG{number}"
+
+
 class ArgvError(ValueError):
     """The kernel (or a caller pretending to be it) gave us arguments we cannot trust."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class KernelArgs:
-    pid: int
-    uid: int
-    gid: int
-    signal: int
-    #: %t is in seconds; systemd-coredump records COREDUMP_TIMESTAMP in microseconds.
-    timestamp_us: int
-    rlimit: int
-    hostname: str
-    dumpable: int
-    pidfd: int | None
-    prefix: Path
+    """The crash as the kernel described it. %t is in seconds; like systemd-coredump we keep
+    COREDUMP_TIMESTAMP in microseconds. (A plain slotted class: the collector avoids `typing`
+    and `dataclasses` at run time, see handler.py.)"""
+
+    __slots__ = (
+        "dumpable",
+        "gid",
+        "hostname",
+        "pid",
+        "pidfd",
+        "prefix",
+        "rlimit",
+        "signal",
+        "timestamp_us",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        pid: int,
+        uid: int,
+        gid: int,
+        signal: int,
+        timestamp_us: int,
+        rlimit: int,
+        hostname: str,
+        dumpable: int,
+        pidfd: int | None,
+        prefix: str,
+    ) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.signal = signal
+        self.timestamp_us = timestamp_us
+        self.rlimit = rlimit
+        self.hostname = hostname
+        self.dumpable = dumpable
+        self.pidfd = pidfd
+        self.prefix = prefix
 
     @property
     def signal_name(self) -> str:
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return f"SIG{self.signal}"
+        return signal_name(self.signal)
 
 
 def _number(name: str, text: str, lo: int, hi: int) -> int:
@@ -56,13 +111,13 @@ def _number(name: str, text: str, lo: int, hi: int) -> int:
 def parse(argv: list[str]) -> KernelArgs:
     """Parse the handler's arguments (without argv[0]); raise ArgvError when malformed."""
     args = list(argv)
-    prefix = Path("/")
+    prefix = "/"
     if args and args[0].startswith("--prefix="):
-        prefix = Path(args.pop(0).removeprefix("--prefix="))
+        prefix = args.pop(0).removeprefix("--prefix=")
     elif args and args[0] == "--prefix" and len(args) > 1:
         args.pop(0)
-        prefix = Path(args.pop(0))
-    if not prefix.is_absolute():
+        prefix = args.pop(0)
+    if not os.path.isabs(prefix):
         raise ArgvError(f"--prefix must be absolute: {prefix}")
     if len(args) not in (8, 9):
         raise ArgvError(f"expected 8 or 9 arguments ({SPECIFIERS_PIDFD}), got {len(args)}")

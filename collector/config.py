@@ -8,12 +8,7 @@ reported and ignored, never fatal: a collector that refuses to run loses crashes
 
 from __future__ import annotations
 
-import configparser
-import dataclasses
-import enum
 import os
-import re
-from pathlib import Path
 
 GiB = 1024**3
 #: Defaults of systemd's coredump.conf on 64-bit systems (coredump.conf(5)).
@@ -27,80 +22,130 @@ KEEP_FREE_FRACTION = 0.15
 VACUUM_CAP = 4 * GiB
 
 
-class Storage(enum.StrEnum):
+class Storage:
+    """Storage= values (string constants, see schema.Field for why not an enum)."""
+
     NONE = "none"
     EXTERNAL = "external"
     JOURNAL = "journal"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Paths:
     """Where the collector reads and writes; everything hangs off one prefix."""
 
-    prefix: Path = Path("/")
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = "/") -> None:
+        self.prefix = os.fspath(prefix)
+
+    def _at(self, rel: str) -> str:
+        return os.path.join(self.prefix, rel)
 
     @property
-    def config_file(self) -> Path:
-        return self.prefix / "etc/drkonqi-lite/collector.conf"
+    def config_file(self) -> str:
+        return self._at("etc/drkonqi-lite/collector.conf")
 
     @property
-    def config_dir(self) -> Path:
-        return self.prefix / "etc/drkonqi-lite/collector.conf.d"
+    def config_dir(self) -> str:
+        return self._at("etc/drkonqi-lite/collector.conf.d")
 
     @property
-    def state_dir(self) -> Path:
-        return self.prefix / "var/lib/drkonqi-lite"
+    def state_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite")
 
     @property
-    def storage_dir(self) -> Path:
-        return self.state_dir / "coredump"
+    def storage_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite/coredump")
 
     @property
-    def spool_dir(self) -> Path:
-        return self.state_dir / "spool"
+    def spool_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite/spool")
 
     @property
-    def ratelimit_dir(self) -> Path:
-        return self.state_dir / "ratelimit"
-
-    @property
-    def saved_pattern_file(self) -> Path:
-        return self.state_dir / "saved-core_pattern.json"
+    def saved_pattern_file(self) -> str:
+        return self._at("var/lib/drkonqi-lite/saved-core_pattern.json")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
-    storage: Storage = Storage.EXTERNAL
-    compress: bool = True
-    #: zstd level; systemd uses the library default (3). Levels >= 10 are far too slow for cores.
-    compress_level: int = 3
-    process_size_max: int = PROCESS_SIZE_MAX
-    external_size_max: int = EXTERNAL_SIZE_MAX
-    journal_size_max: int = JOURNAL_SIZE_MAX
-    #: None: the file system dependent default (see vacuum).
-    max_use: int | None = None
-    keep_free: int | None = None
-    #: Crash-loop limit: at most `rate_limit_burst` stored cores per program and user within
-    #: `rate_limit_interval` seconds; further crashes are counted in their entries, not stored.
-    rate_limit_interval: float = 60.0
-    rate_limit_burst: int = 10
-    #: Seconds the stack-trace child may take.
-    stacktrace_timeout: float = 5.0
-    warnings: tuple[str, ...] = ()
+    """The [Coredump] settings, with systemd's defaults.
+
+    Crash-loop limit: at most `rate_limit_burst` stored cores per program and user within
+    `rate_limit_interval` seconds; further crashes are counted in their entries, not stored.
+    `max_use`/`keep_free` None mean the file-system dependent default (see storage.vacuum).
+    `compress_level` is zstd's; systemd uses the library default (3), and levels >= 10 are far
+    too slow for cores.
+    """
+
+    __slots__ = (
+        "compress",
+        "compress_level",
+        "external_size_max",
+        "journal_size_max",
+        "keep_free",
+        "max_use",
+        "process_size_max",
+        "rate_limit_burst",
+        "rate_limit_interval",
+        "stacktrace_timeout",
+        "storage",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        *,
+        storage: str = Storage.EXTERNAL,
+        compress: bool = True,
+        compress_level: int = 3,
+        process_size_max: int = PROCESS_SIZE_MAX,
+        external_size_max: int = EXTERNAL_SIZE_MAX,
+        journal_size_max: int = JOURNAL_SIZE_MAX,
+        max_use: int | None = None,
+        keep_free: int | None = None,
+        rate_limit_interval: float = 60.0,
+        rate_limit_burst: int = 10,
+        stacktrace_timeout: float = 5.0,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        self.storage = storage
+        self.compress = compress
+        self.compress_level = compress_level
+        self.process_size_max = process_size_max
+        self.external_size_max = external_size_max
+        self.journal_size_max = journal_size_max
+        self.max_use = max_use
+        self.keep_free = keep_free
+        self.rate_limit_interval = rate_limit_interval
+        self.rate_limit_burst = rate_limit_burst
+        self.stacktrace_timeout = stacktrace_timeout
+        self.warnings = warnings
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5, "E": 1024**6}
 
 
 def parse_size(text: str) -> int:
-    """A size as systemd writes it: `2G`, `512M`, `1024`, `infinity` (base 1024)."""
-    if text.strip().lower() == "infinity":
+    """A size as systemd writes it: `2G`, `512M`, `1.5K`, `1024`, `infinity` (base 1024)."""
+    value = text.strip().upper()
+    if value == "INFINITY":
         return 2**63 - 1
-    m = _SIZE.match(text)
-    if not m:
+    value = value.removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)].strip()
+    try:
+        size = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    if not 0 <= size < float("inf"):  # also rejects nan
         raise ValueError(f"not a size: {text!r}")
-    return int(float(m[1]) * _UNITS[m[2].upper()])
+    return int(size * _UNITS[unit])
+
+
+def _choice(text: str, allowed: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in allowed:
+        raise ValueError(f"not one of {', '.join(allowed)}: {text!r}")
+    return value
 
 
 def parse_bool(text: str) -> bool:
@@ -118,7 +163,7 @@ def _parse_seconds(text: str) -> float:
 
 
 _KEYS = {
-    "storage": ("storage", Storage),
+    "storage": ("storage", lambda v: _choice(v, (Storage.NONE, Storage.EXTERNAL, Storage.JOURNAL))),
     "compress": ("compress", parse_bool),
     "compresslevel": ("compress_level", int),
     "processsizemax": ("process_size_max", parse_size),
@@ -134,16 +179,26 @@ _KEYS = {
 
 def load(paths: Paths) -> Config:
     """Read the configuration files; problems become `warnings`, never exceptions."""
-    files = [paths.config_file]
-    if paths.config_dir.is_dir():
-        files += sorted(p for p in paths.config_dir.iterdir() if p.suffix == ".conf")
+    files = [paths.config_file] if os.path.exists(paths.config_file) else []
+    try:
+        files += sorted(
+            os.path.join(paths.config_dir, n)
+            for n in os.listdir(paths.config_dir)
+            if n.endswith(".conf")
+        )
+    except OSError:
+        pass
+    if not files:
+        return Config()
+    import configparser  # noqa: PLC0415 - only when there is a file: it costs ~2 ms at start
+
     values: dict[str, object] = {}
     warnings: list[str] = []
     for file in files:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         try:
-            with file.open(encoding="utf-8") as f:
+            with open(file, encoding="utf-8") as f:
                 parser.read_file(f)
         except FileNotFoundError:
             continue
@@ -166,9 +221,9 @@ def load(paths: Paths) -> Config:
     if isinstance(level, int) and not 1 <= level <= 22:
         warnings.append(f"CompressLevel={level} out of range 1..22, using 3")
         values.pop("compress_level")
-    return dataclasses.replace(Config(), **values, warnings=tuple(warnings))  # type: ignore[arg-type]
+    return Config(**values, warnings=tuple(warnings))  # type: ignore[arg-type]  # typed by _KEYS
 
 
-def prefix_from_environment() -> Path:
+def prefix_from_environment() -> str:
     """The prefix for command-line use (DRKONQI_LITE_PREFIX), "/" by default."""
-    return Path(os.environ.get("DRKONQI_LITE_PREFIX", "/"))
+    return os.environ.get("DRKONQI_LITE_PREFIX", "/")

@@ -5,13 +5,14 @@ Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 from drkonqi_lite_collector.argv import KernelArgs
 from drkonqi_lite_collector.journal import FieldValue
 from drkonqi_lite_collector.procinfo import ProcInfo
 from drkonqi_lite_collector.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
+
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 Fields = list[tuple[str, FieldValue]]
 
@@ -54,6 +55,14 @@ def cgroup_path(raw: bytes) -> bytes | None:
 _UNIT_SUFFIXES = (b".service", b".scope", b".socket", b".mount", b".swap", b".timer")
 
 
+def _number_between(text: bytes, prefix: bytes, suffix: bytes) -> bytes | None:
+    """`1000` from `user-1000.slice` (prefix `user-`, suffix `.slice`); None otherwise."""
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        return None
+    middle = text[len(prefix) : len(text) - len(suffix)]
+    return middle if middle.isdigit() else None
+
+
 def cgroup_units(path: bytes) -> dict[str, bytes]:
     """UNIT, USER_UNIT, SLICE, SESSION and OWNER_UID from a cgroup path, the way
     systemd's cg_path_get_* read them (e.g. /user.slice/user-1000.slice/session-2.scope)."""
@@ -70,20 +79,19 @@ def cgroup_units(path: bytes) -> dict[str, bytes]:
             break
     if unit_index is not None:
         unit = parts[unit_index]
-        m = re.fullmatch(rb"session-([A-Za-z0-9_]+)\.scope", unit)
-        if m:
-            out[Field.SESSION] = m[1]
-        m = re.fullmatch(rb"user@(\d+)\.service", unit)
-        if m:
-            out[Field.OWNER_UID] = m[1]
+        if unit.startswith(b"session-") and unit.endswith(b".scope"):
+            out[Field.SESSION] = unit[len(b"session-") : -len(b".scope")]
+        owner = _number_between(unit, b"user@", b".service")
+        if owner is not None:
+            out[Field.OWNER_UID] = owner
             for part in parts[unit_index + 1 :]:
                 if part.endswith(_UNIT_SUFFIXES):
                     out[Field.USER_UNIT] = part
                     break
     for part in parts:
-        m = re.fullmatch(rb"user-(\d+)\.slice", part)
-        if m and Field.OWNER_UID not in out:
-            out[Field.OWNER_UID] = m[1]
+        owner = _number_between(part, b"user-", b".slice")
+        if owner is not None and Field.OWNER_UID not in out:
+            out[Field.OWNER_UID] = owner
     return out
 
 

@@ -12,15 +12,15 @@ that uid: `send_as` forks, drops all groups and ids, then sends (TESTING.md).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
+import _socket  # the C module: `socket` imports enum and selectors (see handler.py)
 import errno
 import fcntl
 import os
-import socket
 import struct
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 #: Datagrams up to this size go inline; larger entries go as a sealed memfd (journald accepts
@@ -44,12 +44,14 @@ SEND_TIMEOUT = 5.0
 FieldValue = bytes | str | int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Blob:
     """A field value that lives in a file (the core, for Storage=journal): copied, not loaded."""
 
-    fd: int
-    size: int
+    __slots__ = ("fd", "size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
 
 
 def _b(value: FieldValue) -> bytes:
@@ -117,29 +119,26 @@ def payload_bytes(payload: int | bytes) -> bytes:
 
 def send_payload(payload: int | bytes, socket_path: str = JOURNAL_SOCKET) -> None:
     """Send one entry to journald; raises OSError (errno in UNREACHABLE when we should spool)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
         sock.settimeout(SEND_TIMEOUT)
-        if isinstance(payload, bytes) and len(payload) <= INLINE_MAX:
+        if not isinstance(payload, bytes):
+            _send_fd(sock, payload, socket_path)
+            return
+        if len(payload) <= INLINE_MAX:
             try:
                 sock.sendto(payload, socket_path)
                 return
             except OSError as e:
                 if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
                     raise
-            payload = _to_memfd(payload)
-            try:
-                _send_fd(sock, payload, socket_path)
-            finally:
-                os.close(payload)
-            return
-        if isinstance(payload, bytes):
-            fd = _to_memfd(payload)
-            try:
-                _send_fd(sock, fd, socket_path)
-            finally:
-                os.close(fd)
-            return
-        _send_fd(sock, payload, socket_path)
+        fd = _to_memfd(payload)
+        try:
+            _send_fd(sock, fd, socket_path)
+        finally:
+            os.close(fd)
+    finally:
+        sock.close()
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -159,14 +158,29 @@ def _to_memfd(data: bytes) -> int:
     return fd
 
 
-def _send_fd(sock: socket.socket, fd: int, socket_path: str) -> None:
-    sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))], 0, socket_path)
+def _send_fd(sock: _socket.socket, fd: int, socket_path: str) -> None:
+    sock.sendmsg(
+        [], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))], 0, socket_path
+    )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Credentials:
-    uid: int
-    gid: int
+    """Who an entry is sent as: journald files it by these (kernel-checked) ids."""
+
+    __slots__ = ("gid", "uid")
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid = uid
+        self.gid = gid
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and (self.uid, self.gid) == (other.uid, other.gid)
+
+    def __hash__(self) -> int:
+        return hash((self.uid, self.gid))
+
+    def __repr__(self) -> str:
+        return f"Credentials(uid={self.uid}, gid={self.gid})"
 
 
 def drop_privileges(creds: Credentials) -> None:
@@ -180,7 +194,7 @@ def send_as(
     payload: int | bytes,
     creds: Credentials,
     socket_path: str = JOURNAL_SOCKET,
-    wakeup: Path | None = None,
+    wakeup: str | None = None,
 ) -> int:
     """Fork, drop to `creds`, send; return 0 or the errno of the failure.
 
@@ -207,15 +221,16 @@ def send_as(
     return errno.EINTR
 
 
-def poke(path: Path) -> None:
+def poke(path: str) -> None:
     """One non-blocking datagram to a user's wake-up socket; silently nothing if absent."""
-    with (
-        contextlib.suppress(OSError),
-        socket.socket(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-        ) as sock,
-    ):
-        sock.sendto(b"crash", str(path))
+    flags = _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
+    sock = _socket.socket(_socket.AF_UNIX, flags)
+    try:
+        sock.sendto(b"crash", path)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def entry_fields(payload: bytes) -> Mapping[str, bytes]:

@@ -6,7 +6,6 @@ journald (as kernel messages) show. Messages are single lines, prefixed like sys
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -15,12 +14,16 @@ _TAG = "drkonqi-lite-collector"
 
 def log(message: str, level: int = 3) -> None:
     line = f"<{level}>{_TAG}[{os.getpid()}]: {message}".replace("\n", " ")[:1000] + "\n"
-    with contextlib.suppress(OSError):
+    try:
         fd = os.open("/dev/kmsg", os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
         try:
             os.write(fd, line.encode("utf-8", "replace"))
         finally:
             os.close(fd)
-    if (sys.stderr is not None and os.isatty(2)) or os.environ.get("DRKONQI_LITE_STDERR_LOG"):
-        with contextlib.suppress(OSError, ValueError):
+    except OSError:
+        pass
+    if sys.stderr is not None and os.isatty(2):
+        try:
             print(f"{_TAG}: {message}", file=sys.stderr)
+        except (OSError, ValueError):
+            pass

@@ -9,27 +9,21 @@ without this a collector failure would lose the crash silently.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import errno
 import importlib
 import os
 import resource
-import signal
 import sys
-from pathlib import Path
 
-from drkonqi_lite_collector import argv, config, entry, journal, pattern, spool, storage
+from drkonqi_lite_collector import argv, config, entry, journal, spool, storage
 from drkonqi_lite_collector.handler import (
     Outcome,
-    Tracer,
     __version__,
     deliver,
     handle,
 )
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.schema import CoreMissing, Field
-
 
 
 def _ensure_std_fds() -> None:
@@ -83,7 +77,7 @@ def run_handler(raw: list[str]) -> int:
     if delivered:
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 0
     if os.WIFSIGNALED(status):
-        why = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        why = f"killed by {argv.signal_name(os.WTERMSIG(status))}"
     else:
         why = f"exit status {os.WEXITSTATUS(status)}"
     log(f"PID {args.pid}: worker failed ({why}); recording the crash without a core")
@@ -114,8 +108,10 @@ def _fallback_entry(args: argv.KernelArgs, why: str) -> int:
 
 
 def _drain(fd: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.close(fd)
+    except OSError:
+        pass
 
 
 def _report_dropped(why: str) -> None:
@@ -126,11 +122,22 @@ def _report_dropped(why: str) -> None:
             (Field.MESSAGE, f"drkonqi-lite-collector: a crash was dropped: {why}"),
         ]
     )
-    with contextlib.suppress(OSError):
+    try:
         journal.send_payload(payload)
+    except OSError:
+        pass
+
+
+TYPE_CHECKING = False  # see handler.py: no `typing` at run time
+if TYPE_CHECKING:
+    import argparse
+
+    from drkonqi_lite_collector.handler import Tracer
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 - not on the kernel's path: argparse costs ~3 ms at start
+
     p = argparse.ArgumentParser(
         prog="drkonqi-lite-collector",
         description="The kernel's crash handler (run through core_pattern with the core on "
@@ -140,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "--prefix",
-        type=Path,
+        type=str,
         default=config.prefix_from_environment(),
         help="configuration and storage prefix (default: / or $DRKONQI_LITE_PREFIX)",
     )
@@ -153,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inst.add_argument(
         "--handler",
-        type=Path,
+        type=str,
         help="path the kernel runs (default: this program, via a root-owned link)",
     )
     sub.add_parser("uninstall", help="restore the crash handler that was active before install")
@@ -164,8 +171,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def is_handler_call(raw: list[str]) -> bool:
     """The kernel calls us as `[--prefix DIR | --prefix=DIR] PID ...`: a number comes first."""
-    rest = raw[2:] if raw[:1] == ["--prefix"] else raw[1:] if raw[:1] and raw[0].startswith(
-        "--prefix=") else raw
+    rest = (
+        raw[2:]
+        if raw[:1] == ["--prefix"]
+        else raw[1:]
+        if raw[:1] and raw[0].startswith("--prefix=")
+        else raw
+    )
     return bool(rest) and rest[0].isascii() and rest[0].isdigit()
 
 
@@ -173,6 +185,8 @@ def main(raw: list[str] | None = None) -> int:
     raw = sys.argv[1:] if raw is None else raw
     if is_handler_call(raw):
         return run_handler(raw)
+    from drkonqi_lite_collector import pattern  # noqa: PLC0415 - commands only
+
     ns = _parser().parse_args(raw)
     paths = config.Paths(ns.prefix)
     try:

@@ -12,12 +12,14 @@ Everything read here is hostile: bytes are kept as bytes, every read is bounded.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import errno
 import os
-import re
-import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
+    import signal as _signal
+else:
+    import _signal  # not `signal`: it imports enum (start-up time, see handler.py)
 
 #: Per-file bound. /proc/PID/cmdline and environ are limited by ARG_MAX (a few MiB at most);
 #: maps of a huge process are a few hundred KiB.
@@ -29,31 +31,61 @@ PF_DUMPCORE = 0x00000200
 AT_SECURE = 23
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Identity:
-    verified: bool
-    reason: str
+    """Whether /proc data was proven to be the crashed process's, and how (or why not)."""
+
+    __slots__ = ("reason", "verified")
+
+    def __init__(self, verified: bool, reason: str) -> None:
+        self.verified = verified
+        self.reason = reason
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+_PROC_FIELDS = (
+    "comm",
+    "exe",
+    "cmdline",
+    "cwd",
+    "root",
+    "environ",
+    "status",
+    "maps",
+    "limits",
+    "cgroup",
+    "mountinfo",
+    "auxv",
+    "open_fds",
+    "stat",
+    "container_cmdline",
+)
+
+
 class ProcInfo:
-    """What /proc said about the crashed process. Fields are raw bytes (None when unreadable)."""
+    """What /proc said about the crashed process: raw bytes, None where unreadable."""
 
-    comm: bytes | None = None
-    exe: bytes | None = None
-    cmdline: bytes | None = None
-    cwd: bytes | None = None
-    root: bytes | None = None
-    environ: bytes | None = None
-    status: bytes | None = None
-    maps: bytes | None = None
-    limits: bytes | None = None
-    cgroup: bytes | None = None
-    mountinfo: bytes | None = None
-    auxv: bytes | None = None
-    open_fds: bytes | None = None
-    stat: bytes | None = None
-    container_cmdline: bytes | None = None
+    __slots__ = _PROC_FIELDS
+
+    def __init__(self, **fields: bytes | None) -> None:
+        for name in _PROC_FIELDS:
+            setattr(self, name, fields.pop(name, None))
+        if fields:
+            raise TypeError(f"unknown /proc fields: {sorted(fields)}")
+
+    comm: bytes | None
+    exe: bytes | None
+    cmdline: bytes | None
+    cwd: bytes | None
+    root: bytes | None
+    environ: bytes | None
+    status: bytes | None
+    maps: bytes | None
+    limits: bytes | None
+    cgroup: bytes | None
+    mountinfo: bytes | None
+    auxv: bytes | None
+    open_fds: bytes | None
+    stat: bytes | None
+    container_cmdline: bytes | None
 
     def status_ids(self, key: bytes) -> tuple[int, ...]:
         """The numbers on a `Uid:`/`Gid:` line of status (real, effective, saved, fs)."""
@@ -147,7 +179,7 @@ def pidfd_pid(pidfd: int) -> int | None:
 def pidfd_alive(pidfd: int) -> bool:
     """True while the pidfd's process exists (signal 0 checks without sending anything)."""
     try:
-        signal.pidfd_send_signal(pidfd, 0)
+        _signal.pidfd_send_signal(pidfd, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -178,8 +210,10 @@ class Process:
                 self._own_pidfd = True
             except OSError as e:
                 self.problem = f"pidfd_open({pid}): {os.strerror(e.errno or errno.EIO)}"
-        with contextlib.suppress(OSError):
+        try:
             self.dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            self.dirfd = None
 
     def close(self) -> None:
         if self.dirfd is not None:
@@ -252,7 +286,12 @@ def _ns(dirfd: int | None, name: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-_PPID = re.compile(rb"^PPid:\s*(\d+)", re.MULTILINE)
+def _ppid(status: bytes) -> int:
+    for line in status.splitlines():
+        if line.startswith(b"PPid:"):
+            value = line[5:].strip()
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _container_cmdline(dirfd: int) -> bytes | None:
@@ -268,10 +307,9 @@ def _container_cmdline(dirfd: int) -> bytes | None:
         return None
     status = _read_at(dirfd, "status", 65536) or b""
     for _ in range(64):
-        m = _PPID.search(status)
-        if not m or int(m[1]) <= 1:
+        ppid = _ppid(status)
+        if ppid <= 1:
             return None
-        ppid = int(m[1])
         try:
             pfd = os.open(f"/proc/{ppid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:

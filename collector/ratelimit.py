@@ -8,17 +8,22 @@ the stack trace — are skipped, which bounds disk and CPU during a loop (SECURI
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
-import hashlib
 import os
 import time
+import zlib
+
+from drkonqi_lite_collector.schema import escape_name
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
-    count: int  # crashes of this key in the current window, this one included
-    limited: bool
+    """`crashes` of this key in the current window (this one included); over the burst?"""
+
+    __slots__ = ("crashes", "limited")
+
+    def __init__(self, crashes: int, limited: bool) -> None:
+        self.crashes = crashes
+        self.limited = limited
 
 
 def check(
@@ -26,7 +31,10 @@ def check(
 ) -> Verdict:
     """Record one crash of (uid, exe) and say whether it is over the burst."""
     now = time.time() if now is None else now
-    key = hashlib.sha256(str(uid).encode() + b"\0" + exe).hexdigest()[:32]
+    # Readable and bounded: uid, the escaped program name, and a checksum of the full path
+    # (hashlib would load OpenSSL: ~3 ms of start-up for a non-cryptographic need).
+    name = escape_name(exe.rsplit(b"/", 1)[-1])[:64]
+    key = f"{uid}.{name}.{zlib.crc32(exe):08x}"
     fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -41,7 +49,7 @@ def check(
         data = f"{start:.6f} {count}\n".encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
-        return Verdict(count, count > burst)
+        return Verdict(crashes=count, limited=count > burst)
     finally:
         os.close(fd)
 

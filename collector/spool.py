@@ -9,26 +9,39 @@ exclusive flock so two collectors never send the same entry twice.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
-import re
 import time
-from collections.abc import Callable
 
 from drkonqi_lite_collector import journal, storage
 from drkonqi_lite_collector.schema import Field
 
-_NAME = re.compile(r"^(\d{20})\.(\d+)\.(\d+)\.(\d+)\.entry$")
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 LOCK_NAME = ".replay.lock"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Spooled:
-    name: str
-    creds: journal.Credentials
+    """A spooled entry's file name and the credentials to send it with."""
+
+    __slots__ = ("creds", "name")
+
+    def __init__(self, name: str, creds: journal.Credentials) -> None:
+        self.name = name
+        self.creds = creds
+
+
+def _parse_name(name: str) -> journal.Credentials | None:
+    """Credentials from `<20 digits>.<pid>.<uid>.<gid>.entry`, None for anything else."""
+    parts = name.split(".")
+    if len(parts) != 5 or parts[4] != "entry" or len(parts[0]) != 20:
+        return None
+    if not all(p.isascii() and p.isdigit() for p in parts[:4]):
+        return None
+    return journal.Credentials(int(parts[2]), int(parts[3]))
 
 
 def spool(dir_fd: int, payload: bytes, creds: journal.Credentials) -> str:
@@ -44,13 +57,14 @@ def spool(dir_fd: int, payload: bytes, creds: journal.Credentials) -> str:
 def pending(dir_fd: int) -> list[Spooled]:
     found = []
     for name in os.listdir(dir_fd):
-        m = _NAME.match(name)
-        if m:
-            found.append(Spooled(name, journal.Credentials(int(m[3]), int(m[4]))))
+        creds = _parse_name(name)
+        if creds is not None:
+            found.append(Spooled(name, creds))
     return sorted(found, key=lambda s: s.name)
 
 
-Sender = Callable[[bytes, journal.Credentials], int]
+if TYPE_CHECKING:
+    Sender = Callable[[bytes, journal.Credentials], int]
 
 
 def replay(dir_fd: int, send: Sender) -> tuple[int, int]:
@@ -73,13 +87,15 @@ def replay(dir_fd: int, send: Sender) -> tuple[int, int]:
                 fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             except FileNotFoundError:
                 continue
-            with contextlib.closing(os.fdopen(fd, "rb")) as f:
+            with os.fdopen(fd, "rb") as f:
                 payload = f.read()
             err = send(payload, item.creds)
             if err:
                 return sent, len(queue) - sent
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(item.name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
             sent += 1
         return sent, 0
     finally:

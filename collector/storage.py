@@ -8,32 +8,32 @@ so no partial core ever exists under a final name (SECURITY.md 10).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import errno
 import os
 import stat
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 
 from drkonqi_lite_collector import config
 from drkonqi_lite_collector.schema import parse_core_filename
+
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class UnsafeDirectoryError(OSError):
     """A directory on our path is not root-owned, is writable by others, or is a symlink."""
 
 
-def _check_dir(fd: int, path: Path) -> None:
+def _check_dir(fd: int, path: str) -> None:
     st = os.fstat(fd)
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeDirectoryError(errno.ENOTDIR, "not a directory", str(path))
+        raise UnsafeDirectoryError(errno.ENOTDIR, "not a directory", path)
     if st.st_uid != 0 or st.st_mode & 0o022:
-        raise UnsafeDirectoryError(errno.EPERM, "not root-owned or writable by others", str(path))
+        raise UnsafeDirectoryError(errno.EPERM, "not root-owned or writable by others", path)
 
 
-def open_dir(path: Path, *, create: bool = False, mode: int = 0o755) -> int:
+def open_dir(path: str, *, create: bool = False, mode: int = 0o755) -> int:
     """Open an absolute directory path component by component with O_NOFOLLOW.
 
     The components we may create (below a root-owned parent) are created with `mode`. Every
@@ -41,19 +41,21 @@ def open_dir(path: Path, *, create: bool = False, mode: int = 0o755) -> int:
     group or others; an attacker-writable ancestor above that (like /tmp) is acceptable only
     because the sticky bit stops others from replacing our root-owned child.
     """
-    if not path.is_absolute():
+    if not os.path.isabs(path):
         raise ValueError(f"not absolute: {path}")
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open("/", flags)
     try:
-        for part in path.parts[1:]:
+        for part in (p for p in path.split("/") if p):
             try:
                 nfd = os.open(part, flags, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
                     raise
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(part, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
                 nfd = os.open(part, flags, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -68,11 +70,13 @@ def open_subdir(dir_fd: int, name: str, *, create: bool = True, mode: int = 0o75
     """Open (creating if asked) a root-owned, not group/world-writable child directory."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     if create:
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(name, mode, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
     fd = os.open(name, flags, dir_fd=dir_fd)
     try:
-        _check_dir(fd, Path(name))
+        _check_dir(fd, name)
     except BaseException:
         os.close(fd)
         raise
@@ -145,8 +149,10 @@ class TempFile:
     def close(self) -> None:
         os.close(self.fd)
         if self._name is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(self._name, dir_fd=self.dir_fd)
+            except OSError:
+                pass
 
     def __enter__(self) -> TempFile:
         return self
@@ -155,12 +161,16 @@ class TempFile:
         self.close()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class StoredCore:
-    name: str
-    uid: int
-    timestamp_us: int
-    blocks: int  # bytes on disk (st_blocks * 512)
+    """A core file in storage; `blocks` is its size on disk in bytes (st_blocks * 512)."""
+
+    __slots__ = ("blocks", "name", "timestamp_us", "uid")
+
+    def __init__(self, name: str, uid: int, timestamp_us: int, blocks: int) -> None:
+        self.name = name
+        self.uid = uid
+        self.timestamp_us = timestamp_us
+        self.blocks = blocks
 
 
 def stored_cores(dir_fd: int) -> Iterator[StoredCore]:
@@ -220,12 +230,14 @@ def vacuum(dir_fd: int, cfg: config.Config, keep: frozenset[str] = frozenset()) 
         heaviest = max(per_uid, key=lambda u: per_uid[u])
         victim = min((c for c in cores if c.uid == heaviest), key=lambda c: c.timestamp_us)
         cores.remove(victim)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(victim.name, dir_fd=dir_fd)
             deleted.append(victim.name)
+        except FileNotFoundError:
+            pass
         usage -= victim.blocks
     return deleted
 
 
-def storage_path(paths: config.Paths, name: str) -> Path:
-    return paths.storage_dir / name
+def storage_path(paths: config.Paths, name: str) -> str:
+    return os.path.join(paths.storage_dir, name)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from systemd import journal
 
-from drkonqi_lite_collector import pattern
+from drkonqi_lite_collector import config, pattern
 from drkonqi_lite_collector.schema import MESSAGE_ID
 
 COLLECTOR = Path(sys.executable).with_name("drkonqi-lite-collector")
@@ -87,30 +87,63 @@ class Harness:
 
     def install(self) -> str:
         """Point core_pattern at the collector (caller holds the `core_pattern` fixture)."""
-        pat = pattern.make_pattern(COLLECTOR, self.prefix)
+        paths = config.Paths(str(self.prefix))
+        pat = pattern.make_pattern(pattern.write_launcher(paths), paths.prefix)
         Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
         Path("/proc/sys/kernel/core_pattern").write_text(pat + "\n")
         return pat
 
-    def argv(self, pid: int, uid: int, gid: int, sig: int = signal.SIGSEGV, *,
-             dumpable: int = 1, timestamp: int | None = None, pidfd: int | None = None,
-             hostname: str = "testhost") -> list[str]:
+    def argv(
+        self,
+        pid: int,
+        uid: int,
+        gid: int,
+        sig: int = signal.SIGSEGV,
+        *,
+        dumpable: int = 1,
+        timestamp: int | None = None,
+        pidfd: int | None = None,
+        hostname: str = "testhost",
+    ) -> list[str]:
         ts = int(time.time()) if timestamp is None else timestamp
-        args = [str(COLLECTOR), f"--prefix={self.prefix}", str(pid), str(uid), str(gid),
-                str(int(sig)), str(ts), "18446744073709551615", hostname, str(dumpable)]
+        args = [
+            str(COLLECTOR),
+            f"--prefix={self.prefix}",
+            str(pid),
+            str(uid),
+            str(gid),
+            str(int(sig)),
+            str(ts),
+            "18446744073709551615",
+            hostname,
+            str(dumpable),
+        ]
         if pidfd is not None:
             args.append(str(pidfd))
         return args
 
-    def run(self, argv: list[str], core: bytes | Path, *, pass_fds: tuple[int, ...] = (),
-            timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        argv: list[str],
+        core: bytes | Path,
+        *,
+        pass_fds: tuple[int, ...] = (),
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run the collector as the kernel would: the core on stdin, argv from the pattern."""
         if isinstance(core, Path):
             with core.open("rb") as f:
-                return subprocess.run(argv, stdin=f, capture_output=True, timeout=timeout,
-                                      pass_fds=pass_fds, check=False)
-        return subprocess.run(argv, input=core, capture_output=True, timeout=timeout,
-                              pass_fds=pass_fds, check=False)
+                return subprocess.run(
+                    argv,
+                    stdin=f,
+                    capture_output=True,
+                    timeout=timeout,
+                    pass_fds=pass_fds,
+                    check=False,
+                )
+        return subprocess.run(
+            argv, input=core, capture_output=True, timeout=timeout, pass_fds=pass_fds, check=False
+        )
 
 
 def make_prefix() -> Iterator[Harness]:
@@ -125,6 +158,7 @@ def make_prefix() -> Iterator[Harness]:
 
 def spawn_as(cmd: list[str], uid: int, gid: int, **kw: object) -> subprocess.Popen[bytes]:
     """Start `cmd` as uid/gid (no groups), dumpable, with an unlimited core limit."""
+
     def become() -> None:
         import resource  # noqa: PLC0415
 
@@ -133,7 +167,7 @@ def spawn_as(cmd: list[str], uid: int, gid: int, **kw: object) -> subprocess.Pop
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
 
-    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509,S603
+    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509
 
 
 def wait_running(proc: subprocess.Popen[bytes], exe: str, timeout: float = 5.0) -> None:
@@ -153,8 +187,9 @@ def wait_running(proc: subprocess.Popen[bytes], exe: str, timeout: float = 5.0) 
     raise AssertionError(f"{exe} did not start")
 
 
-def crash(cmd: list[str], uid: int, gid: int, sig: int = signal.SIGSEGV,
-          exe: str | None = None) -> int:
+def crash(
+    cmd: list[str], uid: int, gid: int, sig: int = signal.SIGSEGV, exe: str | None = None
+) -> int:
     """Run `cmd` as uid/gid, kill it with `sig` once it runs, return its PID."""
     proc = spawn_as(cmd, uid, gid)
     wait_running(proc, exe or Path(cmd[0]).name)

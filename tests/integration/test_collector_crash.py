@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from drkonqi_lite_collector import pattern
 from tests.conftest import need, which
 from tests.integration.harness import (
     Harness,
@@ -71,12 +72,13 @@ def elf_core_pids(core: bytes) -> set[int]:
     """PIDs (thread ids) in the NT_PRSTATUS notes of an ELF64 core."""
     assert core[:4] == b"\x7fELF", "not an ELF file"
     assert struct.unpack_from("<H", core, 16)[0] == 4, "not ET_CORE"
-    phoff, = struct.unpack_from("<Q", core, 32)
+    (phoff,) = struct.unpack_from("<Q", core, 32)
     phentsize, phnum = struct.unpack_from("<HH", core, 54)
     tids = set()
     for i in range(phnum):
         p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", core, phoff + i * phentsize)
+            "<IIQQQQ", core, phoff + i * phentsize
+        )
         if p_type != 4:  # PT_NOTE
             continue
         off, end = p_offset, p_offset + p_filesz
@@ -123,14 +125,16 @@ def test_sleep_segv_entry_matches_proc(installed: Harness) -> None:
     assert field(e, "PRIORITY") == b"2"
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
     assert b"0:" in field(e, "COREDUMP_OPEN_FDS")
-    assert field(e, "MESSAGE").startswith(f"Process {proc.pid} (sleep) of user 1000 dumped core."
-                                          .encode())
+    assert field(e, "MESSAGE").startswith(
+        f"Process {proc.pid} (sleep) of user 1000 dumped core.".encode()
+    )
     ts = int(field(e, "COREDUMP_TIMESTAMP"))
     assert abs(ts / 1e6 - int(field(e, "__REALTIME_TIMESTAMP")) / 1e6) < 5
 
     core_path = Path(os.fsdecode(field(e, "COREDUMP_FILENAME")))
     assert core_path.parent == installed.storage
-    assert core_path.name.startswith(f"core.sleep.1000.") and core_path.suffix == ".zst"
+    assert core_path.name.startswith("core.sleep.1000.")
+    assert core_path.suffix == ".zst"
     st = core_path.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o640)
     assert proc.pid in elf_core_pids(read_core(e))
@@ -162,24 +166,34 @@ def test_real_coredumpctl_reads_our_entries(installed: Harness, tmp_path: Path) 
     coredumpctl = which("coredumpctl")
     pid = crash(["/bin/sleep", "1000"], USER, USER)
     wait_entry(COREDUMP_PID=pid)
-    listing = subprocess.run([coredumpctl, "list", "--no-pager", str(pid)],
-                             capture_output=True, text=True, check=True).stdout
-    assert str(pid) in listing and "present" in listing
-    info = subprocess.run([coredumpctl, "info", "--no-pager", str(pid)],
-                          capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [coredumpctl, "list", "--no-pager", str(pid)], capture_output=True, text=True, check=True
+    ).stdout
+    assert str(pid) in listing
+    assert "present" in listing
+    info = subprocess.run(
+        [coredumpctl, "info", "--no-pager", str(pid)], capture_output=True, text=True, check=True
+    ).stdout
     assert f"PID: {pid} (sleep)" in info
     assert "Signal: 11 (SEGV)" in info
     assert str(installed.storage) in info
     out = tmp_path / "dumped.core"
-    subprocess.run([coredumpctl, "dump", "--no-pager", str(pid), "-o", str(out)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [coredumpctl, "dump", "--no-pager", str(pid), "-o", str(out)],
+        capture_output=True,
+        check=True,
+    )
     assert pid in elf_core_pids(out.read_bytes())
 
 
 def _as_user(uid: int, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd],
-        capture_output=True, text=True, errors="replace", check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=60,
     )
 
 
@@ -192,8 +206,15 @@ def test_user_sees_own_crash_and_reads_own_core_only(installed: Harness) -> None
     assert field(theirs_entry, "_UID") == b"4242"
 
     def visible(pid: int) -> str:
-        out = _as_user(USER, "journalctl", "--no-pager", "-o", "cat",
-                       "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1", f"COREDUMP_PID={pid}")
+        out = _as_user(
+            USER,
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "cat",
+            "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1",
+            f"COREDUMP_PID={pid}",
+        )
         return out.stdout
 
     assert f"Process {mine} (sleep) of user 1000 dumped core." in visible(mine)
@@ -203,20 +224,28 @@ def test_user_sees_own_crash_and_reads_own_core_only(installed: Harness) -> None
     theirs_core = os.fsdecode(field(theirs_entry, "COREDUMP_FILENAME"))
     assert _as_user(USER, "head", "-c", "4", mine_core).returncode == 0
     denied = _as_user(USER, "head", "-c", "4", theirs_core)
-    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    assert denied.returncode != 0
+    assert "Permission denied" in denied.stderr
 
 
 def test_status_names_the_active_handler(installed: Harness) -> None:
-    out = subprocess.run([str(Path(sys.executable).with_name("drkonqi-lite-collector")),
-                          f"--prefix={installed.prefix}", "status"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("drkonqi-lite-collector")),
+            f"--prefix={installed.prefix}",
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "crash handler:   drkonqi-lite-collector" in out
     assert "tray app:        sees these crashes" in out
 
 
 @pytest.fixture
 def saved_pattern(core_pattern: None) -> Iterator[Path]:
-    yield Path("/proc/sys/kernel/core_pattern")
+    return Path("/proc/sys/kernel/core_pattern")
 
 
 def test_install_refuses_to_take_over_and_uninstall_restores(
@@ -225,16 +254,20 @@ def test_install_refuses_to_take_over_and_uninstall_restores(
     cli = str(Path(sys.executable).with_name("drkonqi-lite-collector"))
     other = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
     saved_pattern.write_text(other + "\n")
-    refused = subprocess.run([cli, f"--prefix={harness.prefix}", "install"],
-                             capture_output=True, text=True, check=False)
+    refused = subprocess.run(
+        [cli, f"--prefix={harness.prefix}", "install"], capture_output=True, text=True, check=False
+    )
     assert refused.returncode == 1
-    assert "systemd-coredump" in refused.stderr and "--force" in refused.stderr
+    assert "systemd-coredump" in refused.stderr
+    assert "--force" in refused.stderr
     assert saved_pattern.read_text().strip() == other, "never silently takes over"
 
-    subprocess.run([cli, f"--prefix={harness.prefix}", "install", "--force"], check=True,
-                   capture_output=True)
-    assert "drkonqi-lite" in saved_pattern.read_text()
+    subprocess.run(
+        [cli, f"--prefix={harness.prefix}", "install", "--force"], check=True, capture_output=True
+    )
+    assert pattern.handler_kind(saved_pattern.read_text().strip()) == "drkonqi-lite-collector"
     assert Path("/proc/sys/kernel/core_pipe_limit").read_text().strip() == "16"
-    subprocess.run([cli, f"--prefix={harness.prefix}", "uninstall"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [cli, f"--prefix={harness.prefix}", "uninstall"], check=True, capture_output=True
+    )
     assert saved_pattern.read_text().strip() == other, "uninstall restores the previous handler"
