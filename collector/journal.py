@@ -91,12 +91,7 @@ def build_payload(fields: Iterable[tuple[str, FieldValue | Blob]]) -> int | byte
         write_all(fd, head)
         for name, blob in blobs:
             write_all(fd, name.encode("ascii") + b"\n" + struct.pack("<Q", blob.size))
-            copied = 0
-            while copied < blob.size:
-                n = os.copy_file_range(blob.fd, fd, blob.size - copied, copied)
-                if n == 0:
-                    raise OSError(errno.EIO, "core shrank while copying into the entry")
-                copied += n
+            _copy(blob.fd, fd, blob.size)
             write_all(fd, b"\n")
         fcntl.fcntl(
             fd,
@@ -107,6 +102,22 @@ def build_payload(fields: Iterable[tuple[str, FieldValue | Blob]]) -> int | byte
         os.close(fd)
         raise
     return fd
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes from the start of `src` to `dst`'s position, in the kernel."""
+    copied = 0
+    while copied < size:
+        try:
+            n = os.copy_file_range(src, dst, size - copied, copied)
+        except OSError as e:
+            # Across file systems (a core file into a memfd) since Linux 5.19: use sendfile.
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            n = os.sendfile(dst, src, copied, size - copied)
+        if n == 0:
+            raise OSError(errno.EIO, "core shrank while copying into the entry")
+        copied += n
 
 
 def payload_bytes(payload: int | bytes) -> bytes:

@@ -271,3 +271,32 @@ def test_install_refuses_to_take_over_and_uninstall_restores(
         [cli, f"--prefix={harness.prefix}", "uninstall"], check=True, capture_output=True
     )
     assert saved_pattern.read_text().strip() == other, "uninstall restores the previous handler"
+
+
+def test_storage_journal_puts_the_core_in_the_entry(installed: Harness, tmp_path: Path) -> None:
+    installed.configure("Storage=journal\n")
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    e = wait_entry(COREDUMP_PID=pid)
+    assert "COREDUMP_FILENAME" not in e
+    assert pid in elf_core_pids(field(e, "COREDUMP"))
+    assert installed.cores() == []
+    out = tmp_path / "from-journal.core"
+    subprocess.run([which("coredumpctl"), "dump", "--no-pager", str(pid), "-o", str(out)],
+                   capture_output=True, check=True)
+    assert out.read_bytes() == field(e, "COREDUMP")
+
+
+def test_uncompressed_and_storage_none(installed: Harness) -> None:
+    installed.configure("Compress=no\n")
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    e = wait_entry(COREDUMP_PID=pid)
+    path = Path(os.fsdecode(field(e, "COREDUMP_FILENAME")))
+    assert path.suffix != ".zst"
+    assert pid in elf_core_pids(path.read_bytes())
+
+    installed.configure("Storage=none\n")
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    e = wait_entry(COREDUMP_PID=pid)
+    assert "COREDUMP_FILENAME" not in e
+    assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"storage-none"
+    assert int(field(e, "DRKONQI_LITE_CORE_SIZE")) > 0
