@@ -121,15 +121,18 @@ def _enlarge_pipe(fd: int) -> None:
 
 
 def stream_core(
-    stdin: int, sink: Callable[[bytes], object] | None, limit: int, tap: Tap | None
+    stdin: int, sink: Callable[[memoryview], object] | None, limit: int, tap: Tap | None
 ) -> StreamResult:
     """Read the core from the kernel's pipe in bounded chunks into `sink` and `tap`.
 
-    Stops at `limit` bytes (truncated). A sink failure (disk full) stops writing but not
-    reading: the stack trace still sees the core.
+    One buffer is reused for every chunk (no allocation per MiB): sink and tap must copy what
+    they keep. Stops at `limit` bytes (truncated). A sink failure (disk full) stops writing but
+    not reading: the stack trace still sees the core.
     """
     _enlarge_pipe(stdin)
     result = StreamResult()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
     while True:
         want = min(CHUNK, limit - result.size)
         if want <= 0:
@@ -138,13 +141,14 @@ def stream_core(
                 result.truncated = True
             break
         try:
-            chunk = os.read(stdin, want)
+            n = os.readv(stdin, [view[:want]])
         except OSError as e:
             result.error = f"reading the core: {os.strerror(e.errno or errno.EIO)}"
             break
-        if not chunk:
+        if not n:
             break
-        result.size += len(chunk)
+        chunk = view[:n]
+        result.size += n
         if tap is not None:
             tap.feed(chunk)
         if sink is not None:
@@ -312,20 +316,26 @@ def _store_core(
             )
             return result
         with tmp:
-            raw = os.fdopen(tmp.fd, "wb", buffering=0, closefd=False)
-            suffix = ""
+            # Buffered: zstd emits a block header and a block per write (two syscalls each).
+            out = os.fdopen(tmp.fd, "wb", buffering=CHUNK, closefd=False)
+            writer = None
             if cfg.compress:
                 cctx = zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
-                writer = cctx.stream_writer(raw, closefd=False)
+                writer = cctx.stream_writer(out, closefd=False)
                 result = stream_core(0, writer.write, limit, tap)
-                if not result.missing:
-                    try:
-                        writer.flush(zstd.FLUSH_FRAME)
-                    except OSError:
-                        result.missing = CoreMissing.DISK_FULL
-                suffix = CORE_SUFFIX
             else:
-                result = stream_core(0, lambda c: journal.write_all(tmp.fd, c), limit, tap)
+                result = stream_core(0, out.write, limit, tap)
+            if not result.missing:
+                try:
+                    if writer is not None:
+                        writer.flush(zstd.FLUSH_FRAME)
+                    out.flush()
+                except OSError as e:
+                    result.missing = (
+                        CoreMissing.DISK_FULL
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                        else CoreMissing.WRITE_FAILED
+                    )
             if result.missing or not result.size:
                 return result
             if allowed and args.uid != 0:
@@ -334,7 +344,7 @@ def _store_core(
                 except OSError as e:
                     log(f"could not grant read access to uid {args.uid}: {e}")
             name = core_filename(comm, args.uid, boot_id(), args.pid, args.timestamp_us)
-            if not suffix:
+            if not cfg.compress:
                 name = name.removesuffix(CORE_SUFFIX)
             try:
                 tmp.commit(name)
