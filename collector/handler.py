@@ -167,8 +167,10 @@ def handle(
         identity = proc.verify(info, args.uid, args.gid)
     if not identity.verified:
         log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
-        # Fail closed: what /proc said may belong to another process (CVE-2025-4598).
-        info = ProcInfo(comm=info.comm)
+        # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That
+        # includes comm: keeping it would name the core and MESSAGE after whoever now holds
+        # the PID.
+        info = ProcInfo()
     fields.extend(entry.proc_fields(info))
     fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
     comm = info.comm or b"n/a"
