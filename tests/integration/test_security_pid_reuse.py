@@ -67,9 +67,9 @@ def assert_fails_closed(h: Harness, e: Entry) -> None:
     assert not readable_as(core, USER, USER)
 
 
-def test_pidfd_of_another_process_is_unverified(harness: Harness, crashme: Path,
-                                                impostor_env: dict[str | bytes, str | bytes]
-                                                ) -> None:
+def test_pidfd_of_another_process_is_unverified(
+    harness: Harness, crashme: Path, impostor_env: dict[str | bytes, str | bytes]
+) -> None:
     """%F names process A, %P names process B (same user): nothing of B is recorded."""
     victim = start_waiting([str(crashme)], USER, USER)
     impostor = start_waiting([str(crashme), MARKER.decode()], USER, USER, env=impostor_env)
@@ -84,8 +84,11 @@ def test_pidfd_of_another_process_is_unverified(harness: Harness, crashme: Path,
         # the pidfd comparison and not some other failure.
         own = os.pidfd_open(impostor.pid)
         try:
-            out = harness.run(harness.argv(impostor.pid, USER, USER, pidfd=own,
-                                           timestamp=1_000_000_000), CORE, pass_fds=(own,))
+            out = harness.run(
+                harness.argv(impostor.pid, USER, USER, pidfd=own, timestamp=1_000_000_000),
+                CORE,
+                pass_fds=(own,),
+            )
         finally:
             os.close(own)
         assert out.returncode == 0, out.stderr
@@ -99,8 +102,9 @@ def test_pidfd_of_another_process_is_unverified(harness: Harness, crashme: Path,
         stop(impostor)
 
 
-def _reuse_pid(pid: int, start: Callable[[], subprocess.Popen[bytes]]
-               ) -> subprocess.Popen[bytes] | None:
+def _reuse_pid(
+    pid: int, start: Callable[[], subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes] | None:
     """Make the next fork get `pid` (ns_last_pid = pid - 1) and start a process; None if
     another process won the race for that number."""
     NS_LAST_PID.write_text(f"{pid - 1}\n")
@@ -112,8 +116,9 @@ def _reuse_pid(pid: int, start: Callable[[], subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def recycled(crashme: Path, impostor_env: dict[str | bytes, str | bytes],
-             request: pytest.FixtureRequest) -> Iterator[tuple[int, int]]:
+def recycled(
+    crashme: Path, impostor_env: dict[str | bytes, str | bytes], request: pytest.FixtureRequest
+) -> Iterator[tuple[int, int]]:
     """(dead pidfd of the crashed process, PID now held by another process of `request.param`)."""
     which("setpriv")
     uid = request.param
@@ -122,8 +127,10 @@ def recycled(crashme: Path, impostor_env: dict[str | bytes, str | bytes],
         pidfd = os.pidfd_open(victim.pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait()  # reaped: the number is free again
-        impostor = _reuse_pid(victim.pid, lambda: start_waiting(
-            [str(crashme), MARKER.decode()], uid, uid, env=impostor_env))
+        impostor = _reuse_pid(
+            victim.pid,
+            lambda: start_waiting([str(crashme), MARKER.decode()], uid, uid, env=impostor_env),
+        )
         if impostor is None:
             os.close(pidfd)
             continue
@@ -137,8 +144,9 @@ def recycled(crashme: Path, impostor_env: dict[str | bytes, str | bytes],
 
 
 @pytest.mark.parametrize("recycled", [OTHER, USER], indirect=True, ids=["other-user", "same-user"])
-def test_recycled_pid_with_dead_pidfd_fails_closed(harness: Harness,
-                                                   recycled: tuple[int, int]) -> None:
+def test_recycled_pid_with_dead_pidfd_fails_closed(
+    harness: Harness, recycled: tuple[int, int]
+) -> None:
     """The crashed process is gone and its PID belongs to someone else; the kernel's pidfd
     still names the dead one. Even when the newcomer runs as the same user (so uid checks
     cannot tell), nothing of it is recorded and the core stays root-only."""
@@ -148,9 +156,9 @@ def test_recycled_pid_with_dead_pidfd_fails_closed(harness: Harness,
     assert_fails_closed(harness, wait_entry(COREDUMP_PID=pid))
 
 
-def test_live_process_not_dumping_core_without_pidfd(harness: Harness, crashme: Path,
-                                                     impostor_env: dict[str | bytes, str | bytes]
-                                                     ) -> None:
+def test_live_process_not_dumping_core_without_pidfd(
+    harness: Harness, crashme: Path, impostor_env: dict[str | bytes, str | bytes]
+) -> None:
     """Without %F (kernels before 6.16) the collector opens the PID itself; a process of the
     same user that is merely running (not in the kernel's dump, no PF_DUMPCORE) is not the
     crashed one."""

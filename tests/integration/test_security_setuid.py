@@ -136,8 +136,11 @@ def test_non_dumpable_process_reported_with_mode_0(harness: Harness) -> None:
     proc = start_waiting([str(build_crashme())], USER, USER, env={"DKL_NODUMP": "1"})
     pidfd = os.pidfd_open(proc.pid)
     try:
-        out = harness.run(harness.argv(proc.pid, USER, USER, dumpable=0, pidfd=pidfd),
-                          b"\x7fELF" + b"\0" * 4096, pass_fds=(pidfd,))
+        out = harness.run(
+            harness.argv(proc.pid, USER, USER, dumpable=0, pidfd=pidfd),
+            b"\x7fELF" + b"\0" * 4096,
+            pass_fds=(pidfd,),
+        )
         assert out.returncode == 0, out.stderr
         e = wait_entry(COREDUMP_PID=proc.pid)
         assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
