@@ -26,6 +26,7 @@ from drkonqi_lite_collector.handler import (
     __version__,
     deliver,
     handle,
+    open_state_dir,
 )
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.schema import CoreMissing, Field
@@ -102,15 +103,12 @@ def _fallback_entry(args: argv.KernelArgs, why: str) -> int:
             + f"\n\nThe collector failed while processing this crash ({why}).".encode(),
         ),
     ]
-    try:
-        state_fd = storage.open_dir(config.Paths(args.prefix).state_dir, create=True)
-    except OSError as e:
-        log(f"crash of PID {args.pid} DROPPED: {e}")
-        return 1
+    state_fd = open_state_dir(config.Paths(args.prefix))
     try:
         return deliver(args, state_fd, Outcome(fields=fields), lambda: None)
     finally:
-        os.close(state_fd)
+        if state_fd is not None:
+            os.close(state_fd)
 
 
 def _drain(fd: int) -> None:
