@@ -20,10 +20,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from systemd import journal
-
 from drkonqi_lite_collector import pattern
 from drkonqi_lite_collector.schema import MESSAGE_ID
+from systemd import journal
 
 COLLECTOR = Path(sys.executable).with_name("drkonqi-lite-collector")
 Entry = Mapping[str, bytes]
@@ -133,7 +132,7 @@ def spawn_as(cmd: list[str], uid: int, gid: int, **kw: object) -> subprocess.Pop
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
 
-    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509,S603
+    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509
 
 
 def wait_running(proc: subprocess.Popen[bytes], exe: str, timeout: float = 5.0) -> None:
@@ -205,6 +204,7 @@ int main(void) {
         void *p = mmap(NULL, strtoull(v, NULL, 0), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) return 5;
+        *(volatile char *)p = 1;  /* without one written page the kernel dumps none of it */
     }
     if ((v = getenv("DKL_TOUCH"))) {
         size_t n = strtoull(v, NULL, 0) / 8;
