@@ -57,8 +57,11 @@ def _tracer() -> Tracer | None:
 
 def run_handler(raw: list[str]) -> int:
     _ensure_std_fds()
-    # Never dump core ourselves; children (the unwinder) inherit this.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Never dump core ourselves; children (the unwinder) inherit this. It must be 1, not 0:
+    # for a pipe core_pattern the kernel ignores RLIMIT_CORE except the value 1, which it
+    # sets on pipe helpers to stop recursion (fs/coredump.c, "RLIMIT_CORE set to 1, Aborting
+    # core"). With 0 a crashing worker was dumped into a second collector.
+    resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
     try:
         args = argv.parse(raw)
     except argv.ArgvError as e:
