@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from systemd import journal
+
 from drkonqi_lite_collector import pattern
 from drkonqi_lite_collector.schema import MESSAGE_ID
-from systemd import journal
 
 COLLECTOR = Path(sys.executable).with_name("drkonqi-lite-collector")
 Entry = Mapping[str, bytes]
@@ -132,7 +133,7 @@ def spawn_as(cmd: list[str], uid: int, gid: int, **kw: object) -> subprocess.Pop
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
 
-    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509
+    return subprocess.Popen(cmd, preexec_fn=become, cwd="/", **kw)  # type: ignore[call-overload,no-any-return] # noqa: PLW1509,S603
 
 
 def wait_running(proc: subprocess.Popen[bytes], exe: str, timeout: float = 5.0) -> None:
