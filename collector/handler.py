@@ -196,18 +196,22 @@ def handle(
         identity = proc.verify(info, args.uid, args.gid)
     if not identity.verified:
         log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
-        # Fail closed: what /proc said may belong to another process (CVE-2025-4598).
-        info = ProcInfo(comm=info.comm)
+        # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That
+        # includes comm: keeping it would name the core and MESSAGE after whoever now holds
+        # the PID.
+        info = ProcInfo()
     fields.extend(entry.proc_fields(info))
     fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
     comm = info.comm or b"n/a"
     exe = info.exe or comm
     allowed, why_not = may_read_core(args, info, identity.verified)
 
-    state_fd = storage.open_dir(paths.state_dir, create=True)
+    state_fd = open_state_dir(paths)
     try:
         verdict = None
         try:
+            if state_fd is None:
+                raise OSError(errno.ENOENT, "no state directory")
             rl_fd = storage.open_subdir(state_fd, "ratelimit", mode=0o700)
             try:
                 verdict = ratelimit.check(
@@ -267,13 +271,24 @@ def handle(
     finally:
         if outcome.blob is not None:
             os.close(outcome.blob.fd)
-        os.close(state_fd)
+        if state_fd is not None:
+            os.close(state_fd)
+
+
+def open_state_dir(paths: config.Paths) -> int | None:
+    """The state directory, or None when it is unusable (a symlink, writable by others, not
+    creatable). The crash is then still recorded, only without core, rate limit and spool."""
+    try:
+        return storage.open_dir(paths.state_dir, create=True)
+    except OSError as e:
+        log(f"state directory unusable, recording the crash without a core: {e}")
+        return None
 
 
 def _store_core(
     args: KernelArgs,
     cfg: config.Config,
-    state_fd: int,
+    state_fd: int | None,
     comm: bytes,
     outcome: Outcome,
     allowed: bool,
@@ -297,6 +312,8 @@ def _store_core(
         return result
 
     try:
+        if state_fd is None:
+            raise OSError(errno.ENOENT, "no state directory")
         core_fd = storage.open_subdir(state_fd, "coredump")
     except OSError as e:
         log(f"storage directory unusable: {e}")
@@ -361,7 +378,9 @@ def _store_core(
         os.close(core_fd)
 
 
-def _vacuum(state_fd: int, cfg: config.Config, keep: str | None) -> None:
+def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
+    if state_fd is None:
+        return
     try:
         core_fd = storage.open_subdir(state_fd, "coredump", create=False)
     except OSError:
@@ -376,7 +395,7 @@ def _vacuum(state_fd: int, cfg: config.Config, keep: str | None) -> None:
 
 
 def deliver(
-    args: KernelArgs, state_fd: int, outcome: Outcome, notify_sent: Callable[[], object]
+    args: KernelArgs, state_fd: int | None, outcome: Outcome, notify_sent: Callable[[], object]
 ) -> int:
     """Send the entry (after any spooled ones), or spool it. 0 unless it was lost."""
     creds = sender_credentials(args.uid, args.gid)
@@ -385,6 +404,8 @@ def deliver(
         [*outcome.fields, *([(Field.COREDUMP, outcome.blob)] if outcome.blob else [])]
     )
     try:
+        if state_fd is None:
+            raise OSError(errno.ENOENT, "no state directory")
         spool_fd = storage.open_subdir(state_fd, "spool", mode=0o700)
     except OSError as e:
         spool_fd = None

@@ -21,6 +21,7 @@ from drkonqi_lite_collector.handler import (
     __version__,
     deliver,
     handle,
+    open_state_dir,
 )
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.schema import CoreMissing, Field
@@ -50,8 +51,11 @@ def _tracer() -> Tracer | None:
 
 def run_handler(raw: list[str]) -> int:
     _ensure_std_fds()
-    # Never dump core ourselves; children (the unwinder) inherit this.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Never dump core ourselves; children (the unwinder) inherit this. It must be 1, not 0:
+    # for a pipe core_pattern the kernel ignores RLIMIT_CORE except the value 1, which it
+    # sets on pipe helpers to stop recursion (fs/coredump.c, "RLIMIT_CORE set to 1, Aborting
+    # core"). With 0 a crashing worker was dumped into a second collector.
+    resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
     try:
         args = argv.parse(raw)
     except argv.ArgvError as e:
@@ -96,15 +100,12 @@ def _fallback_entry(args: argv.KernelArgs, why: str) -> int:
             + f"\n\nThe collector failed while processing this crash ({why}).".encode(),
         ),
     ]
-    try:
-        state_fd = storage.open_dir(config.Paths(args.prefix).state_dir, create=True)
-    except OSError as e:
-        log(f"crash of PID {args.pid} DROPPED: {e}")
-        return 1
+    state_fd = open_state_dir(config.Paths(args.prefix))
     try:
         return deliver(args, state_fd, Outcome(fields=fields), lambda: None)
     finally:
-        os.close(state_fd)
+        if state_fd is not None:
+            os.close(state_fd)
 
 
 def _drain(fd: int) -> None:

@@ -8,8 +8,10 @@ the stack trace — are skipped, which bounds disk and CPU during a loop (SECURI
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 import zlib
 
@@ -37,6 +39,11 @@ def check(
     key = f"{uid}.{name}.{zlib.crc32(exe):08x}"
     fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            # Our own plain file or nothing (SECURITY.md 3): through a planted hard link the
+            # truncate + write below would overwrite another file. No verdict: not limited.
+            raise OSError(errno.EPERM, "rate-limit state file is not ours", key)
         fcntl.flock(fd, fcntl.LOCK_EX)
         raw = os.pread(fd, 64, 0).split()
         try:

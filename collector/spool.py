@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 
 from drkonqi_lite_collector import journal, storage
+from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.schema import Field
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
@@ -81,17 +83,15 @@ def replay(dir_fd: int, send: Sender) -> tuple[int, int]:
         except BlockingIOError:
             return 0, -1
         queue = pending(dir_fd)
-        sent = 0
+        sent = skipped = 0
         for item in queue:
-            try:
-                fd = os.open(item.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            except FileNotFoundError:
+            payload = _read_entry(dir_fd, item.name)
+            if payload is None:
+                skipped += 1
                 continue
-            with os.fdopen(fd, "rb") as f:
-                payload = f.read()
             err = send(payload, item.creds)
             if err:
-                return sent, len(queue) - sent
+                return sent, len(queue) - sent - skipped
             try:
                 os.unlink(item.name, dir_fd=dir_fd)
             except FileNotFoundError:
@@ -100,6 +100,25 @@ def replay(dir_fd: int, send: Sender) -> tuple[int, int]:
         return sent, 0
     finally:
         os.close(lock_fd)
+
+
+def _read_entry(dir_fd: int, name: str) -> bytes | None:
+    """A spooled entry's bytes; None (left in place, never sent) for anything that is not our
+    own plain file: a symlink, a FIFO (O_NONBLOCK: opening it must not hang the collector) or
+    a hard link planted under an entry's name (SECURITY.md 3)."""
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            log(f"spool: not replaying {name}: {e}")
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            log(f"spool: not replaying {name}: not a plain file of ours")
+            return None
+        return f.read()
 
 
 def is_unreachable(err: int) -> bool:

@@ -212,3 +212,185 @@ def field(entry: Entry, name: str) -> bytes:
     value = entry.get(name)
     assert value is not None, f"{name} missing from the entry"
     return value
+
+
+# --- Helpers for the security and bad-input suites (SECURITY.md) ------------------------------
+
+#: A crash target whose behaviour is chosen by environment variables, so that its argv stays free
+#: for the command-line tests: DKL_COMM (prctl PR_SET_NAME), DKL_CWD (chdir), DKL_SETUID (a root
+#: process drops to this uid: the kernel then sets dump mode to fs.suid_dumpable), DKL_NODUMP
+#: (PR_SET_DUMPABLE 0), DKL_MAP (bytes of untouched anonymous memory), DKL_TOUCH (bytes of
+#: incompressible memory), DKL_WAIT (print "ready" and wait for a signal instead of faulting).
+#: It faults with a real NULL write: raise() would be ignored by a PID namespace's init.
+CRASHME_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+int main(void) {
+    const char *v;
+    if ((v = getenv("DKL_SETUID")) && setresuid(atoi(v), atoi(v), atoi(v)) != 0) return 3;
+    if (getenv("DKL_NODUMP")) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if ((v = getenv("DKL_COMM"))) prctl(PR_SET_NAME, v, 0, 0, 0);
+    if ((v = getenv("DKL_CWD")) && chdir(v) != 0) return 4;
+    if ((v = getenv("DKL_MAP"))) {
+        void *p = mmap(NULL, strtoull(v, NULL, 0), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return 5;
+        *(volatile char *)p = 1;  /* without one written page the kernel dumps none of it */
+    }
+    if ((v = getenv("DKL_TOUCH"))) {
+        size_t n = strtoull(v, NULL, 0) / 8;
+        unsigned long long *p = malloc(n * 8), x = 88172645463325252ULL;
+        if (!p) return 6;
+        for (size_t i = 0; i < n; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; p[i] = x; }
+    }
+    if (getenv("DKL_WAIT")) {
+        fputs("ready\n", stdout);
+        fflush(stdout);
+        for (;;) pause();
+    }
+    *(volatile int *)0 = 0;
+    return 1;
+}
+"""
+
+
+def build_crashme(*, static: bool = False) -> Path:
+    """Compile CRASHME_C once per machine (cached by content) into a root-owned directory."""
+    import hashlib  # noqa: PLC0415
+
+    tag = hashlib.sha256(CRASHME_C.encode() + bytes([static])).hexdigest()[:12]
+    out = Path(f"/var/tmp/dkl-crashme-{tag}/crashme")
+    if out.exists():
+        return out
+    out.parent.mkdir(mode=0o755, exist_ok=True)
+    src = out.with_name(f"crashme.{os.getpid()}.c")
+    src.write_text(CRASHME_C)
+    tmp = out.with_name(f"crashme.{os.getpid()}")
+    cmd = ["gcc", "-O0", "-o", str(tmp), str(src), *(["-static"] if static else [])]
+    subprocess.run(cmd, check=True, capture_output=True)
+    src.unlink()
+    tmp.chmod(0o755)
+    tmp.replace(out)
+    return out
+
+
+def crash_self(cmd: list[str] | list[bytes], uid: int, gid: int,
+               env: Mapping[str | bytes, str | bytes] | None = None, **kw: object) -> int:
+    """Run a crashme-like `cmd` as uid/gid that faults by itself; return its PID."""
+    proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGSEGV, f"{cmd!r} ended with {proc.returncode}"
+    return proc.pid
+
+
+def start_waiting(cmd: list[str] | list[bytes], uid: int, gid: int,
+                  env: Mapping[str | bytes, str | bytes] | None = None,
+                  **kw: object) -> subprocess.Popen[bytes]:
+    """Start crashme with DKL_WAIT as uid/gid; return once it said "ready" (it is pausing)."""
+    full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1", **(env or {})}
+    proc = spawn_as(cmd, uid, gid, env=full, stdout=subprocess.PIPE, **kw)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == b"ready\n", f"{cmd!r} did not start: {line!r}"
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill and reap a process started by a test (never anything else)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def posix_acl(path: Path) -> bytes | None:
+    """The raw system.posix_acl_access xattr of `path`, None when the file has no ACL."""
+    try:
+        return os.getxattr(path, "system.posix_acl_access", follow_symlinks=False)
+    except OSError as e:
+        if e.errno == 61:  # ENODATA: no ACL at all
+            return None
+        raise
+
+
+def readable_as(path: Path, uid: int, gid: int) -> bool:
+    """Whether uid/gid (no groups) can open `path` for reading: asked of the kernel, in a child."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            with path.open("rb") as f:
+                f.read(1)
+            code = 0
+        except PermissionError:
+            code = 13
+        except BaseException:  # the child must reach _exit
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, 13), f"checking {path} as uid {uid} failed oddly ({code})"
+    return code == 0
+
+
+def run_measured(argv: list[str], core: Path, *, pass_fds: tuple[int, ...] = (),
+                 timeout: float = 300.0) -> tuple[int, int]:
+    """Like Harness.run with a file on stdin; returns (exit status, peak RSS in KiB of the
+    collector and the worker it waited for).
+
+    Measured by GNU time, not by our own wait4: Linux keeps a process's pre-exec high-water
+    RSS across exec (signal->maxrss, fs/exec.c), so a child forked from this large pytest
+    process would report pytest's peak. time's child starts from time's small image.
+    """
+    time_bin = shutil.which("time") or "/usr/bin/time"
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as out, core.open("rb") as f:
+        proc = subprocess.run([time_bin, "-f", "%x %M", "-o", out.name, *argv], stdin=f,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              pass_fds=pass_fds, timeout=timeout, check=False)
+        words = out.read().split()
+    assert len(words) >= 2, f"GNU time printed {words} (exit {proc.returncode})"
+    return int(words[-2]), int(words[-1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (its threads' /proc children lists)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def install_without_pidfd(h: Harness) -> str:
+    """core_pattern without %F: the collector must prove identity with pidfd_open + PF_DUMPCORE
+    (kernels before 6.16). Caller holds the `core_pattern` fixture."""
+    from drkonqi_lite_collector import argv as kargv  # noqa: PLC0415
+
+    pat = f"|{COLLECTOR} --prefix={h.prefix} {kargv.SPECIFIERS}"
+    Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
+    Path("/proc/sys/kernel/core_pattern").write_text(pat + "\n")
+    return pat
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path below `root` (relative) with its kind, never following links."""
+    import stat as st_mod  # noqa: PLC0415
+
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            kind = ("dir" if st_mod.S_ISDIR(st.st_mode) else "link" if st_mod.S_ISLNK(st.st_mode)
+                    else "fifo" if st_mod.S_ISFIFO(st.st_mode) else "file")
+            out[str(p.relative_to(root))] = kind
+    return out
