@@ -62,6 +62,11 @@ class Paths:
         return self._at("var/lib/drkonqi-lite/spool")
 
     @property
+    def socket(self) -> str:
+        """Where the socket-activated service listens (drkonqi-lite-collector.socket)."""
+        return self._at("run/drkonqi-lite/collector.socket")
+
+    @property
     def saved_pattern_file(self) -> str:
         return self._at("var/lib/drkonqi-lite/saved-core_pattern.json")
 

@@ -13,13 +13,21 @@ import fcntl
 import os
 import pwd
 
-from drkonqi_lite_collector import config, entry, journal, ratelimit, spool, storage, zstd
+from drkonqi_lite_collector import (
+    __version__,
+    config,
+    entry,
+    journal,
+    ratelimit,
+    spool,
+    storage,
+    zstd,
+)
 from drkonqi_lite_collector.argv import KernelArgs
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.procinfo import Process, ProcInfo
 from drkonqi_lite_collector.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
 
-__version__ = "0.1.0"
 CHUNK = 1024 * 1024
 #: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
 SYSTEM_UID_MAX = 999
@@ -181,8 +189,11 @@ def handle(
     stdin: int,
     tracer: Tracer | None,
     notify_sent: Callable[[], object] = lambda: None,
+    process: Process | None = None,
 ) -> int:
-    """Process one crash. Returns the exit status (0 when the entry was sent or spooled)."""
+    """Process one crash whose core is readable on `stdin`. Returns the exit status (0 when
+    the entry was sent or spooled). `process`: handles opened earlier by the kernel-facing
+    stage; by default they are opened here."""
     paths = config.Paths(args.prefix)
     cfg = config.load(paths)
     for warning in cfg.warnings:
@@ -190,7 +201,7 @@ def handle(
     outcome = Outcome(fields=entry.kernel_fields(args))
     fields = outcome.fields
 
-    with Process(args.pid, args.pidfd) as proc:
+    with process or Process(args.pid, args.pidfd) as proc:
         info = proc.capture()
         tap = tracer.start(proc.dirfd) if tracer is not None else None
         identity = proc.verify(info, args.uid, args.gid)
@@ -226,7 +237,15 @@ def handle(
         limited = verdict is not None and verdict.limited
 
         result = _store_core(
-            args, cfg, state_fd, comm, outcome, allowed, limited, tap if not limited else None
+            args,
+            cfg,
+            state_fd,
+            comm,
+            outcome,
+            allowed,
+            limited,
+            tap if not limited else None,
+            stdin,
         )
         fields.append((Field.CORE_SIZE, result.size))
         if result.truncated:
@@ -294,6 +313,7 @@ def _store_core(
     allowed: bool,
     limited: bool,
     tap: Tap | None,
+    stdin: int,
 ) -> StreamResult:
     """Drain stdin into the configured storage; fills outcome.stored / outcome.blob."""
     limit = min(
@@ -301,10 +321,10 @@ def _store_core(
         cfg.journal_size_max if cfg.storage == config.Storage.JOURNAL else cfg.external_size_max,
     )
     if limited or cfg.storage == config.Storage.NONE:
-        return stream_core(0, None, cfg.process_size_max, tap)
+        return stream_core(stdin, None, cfg.process_size_max, tap)
     if cfg.storage == config.Storage.JOURNAL:
         mem = os.memfd_create("core", os.MFD_CLOEXEC)
-        result = stream_core(0, lambda c: journal.write_all(mem, c), limit, tap)
+        result = stream_core(stdin, lambda c: journal.write_all(mem, c), limit, tap)
         if result.missing or not result.size:
             os.close(mem)
         else:
@@ -317,7 +337,7 @@ def _store_core(
         core_fd = storage.open_subdir(state_fd, "coredump")
     except OSError as e:
         log(f"storage directory unusable: {e}")
-        result = stream_core(0, None, cfg.process_size_max, tap)
+        result = stream_core(stdin, None, cfg.process_size_max, tap)
         result.missing = CoreMissing.WRITE_FAILED
         return result
     try:
@@ -325,7 +345,7 @@ def _store_core(
         try:
             tmp = storage.TempFile(core_fd)
         except OSError as e:
-            result = stream_core(0, None, cfg.process_size_max, tap)
+            result = stream_core(stdin, None, cfg.process_size_max, tap)
             result.missing = (
                 CoreMissing.DISK_FULL
                 if e.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -339,9 +359,9 @@ def _store_core(
             if cfg.compress:
                 cctx = zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
                 writer = cctx.stream_writer(out, closefd=False)
-                result = stream_core(0, writer.write, limit, tap)
+                result = stream_core(stdin, writer.write, limit, tap)
             else:
-                result = stream_core(0, out.write, limit, tap)
+                result = stream_core(stdin, out.write, limit, tap)
             if not result.missing:
                 try:
                     if writer is not None:

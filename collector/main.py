@@ -1,30 +1,27 @@
 """drkonqi-lite-collector: the kernel's crash handler, and the commands that install it.
 
 As the handler (`drkonqi-lite-collector [--prefix DIR] %P %u %g %s %t %c %h %d [%F]`) it runs as
-root with the core on stdin. A supervisor process forks the worker and, should the worker die
-(a bug, a signal, the OOM killer), still records the crash from the kernel's facts alone: the
-kernel never calls a pipe helper for its own crash (it runs helpers with RLIMIT_CORE=1), so
-without this a collector failure would lose the crash silently.
+root with the core on stdin: it hands the crash to the socket-activated service when there is
+one (forward.py), else processes it itself under a supervisor (supervisor.py). As
+`drkonqi-lite-collector --service` it is that service, started by systemd per connection.
+The subcommands install/uninstall/status/replay manage core_pattern and the spool.
+
+Start-up time matters here (the crashed process waits): modules are imported where needed.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import resource
 import sys
 
-from drkonqi_lite_collector import argv, config, entry, journal, spool, storage
-from drkonqi_lite_collector.handler import (
-    Outcome,
-    __version__,
-    deliver,
-    handle,
-    open_state_dir,
-)
+from drkonqi_lite_collector import __version__, argv, config, forward
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.schema import CoreMissing, Field
+
+TYPE_CHECKING = False  # see handler.py
+if TYPE_CHECKING:
+    import argparse
 
 
 def _ensure_std_fds() -> None:
@@ -40,75 +37,56 @@ def _ensure_std_fds() -> None:
                 os.close(null)
 
 
-def _tracer() -> Tracer | None:
-    try:
-        stacktrace = importlib.import_module("drkonqi_lite_collector.stacktrace")
-    except ImportError:
-        return None
-    engine: Tracer = stacktrace.Engine()
-    return engine
-
-
-def run_handler(raw: list[str]) -> int:
+def _harden() -> None:
     _ensure_std_fds()
     # Never dump core ourselves; children (the unwinder) inherit this. It must be 1, not 0:
     # for a pipe core_pattern the kernel ignores RLIMIT_CORE except the value 1, which it
     # sets on pipe helpers to stop recursion (fs/coredump.c, "RLIMIT_CORE set to 1, Aborting
     # core"). With 0 a crashing worker was dumped into a second collector.
     resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
+
+
+def run_handler(raw: list[str]) -> int:
+    """The kernel's entry point: the core is on stdin, the crash described by argv."""
+    _harden()
     try:
         args = argv.parse(raw)
     except argv.ArgvError as e:
         log(f"malformed arguments, crash dropped: {e}")
-        _drain(0)
+        _close(0)
         _report_dropped(f"malformed arguments: {e}")
         return 2
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(ready_r)
-        code = 1
-        try:
-            code = handle(args, 0, _tracer(), lambda: os.write(ready_w, b"S"))
-        except BaseException as e:  # noqa: BLE001 - the supervisor records it; no traceback
-            log(f"PID {args.pid}: collector failed: {type(e).__name__}: {e}")
-        os._exit(code)
-    os.close(ready_w)
-    os.close(0)  # only the worker reads the core; if it dies the kernel sees EPIPE, not a hang
-    _, status = os.waitpid(pid, 0)
-    delivered = os.read(ready_r, 1) == b"S"
-    os.close(ready_r)
-    if delivered:
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 0
-    if os.WIFSIGNALED(status):
-        why = f"killed by {argv.signal_name(os.WTERMSIG(status))}"
-    else:
-        why = f"exit status {os.WEXITSTATUS(status)}"
-    log(f"PID {args.pid}: worker failed ({why}); recording the crash without a core")
-    return _fallback_entry(args, why)
+    if forward.hand_over(config.Paths(args.prefix).socket, raw, args, 0):
+        return 0
+    from drkonqi_lite_collector.supervisor import supervise  # noqa: PLC0415
+
+    return supervise(args, 0, None)
 
 
-def _fallback_entry(args: argv.KernelArgs, why: str) -> int:
-    fields: entry.Fields = entry.kernel_fields(args)
-    fields += [
-        (Field.CORE_MISSING, CoreMissing.COLLECTOR_CRASH),
-        (Field.STACKTRACE, f"none: collector failed ({why})"),
-        (Field.VERSION, __version__),
-        (
-            Field.MESSAGE,
-            entry.message(args, b"n/a", "")
-            + f"\n\nThe collector failed while processing this crash ({why}).".encode(),
-        ),
-    ]
-    state_fd = open_state_dir(config.Paths(args.prefix))
+def run_service() -> int:
+    """drkonqi-lite-collector@.service: one connection from the kernel-facing stage."""
+    _harden()
     try:
-        return deliver(args, state_fd, Outcome(fields=fields), lambda: None)
-    finally:
-        if state_fd is not None:
-            os.close(state_fd)
+        handed = forward.receive(forward.listen_fd())
+    except OSError as e:
+        log(f"service: {e}")
+        return 2
+    try:
+        args = argv.parse(handed.argv)
+    except argv.ArgvError as e:
+        log(f"service: malformed arguments, crash dropped: {e}")
+        for fd in (handed.stdin, handed.pidfd, handed.dirfd):
+            if fd is not None:
+                _close(fd)
+        return 2
+    from drkonqi_lite_collector.procinfo import Process  # noqa: PLC0415
+    from drkonqi_lite_collector.supervisor import supervise  # noqa: PLC0415
+
+    process = Process(args.pid, handed.pidfd, from_kernel=handed.from_kernel, dirfd=handed.dirfd)
+    return supervise(args, handed.stdin, process)
 
 
-def _drain(fd: int) -> None:
+def _close(fd: int) -> None:
     try:
         os.close(fd)
     except OSError:
@@ -116,6 +94,9 @@ def _drain(fd: int) -> None:
 
 
 def _report_dropped(why: str) -> None:
+    from drkonqi_lite_collector import journal  # noqa: PLC0415
+    from drkonqi_lite_collector.schema import Field  # noqa: PLC0415
+
     payload = journal.serialize(
         [
             (Field.PRIORITY, 3),
@@ -127,13 +108,6 @@ def _report_dropped(why: str) -> None:
         journal.send_payload(payload)
     except OSError:
         pass
-
-
-TYPE_CHECKING = False  # see handler.py: no `typing` at run time
-if TYPE_CHECKING:
-    import argparse
-
-    from drkonqi_lite_collector.handler import Tracer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,6 +158,8 @@ def is_handler_call(raw: list[str]) -> bool:
 
 def main(raw: list[str] | None = None) -> int:
     raw = sys.argv[1:] if raw is None else raw
+    if raw == ["--service"]:
+        return run_service()
     if is_handler_call(raw):
         return run_handler(raw)
     from drkonqi_lite_collector import pattern  # noqa: PLC0415 - commands only
@@ -210,6 +186,8 @@ def main(raw: list[str] | None = None) -> int:
 
 
 def replay(paths: config.Paths) -> int:
+    from drkonqi_lite_collector import journal, spool, storage  # noqa: PLC0415
+
     try:
         state_fd = storage.open_dir(paths.state_dir)
         spool_fd = storage.open_subdir(state_fd, "spool", create=False)

@@ -192,16 +192,25 @@ def pidfd_alive(pidfd: int) -> bool:
 class Process:
     """An open handle on the crashed process: pidfd + /proc/PID dirfd."""
 
-    def __init__(self, pid: int, pidfd: int | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int | None,
+        *,
+        from_kernel: bool | None = None,
+        dirfd: int | None = None,
+    ) -> None:
+        """Open the handles, or adopt ones opened earlier (the kernel-facing stage passes its
+        pidfd and /proc dirfd to the service; `from_kernel` says where that pidfd came from)."""
         self.pid = pid
         self.pidfd: int | None = None
-        self.dirfd: int | None = None
-        self._own_pidfd = False
+        self.dirfd: int | None = dirfd
+        self._own_pidfd = from_kernel is not None and pidfd is not None
         self.problem = ""
-        self.from_kernel = pidfd is not None
+        self.from_kernel = pidfd is not None if from_kernel is None else from_kernel
         if pidfd is not None:
             if pidfd_pid(pidfd) is None:
-                self.problem = f"fd {pidfd} given as %F is not a pidfd"
+                self.problem = f"fd {pidfd} given as the pidfd is not a pidfd"
             else:
                 self.pidfd = pidfd
         else:
@@ -210,10 +219,11 @@ class Process:
                 self._own_pidfd = True
             except OSError as e:
                 self.problem = f"pidfd_open({pid}): {os.strerror(e.errno or errno.EIO)}"
-        try:
-            self.dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            self.dirfd = None
+        if dirfd is None:
+            try:
+                self.dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                self.dirfd = None
 
     def close(self) -> None:
         if self.dirfd is not None:

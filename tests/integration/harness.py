@@ -36,14 +36,22 @@ class RawReader(journal.Reader):  # type: ignore[misc]
         return value
 
 
+#: Entries written before this moment (µs since the epoch) belong to earlier tests: the
+#: journal is persistent and PIDs get reused, so `COREDUMP_PID=` alone is ambiguous.
+#: make_prefix() moves it to the start of each test.
+_not_before_us = [0]
+
+
 def entries(**match: str | int) -> list[Entry]:
-    """All crash entries matching `match` (field=value), oldest first."""
+    """Crash entries matching `match` (field=value) written since the test began, oldest first."""
     reader = RawReader()
     try:
         reader.add_match(MESSAGE_ID=MESSAGE_ID)
         for key, value in match.items():
             reader.add_match(**{key: str(value)})
-        return [dict(e) for e in reader]
+        reader.seek_realtime(_not_before_us[0] / 1e6)
+        return [dict(e) for e in reader
+                if int(e["__REALTIME_TIMESTAMP"]) >= _not_before_us[0]]
     finally:
         reader.close()
 
@@ -148,6 +156,7 @@ class Harness:
 
 def make_prefix() -> Iterator[Harness]:
     """A short, root-owned prefix (core_pattern is cut at 128 bytes, so no pytest tmp paths)."""
+    _not_before_us[0] = time.time_ns() // 1000
     d = Path(tempfile.mkdtemp(prefix="dkl-", dir="/tmp"))
     d.chmod(0o755)
     try:

@@ -53,13 +53,20 @@ def test_handler_path_imports_nothing_slow_or_foreign(tmp_path: Path) -> None:
     code = (
         f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {site!r}]\n"
         "import drkonqi_lite_collector.main\n"
-        "sys.stdout.write(repr(sorted(sys.modules)))\n"
+        "stage = sorted(sys.modules)\n"
+        "import drkonqi_lite_collector.supervisor\n"  # the in-process path
+        "sys.stdout.write(repr([stage, sorted(sys.modules)]))\n"
     )
     out = subprocess.run(
         [sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True, env={}
     )
-    loaded = set(json.loads(out.stdout.replace("'", '"')))
-    assert "zstandard.backend_c" in loaded, "zstd's C backend is loaded directly"
+    stage, everything = (set(m) for m in json.loads(out.stdout.replace("'", '"')))
+    assert not {m for m in stage if m.startswith("zstandard")}, (
+        "the kernel-facing stage only forwards: no zstd, no handler"
+    )
+    assert "drkonqi_lite_collector.handler" not in stage
+    assert "zstandard.backend_c" in everything, "zstd's C backend is loaded directly"
+    loaded = stage | everything
     allowed = {"zstandard.backend_c"}  # the C extension alone, without its package __init__
     bad = sorted(
         m

@@ -59,7 +59,8 @@ def test_config_files_and_drop_ins(tmp_path: Path) -> None:
     paths = config.Paths(str(tmp_path))
     Path(paths.config_dir).mkdir(parents=True)
     Path(paths.config_file).write_text(
-        "[Coredump]\nStorage=journal\nCompress=no\nProcessSizeMax=1G\nMaxUse=100M\n")
+        "[Coredump]\nStorage=journal\nCompress=no\nProcessSizeMax=1G\nMaxUse=100M\n"
+    )
     Path(paths.config_dir, "10-a.conf").write_text("[Coredump]\nCompressLevel=7\nMaxUse=5M\n")
     Path(paths.config_dir, "20-b.conf").write_text("[Coredump]\nKeepFree=bogus\nWhat=1\n")
     Path(paths.config_dir, "ignored.txt").write_text("[Coredump]\nStorage=none\n")
@@ -92,16 +93,21 @@ def test_escape_name_keeps_files_inside_the_storage_dir() -> None:
 
 def test_frame_format_matches_systemd() -> None:
     assert format_frame(0, 0x7F00DEADBEEF, "raise", "libc.so.6", 0x3C41B) == (
-        "#0  0x00007f00deadbeef raise (libc.so.6 + 0x3c41b)")
+        "#0  0x00007f00deadbeef raise (libc.so.6 + 0x3c41b)"
+    )
     assert format_frame(12, 0x1000, None, None, None) == "#12 0x0000000000001000 n/a"
 
 
 def test_cgroup_units_like_systemd() -> None:
-    units = entry.cgroup_units(b"/user.slice/user-1000.slice/user@1000.service/app.slice/"
-                               b"app-org.kde.kate-1234.scope")
-    assert units == {"COREDUMP_SLICE": b"user-1000.slice", "COREDUMP_UNIT": b"user@1000.service",
-                     "COREDUMP_OWNER_UID": b"1000",
-                     "COREDUMP_USER_UNIT": b"app-org.kde.kate-1234.scope"}
+    units = entry.cgroup_units(
+        b"/user.slice/user-1000.slice/user@1000.service/app.slice/app-org.kde.kate-1234.scope"
+    )
+    assert units == {
+        "COREDUMP_SLICE": b"user-1000.slice",
+        "COREDUMP_UNIT": b"user@1000.service",
+        "COREDUMP_OWNER_UID": b"1000",
+        "COREDUMP_USER_UNIT": b"app-org.kde.kate-1234.scope",
+    }
     session = entry.cgroup_units(b"/user.slice/user-1000.slice/session-3.scope")
     assert session["COREDUMP_SESSION"] == b"3"
     assert session["COREDUMP_OWNER_UID"] == b"1000"
@@ -118,8 +124,11 @@ def test_native_protocol_round_trips_binary_fields() -> None:
     fields = [("MESSAGE", "line1\nline2"), ("COREDUMP_COMM", b"a\x00b\xff"), ("X", 42)]
     payload = journal.serialize(fields)
     assert payload.startswith(b"MESSAGE\n" + struct.pack("<Q", 11) + b"line1\nline2\n")
-    assert journal.entry_fields(payload) == {"MESSAGE": b"line1\nline2",
-                                            "COREDUMP_COMM": b"a\x00b\xff", "X": b"42"}
+    assert journal.entry_fields(payload) == {
+        "MESSAGE": b"line1\nline2",
+        "COREDUMP_COMM": b"a\x00b\xff",
+        "X": b"42",
+    }
 
 
 def test_big_payload_goes_to_a_sealed_memfd(tmp_path: Path) -> None:
@@ -127,8 +136,7 @@ def test_big_payload_goes_to_a_sealed_memfd(tmp_path: Path) -> None:
     blob_file.write_bytes(os.urandom(300_000))
     fd = os.open(blob_file, os.O_RDONLY)
     try:
-        payload = journal.build_payload([("MESSAGE", "x"),
-                                         ("COREDUMP", journal.Blob(fd, 300_000))])
+        payload = journal.build_payload([("MESSAGE", "x"), ("COREDUMP", journal.Blob(fd, 300_000))])
     finally:
         os.close(fd)
     assert isinstance(payload, int)
@@ -163,12 +171,14 @@ def test_spool_replays_in_order_and_stops_at_the_first_failure(tmp_path: Path) -
 
         assert spool.replay(fd, flaky) == (2, 1)
         assert sent == [b"entry 0", b"entry 1"]
-        assert spool.replay(fd, lambda p, c: sent.append(journal.entry_fields(p)["MESSAGE"])
-                            or 0) == (1, 0)
+        assert spool.replay(
+            fd, lambda p, c: sent.append(journal.entry_fields(p)["MESSAGE"]) or 0
+        ) == (1, 0)
         assert sent[-1] == b"entry 2"
         assert spool.pending(fd) == []
         assert "DRKONQI_LITE_SPOOLED_AT" in journal.entry_fields(
-            journal.serialize([]) + b"DRKONQI_LITE_SPOOLED_AT=1\n")
+            journal.serialize([]) + b"DRKONQI_LITE_SPOOLED_AT=1\n"
+        )
     finally:
         os.close(fd)
 
@@ -176,8 +186,9 @@ def test_spool_replays_in_order_and_stops_at_the_first_failure(tmp_path: Path) -
 def test_rate_limit_counts_every_crash_and_limits_after_the_burst(tmp_path: Path) -> None:
     fd = _dir_fd(tmp_path / "rl")
     try:
-        verdicts = [ratelimit.check(fd, 1000, b"/usr/bin/loop", 60, 3, now=100.0 + i)
-                    for i in range(5)]
+        verdicts = [
+            ratelimit.check(fd, 1000, b"/usr/bin/loop", 60, 3, now=100.0 + i) for i in range(5)
+        ]
         assert [v.crashes for v in verdicts] == [1, 2, 3, 4, 5]
         assert [v.limited for v in verdicts] == [False, False, False, True, True]
         other = ratelimit.check(fd, 1000, b"/usr/bin/other", 60, 3, now=104.0)
@@ -188,8 +199,7 @@ def test_rate_limit_counts_every_crash_and_limits_after_the_burst(tmp_path: Path
         os.close(fd)
 
 
-def test_vacuum_deletes_oldest_of_the_heaviest_user_and_keeps_the_new_core(
-        tmp_path: Path) -> None:
+def test_vacuum_deletes_oldest_of_the_heaviest_user_and_keeps_the_new_core(tmp_path: Path) -> None:
     fd = _dir_fd(tmp_path / "cores")
     try:
         boot = "a" * 32
@@ -202,7 +212,8 @@ def test_vacuum_deletes_oldest_of_the_heaviest_user_and_keeps_the_new_core(
         deleted = storage.vacuum(fd, cfg, keep=frozenset({names[0]}))
         assert deleted == [names[1]], "uid 1000 uses most; its oldest not-kept core goes"
         assert sorted(p.name for p in (tmp_path / "cores").iterdir()) == sorted(
-            [names[0], names[2], names[3]])
+            [names[0], names[2], names[3]]
+        )
     finally:
         os.close(fd)
 
