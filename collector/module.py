@@ -1,0 +1,119 @@
+"""Descriptors of the crashed process's mapped ELF files, opened through /proc/PID/map_files.
+
+/proc/PID/map_files/START-END opens the exact inode mapped at that range (Linux >= 3.3, needs
+CAP_SYS_ADMIN): right even when the file on disk was replaced or deleted after the program
+started, and never a path resolved in the crashed process's root or mount namespace.  This
+runs as root while the crashed process still exists (before its core is drained), opens only
+regular files that start with an ELF magic, read-only, and never fails the collector: on any
+error it returns what it has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+#: At most this many distinct mapped files get a descriptor (a big desktop app maps ~300).
+MODULES_MAX = 512
+#: At most this many map_files entries are looked at (a process may have 65530 mappings).
+MAPPINGS_MAX = 8192
+
+
+@dataclass(slots=True)
+class ModuleFiles:
+    """Open read-only descriptors of mapped ELF files, keyed by their lowest mapped address."""
+
+    #: lowest mapped address of the file -> fd
+    by_start: dict[int, int] = field(default_factory=dict)
+    #: lowest mapped address of the file -> the path the kernel shows for it (display only)
+    paths: dict[int, str] = field(default_factory=dict)
+    #: The path of /proc/PID/exe as the kernel shows it, if readable (display, package lookup).
+    exe: str | None = None
+    #: True when the process's root is the collector's root (host package database applies).
+    same_root: bool = False
+
+    def close(self) -> None:
+        """Close every descriptor (idempotent)."""
+        for fd in self.by_start.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.by_start.clear()
+
+    def __enter__(self) -> ModuleFiles:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _is_elf(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, 4, 0) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def open_module_files(proc_dir_fd: int) -> ModuleFiles:
+    """Open the mapped ELF objects of the process whose /proc/PID directory is `proc_dir_fd`."""
+    mods = ModuleFiles()
+    with contextlib.suppress(OSError):
+        root = os.stat("root", dir_fd=proc_dir_fd)
+        mine = Path("/").stat()
+        mods.same_root = (root.st_dev, root.st_ino) == (mine.st_dev, mine.st_ino)
+    with contextlib.suppress(OSError):
+        mods.exe = os.readlink("exe", dir_fd=proc_dir_fd)
+    try:
+        map_dir = os.open("map_files", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                          dir_fd=proc_dir_fd)
+    except OSError:
+        return mods
+    try:
+        _collect(mods, map_dir)
+    finally:
+        os.close(map_dir)
+    return mods
+
+
+def _collect(mods: ModuleFiles, map_dir: int) -> None:
+    try:
+        names = os.listdir(map_dir)[:MAPPINGS_MAX]
+    except OSError:
+        return
+    ranges: list[tuple[int, str]] = []
+    for name in names:
+        low, _, _ = name.partition("-")
+        try:
+            ranges.append((int(low, 16), name))
+        except ValueError:
+            continue
+    ranges.sort()
+    seen: set[tuple[int, int]] = set()
+    for start, name in ranges:
+        if len(mods.by_start) >= MODULES_MAX:
+            return
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
+                         dir_fd=map_dir)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            continue
+        # One descriptor per inode: the first (lowest) mapping of a file is where its ELF
+        # header is, and where libdwfl's module starts.
+        if (st.st_dev, st.st_ino) in seen or not _is_elf(fd):
+            os.close(fd)
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        mods.by_start[start] = fd
+        try:
+            mods.paths[start] = os.readlink(name, dir_fd=map_dir)
+        except OSError:
+            mods.paths[start] = ""
