@@ -32,6 +32,8 @@ class CoreTap:
         #: Why the core cannot be analysed, or None.
         self.error: str | None = None
         self.kept = 0
+        #: Where the last segment ends according to the program headers (0 until known).
+        self.expected_size = 0
 
     @property
     def fd(self) -> int:
@@ -83,9 +85,11 @@ class CoreTap:
         for seg in head.segments:
             if seg.type == elfcore.PT_NOTE and seg.offset + seg.filesz <= len(self._head):
                 notes += elfcore.iter_notes(self._head[seg.offset : seg.offset + seg.filesz])
+        self.expected_size = max((s.offset + s.filesz for s in head.segments), default=0)
         sps = elfcore.thread_sps(head.machine, notes)
+        files = elfcore.file_ranges(notes) if sps else None
         del notes  # release the memoryviews into self._head before writing it out
-        self._plan = elfcore.keep_plan(head, sps)
+        self._plan = elfcore.keep_plan(head, sps, files)
         os.pwrite(self._fd, self._head, 0)
         self.kept = len(self._head)
         self._head = bytearray()
@@ -106,6 +110,11 @@ class CoreTap:
                 break
             i += 1
         self._next_range = i
+
+    @property
+    def truncated(self) -> bool:
+        """The stream ended before the end its program headers promise (ProcessSizeMax)."""
+        return self.size < self.expected_size or (self._plan is None and self.error is None)
 
     def finish(self) -> None:
         """Give the image the core's full length (holes where nothing was kept)."""

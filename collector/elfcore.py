@@ -138,6 +138,17 @@ def thread_sps(machine: int, notes: list[tuple[bytes, int, memoryview]]) -> list
     return sps
 
 
+def file_ranges(notes: list[tuple[bytes, int, memoryview]]) -> list[tuple[int, int]]:
+    """[start, end) of every file-backed mapping listed in the NT_FILE note."""
+    for name, ntype, desc in notes:
+        if name == b"CORE" and ntype == NT_FILE and len(desc) >= 16:
+            count, _ = struct.unpack_from("<QQ", desc, 0)
+            count = min(count, (len(desc) - 16) // 24)
+            return [(start, end) for start, end, _ in struct.iter_unpack(
+                "<QQQ", desc[16 : 16 + count * 24])]
+    return []
+
+
 def _clip(seg: Segment, lo_va: int, hi_va: int) -> tuple[int, int] | None:
     """The file range of the segment's bytes between two addresses, or None when empty."""
     lo = max(lo_va, seg.vaddr) - seg.vaddr
@@ -147,7 +158,8 @@ def _clip(seg: Segment, lo_va: int, hi_va: int) -> tuple[int, int] | None:
     return seg.offset + lo, seg.offset + hi
 
 
-def keep_plan(head: CoreHead, sps: list[int], budget: int = KEEP_BUDGET) -> list[tuple[int, int]]:
+def keep_plan(head: CoreHead, sps: list[int], files: list[tuple[int, int]] | None = None,
+              budget: int = KEEP_BUDGET) -> list[tuple[int, int]]:
     """Sorted, merged file ranges [start, end) to keep after the head, within `budget` bytes.
 
     Priorities: notes that lie outside the head (gdb's gcore writes them last), the stack
@@ -173,7 +185,12 @@ def keep_plan(head: CoreHead, sps: list[int], budget: int = KEEP_BUDGET) -> list
         if r:
             wanted.append(r)
     wanted.extend((s.offset, s.offset + min(s.filesz, PAGE)) for s in loads)
-    wanted.extend((s.offset, s.offset + s.filesz) for s in loads if s.filesz <= SMALL_SEGMENT)
+    # Small segments whole, except read-only file-backed ones (text): libdwfl would take a
+    # complete in-core image of a module over the real file, and lose its symbol table.  Without
+    # NT_FILE (notes not seen yet), only writable segments count as safe.
+    mapped = {start for start, _ in files or []}
+    wanted.extend((s.offset, s.offset + s.filesz) for s in loads if s.filesz <= SMALL_SEGMENT
+                  and (s.flags & PF_W or (files is not None and s.vaddr not in mapped)))
     kept: list[tuple[int, int]] = []
     spent = 0
     for want_start, end in wanted:

@@ -67,6 +67,8 @@ def _analyze(tap: CoreTap, modules: ModuleFiles, timeout: float) -> StackTraceRe
     tap.finish()
     if tap.error is not None:
         return _none(tap.error)
+    if tap.size == 0:
+        return _none("empty core")
     deadline = time.monotonic() + timeout
     # The child chroots into the debug-info tree, so that libdwfl can still find debug files
     # by build-id but cannot open any path the core names (it tries NT_FILE and link-map paths
@@ -91,6 +93,8 @@ def _analyze(tap: CoreTap, modules: ModuleFiles, timeout: float) -> StackTraceRe
         os.close(r)
         if empty is not None:
             shutil.rmtree(empty, ignore_errors=True)
+    if reason is None and tap.truncated:
+        reason = "core truncated"
     return _compose(events, reason, modules, package)
 
 
