@@ -189,11 +189,11 @@ def _child(core_fd: int, modules: ModuleFiles, w: int, jail: str, timeout: float
     """The sandboxed unwinder process. Never returns."""
     code = 0
     try:
-        _sandbox_limits(timeout)
-        emit = _emitter(w)
         # Imported here: only the child loads libdw (and ctypes).
         from drkonqi_lite_collector.unwind import Unwinder  # noqa: PLC0415
 
+        _sandbox_limits(timeout)
+        emit = _emitter(w)
         os.environ.pop("DEBUGINFOD_URLS", None)  # never ask the network for debug info
         unwinder = Unwinder(core_fd, modules.by_start, emit=emit,
                             debuginfo_path=b"/" if jail == str(DEBUG_ROOT) else None)
