@@ -52,6 +52,51 @@ def crash(argv: list[str], extra: str = "", *, kill: bool = True) -> tuple[dict[
     raise RuntimeError("no result from the handler")
 
 
+SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
+
+
+def systemd_trace(argv: list[str]) -> str:
+    """The stack trace systemd-coredump writes for a crash of argv (needs the anchor running:
+    /work/shared/tools/systemd-coredump-anchor start)."""
+    PATTERN.write_text(SYSTEMD)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    time.sleep(0.1)
+    proc.send_signal(11)
+    proc.wait()
+    for _ in range(100):
+        out = subprocess.run(["journalctl", "-o", "json", "--no-pager",
+                              "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1",
+                              f"COREDUMP_PID={proc.pid}"], capture_output=True, text=True,
+                             check=False).stdout
+        if out.strip():
+            return str(json.loads(out.splitlines()[-1])["MESSAGE"])
+        time.sleep(0.1)
+    return ""
+
+
+def compare_with_systemd(argv: list[str]) -> dict[str, Any]:
+    """Same program crashed under each handler: threads, and frames named by each."""
+    theirs = systemd_trace(argv)
+    ours, core = crash(argv)
+    shutil.rmtree(core.parent, ignore_errors=True)
+
+    def shape(text: str) -> list[list[str]]:
+        blocks = [b for b in text.split("\n\n") if b.startswith("Stack trace of thread")]
+        return [[line.split()[2] for line in b.splitlines()[1:] if line.startswith("#")]
+                for b in blocks]
+
+    a, b = shape(ours["text"]), shape(theirs)
+    return {"argv": argv[-1], "threads_ours": len(a), "threads_systemd": len(b),
+            "frames_ours": sum(map(len, a)), "frames_systemd": sum(map(len, b)),
+            "named_ours": sum(f != "n/a" for t in a for f in t),
+            "named_systemd": sum(f != "n/a" for t in b for f in t),
+            "crashing_thread_ours": a[0] if a else [],
+            "crashing_thread_systemd": b[0] if b else [],
+            "systemd_text": theirs}
+
+
 def timed(argv: list[str]) -> tuple[float, int, str]:
     """(wall ms, max RSS KiB, stdout) of one run of argv."""
     t0 = time.perf_counter()
@@ -115,9 +160,20 @@ def bench_big() -> dict[str, Any]:
             "unwinder_maxrss_kib": doc["unwinder_maxrss_kib"], "status": doc["status"]}
 
 
+def build_dir_exe(name: str, flags: list[str]) -> Path:
+    exe = Path(tempfile.mkdtemp(prefix="dkl-bin-")) / name
+    subprocess.run(["gcc", *flags, "-pthread", "-o", exe,
+                    ROOT / "tests" / "fixtures" / "crasher.c"], check=True)
+    if "-g" not in flags:
+        subprocess.run(["strip", exe], check=True)
+    return exe
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--systemd", action="store_true",
+                    help="also compare traces with systemd-coredump's (anchor running)")
     args = ap.parse_args()
     build = Path(tempfile.mkdtemp(prefix="dkl-bin-"))
     crasher = build / "crash_o2"
@@ -138,6 +194,10 @@ def main() -> None:
                              str(crasher), args.runs),
                 bench_big(),
             ]
+            if args.systemd:
+                for name, flags in (("crash_g", ["-g"]), ("crash_o2s", ["-O2"])):
+                    target = build_dir_exe(name, flags)
+                    results.append(compare_with_systemd([str(target), "threads"]))
         finally:
             PATTERN.write_bytes(saved[0])
             PIPE_LIMIT.write_bytes(saved[1])
