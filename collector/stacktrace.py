@@ -32,8 +32,11 @@ from drkonqi_lite_collector.schema import format_frame, format_thread
 __all__ = ["CoreTap", "ModuleFiles", "StackTraceResult", "analyze", "open_module_files"]
 
 NOBODY = 65534
-#: Address space of the child: libdw maps the module files and the core image.
-CHILD_AS_LIMIT = 1024 * 1024 * 1024
+#: Heap of the child (RLIMIT_DATA counts private writable memory, Linux >= 4.7): what libdw
+#: may allocate.  Read-only maps of the module files and of the sparse core image (as big as
+#: the core, but holes cost nothing) count only against the address-space backstop below.
+CHILD_DATA_LIMIT = 512 * 1024 * 1024
+CHILD_AS_SLACK = 2 * 1024 * 1024 * 1024
 #: Bytes of results accepted from the child (64 threads x 64 frames fit in ~600 KiB).
 RESULT_MAX = 4 * 1024 * 1024
 DEBUG_ROOT = Path("/usr/lib/debug")
@@ -192,7 +195,8 @@ def _child(core_fd: int, modules: ModuleFiles, w: int, jail: str, timeout: float
         # Imported here: only the child loads libdw (and ctypes).
         from drkonqi_lite_collector.unwind import Unwinder  # noqa: PLC0415
 
-        _sandbox_limits(timeout)
+        _close_other_fds({core_fd, w, *modules.by_start.values()})
+        _sandbox_limits(timeout, os.fstat(core_fd).st_size)
         emit = _emitter(w)
         os.environ.pop("DEBUGINFOD_URLS", None)  # never ask the network for debug info
         unwinder = Unwinder(core_fd, modules.by_start, emit=emit,
@@ -217,14 +221,35 @@ def _emitter(w: int) -> Any:
     return emit
 
 
-def _sandbox_limits(timeout: float) -> None:
+def _close_other_fds(keep: set[int]) -> None:
+    """Close every inherited descriptor (the core pipe, storage, journal) but `keep`.
+
+    stdin/stdout/stderr become /dev/null: stdin is the kernel's core pipe in the collector.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        if std not in keep:
+            os.dup2(null, std)
+    if null > 2 and null not in keep:
+        os.close(null)
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _sandbox_limits(timeout: float, core_size: int) -> None:
     # A crash of the unwinder must not become a core for us to collect (SECURITY.md §7):
     # not dumpable, and no core size.
     import ctypes  # noqa: PLC0415
 
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_AS_LIMIT, CHILD_AS_LIMIT))
+    resource.setrlimit(resource.RLIMIT_DATA, (CHILD_DATA_LIMIT, CHILD_DATA_LIMIT))
+    space = core_size + CHILD_AS_SLACK
+    resource.setrlimit(resource.RLIMIT_AS, (space, space))
     cpu = int(timeout) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))

@@ -305,3 +305,47 @@ def test_kernel_crash_elf_replaced_after_start(kernel_crash: object, binaries: d
     assert chains
     assert all("worker_leaf" in c and "park" in c for c in chains)
     assert next(iter(threads(result.text).values()))[0][1] == "crash_main"
+
+
+def test_four_gib_sparse_core_stays_small(binaries: dict[str, Path], tmp_path: Path) -> None:
+    """A 4 GiB core (here: a real core followed by zeros, as a pipe delivers untouched memory)
+    streams through the tap without growing it, and still unwinds."""
+    proc = start([str(binaries["g"])])
+    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
+                   capture_output=True)
+    os.kill(proc.pid, signal.SIGSTOP)
+    zeros = bytes(1 << 20)
+    try:
+        proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
+        with open_module_files(proc_fd) as modules, CoreTap() as tap:
+            tap.feed((tmp_path / f"core.{proc.pid}").read_bytes())
+            for _ in range(4096):
+                tap.feed(zeros)
+            assert tap.size > 4 << 30
+            assert tap.kept < 64 << 20
+            result = analyze(tap, modules)
+        os.close(proc_fd)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(threads(result.text)) == 9
+    assert result.status == "ok"
+
+
+def test_timeout_kills_the_unwinder_and_keeps_what_it_had(binaries: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    proc = start([str(binaries["g"])])
+    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
+                   capture_output=True)
+    try:
+        proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
+        with open_module_files(proc_fd) as modules, CoreTap() as tap:
+            tap.feed((tmp_path / f"core.{proc.pid}").read_bytes())
+            t0 = time.monotonic()
+            result = analyze(tap, modules, timeout=0.001)
+            assert time.monotonic() - t0 < 1
+        os.close(proc_fd)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.status in ("none: timeout", "partial: timeout")
