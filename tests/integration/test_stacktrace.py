@@ -26,6 +26,7 @@ from drkonqi_lite_collector.stacktrace import (
     StackTraceResult,
     analyze,
     open_module_files,
+    prepare,
 )
 
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
@@ -349,3 +350,33 @@ def test_timeout_kills_the_unwinder_and_keeps_what_it_had(binaries: dict[str, Pa
         proc.kill()
         proc.wait()
     assert result.status in ("none: timeout", "partial: timeout")
+
+
+def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
+    """prepare() before the core streams gives the same trace; an unused one leaves nothing."""
+    proc = start([str(binaries["o2"])])
+    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
+                   capture_output=True)
+    try:
+        proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
+        with open_module_files(proc_fd) as modules:
+            with CoreTap() as tap:
+                unused = prepare(tap, modules)
+                assert unused is not None
+                child = unused.process.pid
+                unused.close()
+                with pytest.raises(ChildProcessError):
+                    os.waitpid(child, os.WNOHANG)
+            with CoreTap() as tap:
+                prepared = prepare(tap, modules)
+                data = (tmp_path / f"core.{proc.pid}").read_bytes()
+                for i in range(0, len(data), CHUNK):
+                    tap.feed(data[i : i + CHUNK])
+                result = analyze(tap, modules, prepared=prepared)
+        os.close(proc_fd)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.status == "ok"
+    assert len(threads(result.text)) == 9
+    assert result.package_name == "crasher"
