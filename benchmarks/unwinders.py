@@ -123,10 +123,14 @@ def summary(values: list[float]) -> dict[str, float]:
 def bench_target(name: str, argv: list[str], exe: str, runs: int) -> dict[str, Any]:
     ours: list[dict[str, Any]] = []
     cores: list[Path] = []
+    plain: list[float] = []
     for _ in range(runs):
         doc, core = crash(argv)
         ours.append(doc)
         cores.append(core)
+        doc, core = crash(argv, extra="nosave,noprepare")
+        plain.append(doc["analyze_ms"])
+        shutil.rmtree(core.parent, ignore_errors=True)
     eu = [timed(["eu-stack", "--core", str(c), "-e", exe]) for c in cores]
     gdb = [timed(["gdb", "-batch", "-nx", "-ex", "thread apply all bt", exe, str(c)])
            for c in cores[:3]]
@@ -134,6 +138,7 @@ def bench_target(name: str, argv: list[str], exe: str, runs: int) -> dict[str, A
         "target": name,
         "core_bytes": cores[0].stat().st_size,
         "ours_analyze_ms": summary([d["analyze_ms"] for d in ours]),
+        "ours_analyze_ms_without_prepare": summary(plain),
         "ours_stream_ms": summary([d["stream_ms"] for d in ours]),
         "ours_unwinder_maxrss_kib": max(d["unwinder_maxrss_kib"] for d in ours),
         "ours_handler_maxrss_kib": max(d["handler_maxrss_kib"] for d in ours),

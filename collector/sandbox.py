@@ -5,8 +5,8 @@ image, the module files and its two pipes (stdin is the kernel's core pipe in th
 is not dumpable and has no core size (its own crash never becomes a core for us); gets CPU,
 heap, address-space and file-size limits; chroots into the debug-info tree (or an empty
 directory) and becomes nobody with no groups.  It may be started early: it then loads libdw
-and looks up the dpkg owner while the collector is still streaming the core, and waits for a
-"go" carrying the core's final size.  It reports one JSON line per finding on its result pipe.
+while the collector is still streaming the core, and waits for a "go" carrying the core's
+final size.  It reports one JSON line per finding on its result pipe.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from drkonqi_lite_collector.module import ModuleFiles
-from drkonqi_lite_collector.package import dpkg_owner
 
 NOBODY = 65534
 #: Heap of the child (RLIMIT_DATA counts private writable memory, Linux >= 4.7): what libdw
@@ -75,8 +74,7 @@ class UnwinderProcess:
             self._empty_dir = None
 
 
-def spawn(core_fd: int, modules: ModuleFiles, *, timeout: float,
-          lookup_package: bool) -> UnwinderProcess:
+def spawn(core_fd: int, modules: ModuleFiles, *, timeout: float) -> UnwinderProcess:
     """Fork the unwinder; it prepares itself and waits for UnwinderProcess.start()."""
     # The chroot keeps debug files findable by build-id while every path the core names (libdwfl
     # opens NT_FILE and link-map names itself, blocking, before asking find_elf) fails to open.
@@ -95,15 +93,14 @@ def spawn(core_fd: int, modules: ModuleFiles, *, timeout: float,
     if pid == 0:  # pragma: no cover -- the child, exercised by the integration tests
         os.close(results_r)
         os.close(go_w)
-        _child(core_fd, modules, results_w, go_r, jail, timeout=timeout,
-               lookup_package=lookup_package)
+        _child(core_fd, modules, results_w, go_r, jail, timeout=timeout)
     os.close(results_w)
     os.close(go_r)
     return UnwinderProcess(pid, results_r, go_w, empty)
 
 
-def _child(core_fd: int, modules: ModuleFiles, w: int, go: int, jail: str, *, timeout: float,
-           lookup_package: bool) -> None:
+def _child(core_fd: int, modules: ModuleFiles, w: int, go: int, jail: str, *,
+           timeout: float) -> None:
     """The sandboxed unwinder process. Never returns."""
     code = 0
     try:
@@ -113,8 +110,6 @@ def _child(core_fd: int, modules: ModuleFiles, w: int, go: int, jail: str, *, ti
         _close_other_fds({core_fd, w, go, *modules.by_start.values()})
         _not_dumpable()
         emit = _emitter(w)
-        if lookup_package and modules.same_root and modules.exe:
-            emit({"dpkg": dpkg_owner(modules.exe)})
         os.environ.pop("DEBUGINFOD_URLS", None)  # never ask the network for debug info
         unwinder = Unwinder(core_fd, modules.by_start, emit=emit,
                             debuginfo_path=b"/" if jail == str(DEBUG_ROOT) else None)

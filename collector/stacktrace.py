@@ -80,12 +80,12 @@ class PreparedAnalysis:
 def prepare(tap: CoreTap, modules: ModuleFiles, *, timeout: float = 5.0) -> PreparedAnalysis | None:
     """Optional: fork the unwinder now, before the core is drained.
 
-    The child loads libdw and looks up the dpkg owner while the collector streams the core, so
-    analyze() only pays for the unwinding itself (~4 ms less on a small crash).  Call it after
+    The child imports ctypes and loads libdw while the collector streams the core, so analyze()
+    only pays for the unwinding itself.  Call it after
     open_module_files() and CoreTap(); returns None when the child cannot be started.
     """
     try:
-        process = sandbox.spawn(tap.fd, modules, timeout=timeout, lookup_package=True)
+        process = sandbox.spawn(tap.fd, modules, timeout=timeout)
     except OSError:
         return None
     return PreparedAnalysis(process, timeout)
@@ -118,23 +118,19 @@ def _analyze(tap: CoreTap, modules: ModuleFiles, timeout: float,
         process = prepared.process
     else:
         try:
-            process = sandbox.spawn(tap.fd, modules, timeout=timeout, lookup_package=False)
+            process = sandbox.spawn(tap.fd, modules, timeout=timeout)
         except OSError as e:
             return _none(f"fork failed: {e}")
     try:
         process.start(tap.size)
-        # Without prepare(), the dpkg lookup runs here, while the child unwinds.
-        package = None
-        if prepared is None and modules.same_root and modules.exe:
-            package = dpkg_owner(modules.exe)
+        # The dpkg lookup (host database, so only for processes in our root) runs here, on
+        # the other CPU, while the child unwinds.
+        package = dpkg_owner(modules.exe) if modules.same_root and modules.exe else None
         events, reason = _collect(process, deadline)
     finally:
         process.close()
     if reason is None and tap.truncated:
         reason = "core truncated"
-    for ev in events:
-        if "dpkg" in ev and isinstance(ev["dpkg"], dict):
-            package = ev["dpkg"]
     return _compose(events, reason, modules, package)
 
 
