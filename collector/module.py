@@ -81,7 +81,7 @@ def open_module_files(proc_dir_fd: int) -> ModuleFiles:
 
 def _collect(mods: ModuleFiles, map_dir: int) -> None:
     try:
-        names = os.listdir(map_dir)[:MAPPINGS_MAX]
+        names = os.listdir(map_dir)
     except OSError:
         return
     ranges: list[tuple[int, str]] = []
@@ -93,25 +93,28 @@ def _collect(mods: ModuleFiles, map_dir: int) -> None:
             continue
     ranges.sort()
     seen: set[tuple[int, int]] = set()
-    for start, name in ranges:
+    for start, name in ranges[:MAPPINGS_MAX]:
         if len(mods.by_start) >= MODULES_MAX:
             return
+        # stat() follows the map_files link to the mapped inode without opening it: opening a
+        # mapped device node (a GPU render node, say) as root could have side effects.
+        try:
+            st = os.stat(name, dir_fd=map_dir)
+        except OSError:
+            continue
+        # One descriptor per inode: the first (lowest) mapping of a file is where its ELF
+        # header is, and where libdwfl's module starts.
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
         try:
             fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
                          dir_fd=map_dir)
         except OSError:
             continue
-        try:
-            st = os.fstat(fd)
-        except OSError:
+        if not _is_elf(fd):
             os.close(fd)
             continue
-        # One descriptor per inode: the first (lowest) mapping of a file is where its ELF
-        # header is, and where libdwfl's module starts.
-        if (st.st_dev, st.st_ino) in seen or not _is_elf(fd):
-            os.close(fd)
-            continue
-        seen.add((st.st_dev, st.st_ino))
         mods.by_start[start] = fd
         try:
             mods.paths[start] = os.readlink(name, dir_fd=map_dir)

@@ -9,6 +9,7 @@ does, with open_module_files on the target's /proc/PID while it still exists.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import shutil
@@ -380,3 +381,26 @@ def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
     assert result.status == "ok"
     assert len(threads(result.text)) == 9
     assert result.package_name == "crasher"
+
+
+def test_module_files_are_the_mapped_elf_objects_only(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"not an ELF file" * 1000)
+    with data.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as _m, \
+            Path("/dev/zero").open("rb") as z, mmap.mmap(z.fileno(), 4096,
+                                                      prot=mmap.PROT_READ) as _z:
+        proc_fd = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+        modules = open_module_files(proc_fd)
+        os.close(proc_fd)
+    with modules:
+        paths = set(modules.paths.values())
+        assert any(p.endswith("/libc.so.6") for p in paths)
+        assert os.path.realpath(sys.executable) in paths
+        assert str(data) not in paths
+        assert "/dev/zero" not in paths
+        assert modules.same_root
+        fds = list(modules.by_start.values())
+        assert all(os.pread(fd, 4, 0) == b"\x7fELF" for fd in fds)
+    for fd in fds:
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(fd)
