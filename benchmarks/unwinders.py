@@ -203,6 +203,7 @@ def main() -> None:
                 for name, flags in (("crash_g", ["-g"]), ("crash_o2s", ["-O2"])):
                     target = build_dir_exe(name, flags)
                     results.append(compare_with_systemd([str(target), "threads"]))
+                    shutil.rmtree(target.parent, ignore_errors=True)
         finally:
             PATTERN.write_bytes(saved[0])
             PIPE_LIMIT.write_bytes(saved[1])
