@@ -139,13 +139,15 @@ def _collect(process: sandbox.UnwinderProcess,
     """Read the child's JSON lines until EOF or the deadline; reap it. Returns (events, why)."""
     buf = bytearray()
     reason = None
+    # poll, not select: with hundreds of module descriptors open, ours may exceed FD_SETSIZE.
+    poller = select.poll()
+    poller.register(process.results, select.POLLIN)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             reason = "timeout"
             break
-        ready, _, _ = select.select([process.results], [], [], left)
-        if not ready:
+        if not poller.poll(max(1, int(left * 1000))):
             continue
         data = os.read(process.results, 65536)
         if not data:

@@ -32,6 +32,9 @@ from drkonqi_lite_collector.stacktrace import (
 
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
 
+# /proc/PID/map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); chroot needs root.
+pytestmark = pytest.mark.usefixtures("root")
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FRAME = re.compile(r"^#(\d+) +0x([0-9a-f]{16}) (\S+) \((.+) \+ 0x([0-9a-f]+)\)$")
 CHUNK = 1 << 16
