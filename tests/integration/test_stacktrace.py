@@ -407,3 +407,36 @@ def test_module_files_are_the_mapped_elf_objects_only(tmp_path: Path) -> None:
     for fd in fds:
         with pytest.raises(OSError, match="Bad file descriptor"):
             os.fstat(fd)
+
+
+@pytest.mark.crash
+def test_kernel_crash_paths_in_the_core_are_never_opened(kernel_crash: object,
+                                                         binaries: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """SECURITY.md §4: the core names its files by path as the crashed process saw them (its
+    mount namespace); libdwfl would open() those paths, blocking, in our root.  Here the path
+    is a FIFO in ours: it must neither hang the trace nor feed it.
+    """
+    which("unshare")
+    # World-traversable, so that not only the chroot but also the switch to nobody is needed
+    # to keep the unwinder away from the FIFO.
+    base = Path(tempfile.mkdtemp(prefix="dkl-ns-"))
+    base.chmod(0o755)  # noqa: S103 -- on purpose, see above
+    real, planted = base / "real", base / "planted"
+    real.mkdir(mode=0o755)
+    planted.mkdir(mode=0o755)
+    shutil.copy(binaries["g"], real / "prog")
+    os.mkfifo(planted / "prog", 0o666)
+    (planted / "prog").chmod(0o666)  # noqa: S103 -- on purpose: nobody may open it
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f"mount --bind {real} {planted} && exec {planted}/prog segv"]
+    t0 = time.monotonic()
+    try:
+        doc, _ = kernel_crash(argv)  # type: ignore[operator]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert time.monotonic() - t0 < 4
+    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    assert result.status == "ok", result.status
+    assert f"{planted}/prog " in result.modules
+    assert next(iter(threads(result.text).values()))[0][1] == "crash_main"
