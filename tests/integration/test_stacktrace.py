@@ -421,13 +421,13 @@ def test_kernel_crash_paths_in_the_core_are_never_opened(kernel_crash: object,
     # World-traversable, so that not only the chroot but also the switch to nobody is needed
     # to keep the unwinder away from the FIFO.
     base = Path(tempfile.mkdtemp(prefix="dkl-ns-"))
-    base.chmod(0o755)  # noqa: S103 -- on purpose, see above
+    base.chmod(0o755)
     real, planted = base / "real", base / "planted"
     real.mkdir(mode=0o755)
     planted.mkdir(mode=0o755)
     shutil.copy(binaries["g"], real / "prog")
     os.mkfifo(planted / "prog", 0o666)
-    (planted / "prog").chmod(0o666)  # noqa: S103 -- on purpose: nobody may open it
+    (planted / "prog").chmod(0o666)
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             f"mount --bind {real} {planted} && exec {planted}/prog segv"]
     t0 = time.monotonic()
