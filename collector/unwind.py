@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from drkonqi_lite_collector.elffile import has_section, soname
 from drkonqi_lite_collector.package import package_note
 
 FRAMES_MAX = 64
-SECTIONS_MAX = 4096
 THREADS_MAX = 64
 ELF_C_READ_MMAP = 8
 EV_CURRENT = 1
@@ -109,31 +108,6 @@ def _load() -> tuple[ctypes.CDLL, ctypes.CDLL, ctypes.CDLL]:
     return elf, dw, libc
 
 
-def has_section(fd: int, wanted: bytes) -> bool:
-    """Whether the 64-bit LE ELF file at `fd` has a section called `wanted` (bounded reads)."""
-    try:
-        ehdr = os.pread(fd, 64, 0)
-        if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2 or ehdr[5] != 1:
-            return False
-        (shoff,) = struct.unpack_from("<Q", ehdr, 40)
-        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", ehdr, 58)
-        if shentsize != 64 or not 0 < shnum <= SECTIONS_MAX or shstrndx >= shnum:
-            return False
-        table = os.pread(fd, shnum * 64, shoff)
-        if len(table) < shnum * 64:
-            return False
-        _, _, _, _, str_off, str_size, *_ = struct.unpack_from("<IIQQQQIIQQ", table,
-                                                                 shstrndx * 64)
-        names = os.pread(fd, min(str_size, 1 << 20), str_off)
-        for i in range(shnum):
-            (name_off,) = struct.unpack_from("<I", table, i * 64)
-            if names[name_off : name_off + len(wanted) + 1] == wanted + b"\0":
-                return True
-    except (OSError, struct.error, OverflowError):
-        return False
-    return False
-
-
 def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "backslashreplace")
 
@@ -163,6 +137,7 @@ class Unwinder:
         self._modules: list[tuple[str, str, int]] = []
         self._packages: dict[str, dict[str, str]] = {}
         self._dwarf_ok: dict[int, bool] = {}
+        self._labels: dict[int, str | None] = {}
         self._dwfl: int | None = None
 
     def _find_elf(self, _mod: int | None, _userdata: int | None, _modname: bytes | None,
@@ -222,8 +197,9 @@ class Unwinder:
         symbol: str | None = None
         bias = _u64()
         start = _u64()
-        modname = _text(dw.dwfl_module_info(mod, None, ctypes.byref(start), None, None, None,
-                                            None, None))
+        path = _text(dw.dwfl_module_info(mod, None, ctypes.byref(start), None, None, None, None,
+                                         None))
+        modname = self._label(start.value) or path
         cudie = (dw.dwfl_module_addrdie(mod, adjusted, ctypes.byref(bias))
                  if self._use_dwarf(start.value) else None)
         if cudie:
@@ -231,6 +207,17 @@ class Unwinder:
         if symbol is None:
             symbol = _text(dw.dwfl_module_addrname(mod, adjusted))
         return (pc, symbol, modname, pc - start.value)
+
+    def _label(self, start: int) -> str | None:
+        """How systemd names a module in a frame: a library by its DT_SONAME, else by path.
+
+        (systemd-coredump gets this from libdwfl, which reads the soname from the file it
+        opened itself; ours opens nothing by path, so we read it from the mapped file.)
+        """
+        if start not in self._labels:
+            fd = self._files.get(start)
+            self._labels[start] = soname(fd) if fd is not None else None
+        return self._labels[start]
 
     def _use_dwarf(self, start: int) -> bool:
         """Whether to look up DWARF scopes (inlined function names) in this module.

@@ -144,6 +144,9 @@ def test_eight_threads_with_debug_info(binaries: dict[str, Path], tmp_path: Path
                                                                "start_thread"]
         assert "park" in chain
     assert f"{binaries['g']} " in result.modules
+    # Module labels as systemd prints them: a library by its soname, the program by its path.
+    labels = {mod for frames in ts.values() for _, _, mod in frames}
+    assert labels == {"libc.so.6", str(binaries["g"])}
     assert_as_good_as_eu_stack(result, core, binaries["g"])
 
 
