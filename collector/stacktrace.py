@@ -186,8 +186,8 @@ def _compose(events: list[dict[str, Any]], reason: str | None, modules: ModuleFi
             frames = [format_frame(i, pc, fn, mod, off)
                       for i, (pc, fn, mod, off) in enumerate(ev["frames"])]
             blocks.append(format_thread(ev["thread"], frames))
-        elif "fatal" in ev and reason is None:
-            reason = str(ev["fatal"])
+        elif ("fatal" in ev or "cut" in ev) and reason is None:
+            reason = str(ev.get("fatal") or ev.get("cut"))
         elif "done" in ev:
             done = True
     if reason is None and not done:

@@ -169,6 +169,7 @@ class Unwinder:
 
     def _on_thread(self, thread: int | None, _arg: int | None) -> int:
         if self._threads >= THREADS_MAX:
+            self._emit({"cut": f"more than {THREADS_MAX} threads"})
             return 1
         self._threads += 1
         self._frames = []

@@ -443,3 +443,9 @@ def test_kernel_crash_paths_in_the_core_are_never_opened(kernel_crash: object,
     assert result.status == "ok", result.status
     assert f"{planted}/prog " in result.modules
     assert next(iter(threads(result.text).values()))[0][1] == "crash_main"
+
+
+def test_more_threads_than_a_trace_shows(binaries: dict[str, Path], tmp_path: Path) -> None:
+    result, _ = gcore_trace(start([str(binaries["g"]), "many"]), tmp_path)
+    assert len(threads(result.text)) == 64  # systemd-coredump's THREADS_MAX too
+    assert result.status == "partial: more than 64 threads"
