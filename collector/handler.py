@@ -48,33 +48,27 @@ if TYPE_CHECKING:
 
         def feed(self, chunk: bytes | memoryview) -> None: ...
 
+    class TraceResult(Protocol):
+        """A stack trace in systemd's format, the modules, and the package, for the entry."""
+
+        @property
+        def text(self) -> str: ...
+        @property
+        def modules(self) -> str: ...
+        @property
+        def status(self) -> str: ...
+        @property
+        def package_name(self) -> str | None: ...
+        @property
+        def package_version(self) -> str | None: ...
+        @property
+        def package_json(self) -> str | None: ...
+
     class Tracer(Protocol):
-        """The stack-trace engine (collector/stacktrace.py)."""
+        """The stack-trace engine (stacktrace.Engine)."""
 
         def start(self, proc_dir_fd: int | None) -> Tap: ...
         def finish(self, tap: Tap, timeout: float) -> TraceResult: ...
-
-
-class TraceResult:
-    """A stack trace in systemd's format, the modules, and the package, as the entry needs."""
-
-    __slots__ = ("modules", "package_json", "package_name", "package_version", "status", "text")
-
-    def __init__(
-        self,
-        text: str,
-        modules: str,
-        status: str,
-        package_name: str | None = None,
-        package_version: str | None = None,
-        package_json: str | None = None,
-    ) -> None:
-        self.text = text
-        self.modules = modules
-        self.status = status
-        self.package_name = package_name
-        self.package_version = package_version
-        self.package_json = package_json
 
 
 class StreamResult:

@@ -130,15 +130,19 @@ def format_message(pid: int, comm: str, uid: int, stacktrace: str) -> str:
 def format_frame(
     index: int, pc: int, function: str | None, module: str | None, offset: int | None
 ) -> str:
-    """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`."""
-    line = f"#{index:<2} 0x{pc:016x} {function or 'n/a'}"
-    if module is not None and offset is not None:
-        line += f" ({module} + 0x{offset:x})"
-    return line
+    """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`.
+
+    Like systemd's elf-util.c frame_callback, the parenthesis is always there: a frame outside
+    every known module reads `FUNC (n/a + 0x0)`, and a missing name is `n/a` (strna()).
+    """
+    return f"#{index:<2} 0x{pc:016x} {function or 'n/a'} ({module or 'n/a'} + 0x{offset or 0:x})"
 
 
 def format_thread(tid: int, frames: Iterable[str]) -> str:
-    """A thread block: `Stack trace of thread TID:` then its frames."""
+    """A thread block: `Stack trace of thread TID:` then its frames.
+
+    systemd separates thread blocks with one blank line: join blocks with "\\n\\n".
+    """
     return "\n".join([f"Stack trace of thread {tid}:", *frames])
 
 

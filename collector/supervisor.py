@@ -27,11 +27,9 @@ if TYPE_CHECKING:
 
 
 def _tracer() -> Tracer | None:
-    try:
-        from drkonqi_lite_collector import stacktrace  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-    except ImportError:
-        return None
-    engine: Tracer = stacktrace.Engine()
+    from drkonqi_lite_collector.stacktrace import Engine  # noqa: PLC0415 - worker only
+
+    engine: Tracer = Engine()
     return engine
 
 

@@ -95,7 +95,7 @@ def test_frame_format_matches_systemd() -> None:
     assert format_frame(0, 0x7F00DEADBEEF, "raise", "libc.so.6", 0x3C41B) == (
         "#0  0x00007f00deadbeef raise (libc.so.6 + 0x3c41b)"
     )
-    assert format_frame(12, 0x1000, None, None, None) == "#12 0x0000000000001000 n/a"
+    assert format_frame(12, 0x1000, None, None, None) == "#12 0x0000000000001000 n/a (n/a + 0x0)"
 
 
 def test_cgroup_units_like_systemd() -> None:
