@@ -108,7 +108,7 @@ def main() -> int:
             a_v, b_v = pair["drkonqi-lite"].get(key), pair["systemd-coredump"].get(key)
             if a_v is None or b_v is None:
                 continue
-            print(f"| {scenario} | {label} | {a_v:.1f} | {b_v:.1f} | {a_v / b_v:.2f}× |")
+            print(f"| {scenario} | {label} | {a_v:.1f} | {b_v:.1f} | {a_v / b_v:.2f}x |")
     print(f"\nraw: {out}")
     return 0
 
