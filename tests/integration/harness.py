@@ -244,21 +244,27 @@ def build_crashme(*, static: bool = False) -> Path:
     return out
 
 
+#: An environment for a crash target: str or bytes throughout (Popen takes either).
+Env = Mapping[str, str] | Mapping[bytes, bytes]
+
+
 def crash_self(cmd: list[str] | list[bytes], uid: int, gid: int,
-               env: Mapping[str | bytes, str | bytes] | None = None, **kw: object) -> int:
+               env: Env | None = None, **kw: object) -> int:
     """Run a crashme-like `cmd` as uid/gid that faults by itself; return its PID."""
-    proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)
+    # spawn_as passes the argv to Popen, which takes bytes as well as str.
+    proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)  # type: ignore[arg-type]
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGSEGV, f"{cmd!r} ended with {proc.returncode}"
     return proc.pid
 
 
-def start_waiting(cmd: list[str] | list[bytes], uid: int, gid: int,
-                  env: Mapping[str | bytes, str | bytes] | None = None,
+def start_waiting(cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None,
                   **kw: object) -> subprocess.Popen[bytes]:
     """Start crashme with DKL_WAIT as uid/gid; return once it said "ready" (it is pausing)."""
-    full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1", **(env or {})}
-    proc = spawn_as(cmd, uid, gid, env=full, stdout=subprocess.PIPE, **kw)
+    full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1"}
+    for key, value in (env or {}).items():
+        full[key] = value
+    proc = spawn_as(cmd, uid, gid, env=full, stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line == b"ready\n", f"{cmd!r} did not start: {line!r}"

@@ -105,7 +105,7 @@ def test_hostile_metadata_round_trips(
         install_without_pidfd(harness)
     argv = [exe, *ARGS]
     env = {b"DKL_COMM": comm, b"DKL_CWD": cwd, b"DKL_WEIRD": ENV_VALUE}
-    pid = crash_self(argv, USER, USER, env=env)  # type: ignore[arg-type]
+    pid = crash_self(argv, USER, USER, env=env)
     e = wait_entry(COREDUMP_PID=pid)
 
     # Identity was proven: with %F from the pidfd, without it from PF_DUMPCORE in
@@ -133,7 +133,7 @@ def test_128k_argv0(harness: Harness, core_pattern: None, crashme: Path) -> None
     harness.install()
     argv0 = (b"A" * 1023 + b"\n") * 127 + b"Z" * 1023
     assert len(argv0) == 128 * 1024 - 1
-    pid = crash_self([argv0, b"tail"], USER, USER, executable=crashme)  # type: ignore[arg-type]
+    pid = crash_self([argv0, b"tail"], USER, USER, executable=crashme)
     e = wait_entry(COREDUMP_PID=pid)
     assert field(e, "COREDUMP_CMDLINE") == argv0 + b" tail"
     assert field(e, "COREDUMP_COMM") == b"crashme"

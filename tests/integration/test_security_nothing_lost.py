@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import which
 from tests.integration.harness import (
     COLLECTOR,
+    Entry,
     Harness,
     build_crashme,
     children,
@@ -112,7 +113,7 @@ def test_journald_unreachable_real_crash_spooled_then_replayed(
         assert int(field(e, "DRKONQI_LITE_SPOOLED_AT")) > 0
         assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
     # In order, and filed in the user's own journal (sent with the user's credentials).
-    assert int(e1["__REALTIME_TIMESTAMP"]) <= int(e2["__REALTIME_TIMESTAMP"])  # type: ignore[call-overload]
+    assert int(e1["__REALTIME_TIMESTAMP"]) <= int(e2["__REALTIME_TIMESTAMP"])
     assert e1["_UID"] == str(USER).encode()
     # A second replay sends nothing again: exactly once.
     again = subprocess.run(
@@ -139,7 +140,7 @@ def test_next_crash_replays_the_spool_first(
     assert out.returncode == 0, out.stderr
     assert spooled(harness) == []
     deadline = time.monotonic() + 15
-    found = []
+    found: list[Entry] = []
     while len(found) < 2 and time.monotonic() < deadline:
         found = entries(COREDUMP_PID=waiting.pid)
         time.sleep(0.05)

@@ -45,8 +45,8 @@ def crashme() -> Path:
 
 
 @pytest.fixture
-def impostor_env() -> dict[str | bytes, str | bytes]:
-    return {"DKL_SECRET": MARKER, "DKL_COMM": "impostor-7f3a9c"}
+def impostor_env() -> dict[str, str]:
+    return {"DKL_SECRET": MARKER.decode(), "DKL_COMM": "impostor-7f3a9c"}
 
 
 def assert_fails_closed(h: Harness, e: Entry) -> None:
@@ -68,7 +68,7 @@ def assert_fails_closed(h: Harness, e: Entry) -> None:
 
 
 def test_pidfd_of_another_process_is_unverified(
-    harness: Harness, crashme: Path, impostor_env: dict[str | bytes, str | bytes]
+    harness: Harness, crashme: Path, impostor_env: dict[str, str]
 ) -> None:
     """%F names process A, %P names process B (same user): nothing of B is recorded."""
     victim = start_waiting([str(crashme)], USER, USER)
@@ -117,7 +117,7 @@ def _reuse_pid(
 
 @pytest.fixture
 def recycled(
-    crashme: Path, impostor_env: dict[str | bytes, str | bytes], request: pytest.FixtureRequest
+    crashme: Path, impostor_env: dict[str, str], request: pytest.FixtureRequest
 ) -> Iterator[tuple[int, int]]:
     """(dead pidfd of the crashed process, PID now held by another process of `request.param`)."""
     which("setpriv")
@@ -157,7 +157,7 @@ def test_recycled_pid_with_dead_pidfd_fails_closed(
 
 
 def test_live_process_not_dumping_core_without_pidfd(
-    harness: Harness, crashme: Path, impostor_env: dict[str | bytes, str | bytes]
+    harness: Harness, crashme: Path, impostor_env: dict[str, str]
 ) -> None:
     """Without %F (kernels before 6.16) the collector opens the PID itself; a process of the
     same user that is merely running (not in the kernel's dump, no PF_DUMPCORE) is not the
