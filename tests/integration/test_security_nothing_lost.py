@@ -149,6 +149,16 @@ def test_next_crash_replays_the_spool_first(
     assert "DRKONQI_LITE_SPOOLED_AT" not in found[1]
 
 
+def _writing_core(pid: int) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if "/coredump/" in os.readlink(fd):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _feed_and_find_worker(
     h: Harness, proc: subprocess.Popen[bytes]
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -162,15 +172,8 @@ def _feed_and_find_worker(
         workers = children(collector.pid)
         time.sleep(0.01)
     assert len(workers) == 1
-    # Wait until the worker has written part of the core (its temp file is growing).
-    fdinfo = Path(f"/proc/{workers[0]}/fd")
-    while time.monotonic() < deadline:
-        if any(
-            "(deleted)" in os.readlink(p) or "coredump" in os.readlink(p)
-            for p in fdinfo.iterdir()
-            if p.name.isdigit() and int(p.name) > 2
-        ):
-            break
+    # Wait until the worker has its nameless core file open (it is streaming into it).
+    while time.monotonic() < deadline and not _writing_core(workers[0]):
         time.sleep(0.01)
     time.sleep(0.2)
     return collector, workers[0]
