@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -170,3 +171,48 @@ def test_live_process_not_dumping_core_without_pidfd(
         assert_fails_closed(harness, e)
     finally:
         stop(impostor)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.07, 0.08, 0.09, 0.1, 0.2])
+def test_process_replaced_mid_collection(
+    harness: Harness, crashme: Path, impostor_env: dict[str, str], delay: float
+) -> None:
+    """The kernel hands over A with its pidfd; while the collector runs, A is killed and reaped
+    and B (same user) takes A's PID. Whatever the timing, B's metadata never lands in A's
+    entry, and access is granted only when identity was proven (then the data is A's)."""
+    which("setpriv")
+    for _ in range(50):
+        victim = start_waiting([str(crashme)], USER, USER, env={"DKL_SECRET": "victim-aaaa"})
+        pidfd = os.pidfd_open(victim.pid)
+        collector = subprocess.Popen(
+            harness.argv(victim.pid, USER, USER, pidfd=pidfd, timestamp=1_700_000_000),
+            stdin=subprocess.PIPE,
+            pass_fds=(pidfd,),
+        )
+        time.sleep(delay)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        impostor = _reuse_pid(
+            victim.pid,
+            lambda: start_waiting([str(crashme), MARKER.decode()], USER, USER, env=impostor_env),
+        )
+        try:
+            collector.communicate(CORE, timeout=30)
+        finally:
+            os.close(pidfd)
+            if impostor is not None:
+                stop(impostor)
+        assert collector.returncode == 0
+        e = wait_entry(COREDUMP_PID=victim.pid, COREDUMP_TIMESTAMP=1_700_000_000_000_000)
+        if impostor is None:
+            continue  # another process took the number: the entry was checked to exist, retry
+        leaked = [k for k, v in e.items() if isinstance(v, bytes) and b"7f3a9c" in v]
+        assert not leaked, f"the replacement's metadata leaked into {leaked}"
+        core = Path(field(e, "COREDUMP_FILENAME").decode())
+        if field(e, "DRKONQI_LITE_IDENTITY") == b"verified":
+            assert b"DKL_SECRET=victim-aaaa" in field(e, "COREDUMP_ENVIRON")
+        else:
+            assert_fails_closed(harness, e)
+        assert posix_acl(core) is None or field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
+        return
+    pytest.fail("could not get a recycled PID in 50 attempts")
