@@ -92,25 +92,57 @@ class Harness:
         Path("/proc/sys/kernel/core_pattern").write_text(pat + "\n")
         return pat
 
-    def argv(self, pid: int, uid: int, gid: int, sig: int = signal.SIGSEGV, *,
-             dumpable: int = 1, timestamp: int | None = None, pidfd: int | None = None,
-             hostname: str = "testhost") -> list[str]:
+    def argv(
+        self,
+        pid: int,
+        uid: int,
+        gid: int,
+        sig: int = signal.SIGSEGV,
+        *,
+        dumpable: int = 1,
+        timestamp: int | None = None,
+        pidfd: int | None = None,
+        hostname: str = "testhost",
+    ) -> list[str]:
         ts = int(time.time()) if timestamp is None else timestamp
-        args = [str(COLLECTOR), f"--prefix={self.prefix}", str(pid), str(uid), str(gid),
-                str(int(sig)), str(ts), "18446744073709551615", hostname, str(dumpable)]
+        args = [
+            str(COLLECTOR),
+            f"--prefix={self.prefix}",
+            str(pid),
+            str(uid),
+            str(gid),
+            str(int(sig)),
+            str(ts),
+            "18446744073709551615",
+            hostname,
+            str(dumpable),
+        ]
         if pidfd is not None:
             args.append(str(pidfd))
         return args
 
-    def run(self, argv: list[str], core: bytes | Path, *, pass_fds: tuple[int, ...] = (),
-            timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        argv: list[str],
+        core: bytes | Path,
+        *,
+        pass_fds: tuple[int, ...] = (),
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run the collector as the kernel would: the core on stdin, argv from the pattern."""
         if isinstance(core, Path):
             with core.open("rb") as f:
-                return subprocess.run(argv, stdin=f, capture_output=True, timeout=timeout,
-                                      pass_fds=pass_fds, check=False)
-        return subprocess.run(argv, input=core, capture_output=True, timeout=timeout,
-                              pass_fds=pass_fds, check=False)
+                return subprocess.run(
+                    argv,
+                    stdin=f,
+                    capture_output=True,
+                    timeout=timeout,
+                    pass_fds=pass_fds,
+                    check=False,
+                )
+        return subprocess.run(
+            argv, input=core, capture_output=True, timeout=timeout, pass_fds=pass_fds, check=False
+        )
 
 
 def make_prefix() -> Iterator[Harness]:
@@ -125,6 +157,7 @@ def make_prefix() -> Iterator[Harness]:
 
 def spawn_as(cmd: list[str], uid: int, gid: int, **kw: object) -> subprocess.Popen[bytes]:
     """Start `cmd` as uid/gid (no groups), dumpable, with an unlimited core limit."""
+
     def become() -> None:
         import resource  # noqa: PLC0415
 
@@ -153,8 +186,9 @@ def wait_running(proc: subprocess.Popen[bytes], exe: str, timeout: float = 5.0) 
     raise AssertionError(f"{exe} did not start")
 
 
-def crash(cmd: list[str], uid: int, gid: int, sig: int = signal.SIGSEGV,
-          exe: str | None = None) -> int:
+def crash(
+    cmd: list[str], uid: int, gid: int, sig: int = signal.SIGSEGV, exe: str | None = None
+) -> int:
     """Run `cmd` as uid/gid, kill it with `sig` once it runs, return its PID."""
     proc = spawn_as(cmd, uid, gid)
     wait_running(proc, exe or Path(cmd[0]).name)
@@ -248,8 +282,9 @@ def build_crashme(*, static: bool = False) -> Path:
 Env = Mapping[str, str] | Mapping[bytes, bytes]
 
 
-def crash_self(cmd: list[str] | list[bytes], uid: int, gid: int,
-               env: Env | None = None, **kw: object) -> int:
+def crash_self(
+    cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None, **kw: object
+) -> int:
     """Run a crashme-like `cmd` as uid/gid that faults by itself; return its PID."""
     # spawn_as passes the argv to Popen, which takes bytes as well as str.
     proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)  # type: ignore[arg-type]
@@ -258,8 +293,9 @@ def crash_self(cmd: list[str] | list[bytes], uid: int, gid: int,
     return proc.pid
 
 
-def start_waiting(cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None,
-                  **kw: object) -> subprocess.Popen[bytes]:
+def start_waiting(
+    cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None, **kw: object
+) -> subprocess.Popen[bytes]:
     """Start crashme with DKL_WAIT as uid/gid; return once it said "ready" (it is pausing)."""
     full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1"}
     for key, value in (env or {}).items():
@@ -311,13 +347,15 @@ def readable_as(path: Path, uid: int, gid: int) -> bool:
     return code == 0
 
 
-def run_measured(argv: list[str], core: Path, *, pass_fds: tuple[int, ...] = (),
-                 timeout: float = 300.0) -> tuple[int, int]:
+def run_measured(
+    argv: list[str], core: Path, *, pass_fds: tuple[int, ...] = (), timeout: float = 300.0
+) -> tuple[int, int]:
     """Like Harness.run with a file on stdin; returns (exit status, peak RSS in KiB of the
     collector and the worker it waited for: wait4's rusage covers both)."""
     with core.open("rb") as f:
-        proc = subprocess.Popen(argv, stdin=f, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, pass_fds=pass_fds)
+        proc = subprocess.Popen(
+            argv, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=pass_fds
+        )
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -361,7 +399,36 @@ def tree(root: Path) -> dict[str, str]:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             st = p.lstat()
-            kind = ("dir" if st_mod.S_ISDIR(st.st_mode) else "link" if st_mod.S_ISLNK(st.st_mode)
-                    else "fifo" if st_mod.S_ISFIFO(st.st_mode) else "file")
+            kind = (
+                "dir"
+                if st_mod.S_ISDIR(st.st_mode)
+                else "link"
+                if st_mod.S_ISLNK(st.st_mode)
+                else "fifo"
+                if st_mod.S_ISFIFO(st.st_mode)
+                else "file"
+            )
             out[str(p.relative_to(root))] = kind
     return out
+
+
+def entries_since(since: float, **match: str | int) -> list[Entry]:
+    """`entries(**match)` that journald received at or after `since` (a time.time() value).
+    PIDs recycle within minutes on a busy machine and the journal keeps every earlier crash,
+    so a test matching on COREDUMP_PID must only look at its own time window."""
+    floor = int(since * 1_000_000)
+    # RawReader leaves __REALTIME_TIMESTAMP as systemd-python's int (microseconds).
+    return [e for e in entries(**match) if int(e["__REALTIME_TIMESTAMP"]) >= floor]
+
+
+def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) -> Entry:
+    """`wait_entry` among the entries received at or after `since` (see entries_since)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = entries_since(since, **match)
+        if found:
+            assert len(found) == 1, f"{len(found)} entries for {match}: one crash, one entry"
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no crash entry for {match} within {timeout}s")
+        time.sleep(0.05)

@@ -28,10 +28,18 @@ from tests.integration.harness import (
     readable_as,
     start_waiting,
     stop,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 MiB = 1024**2
 
 
@@ -72,7 +80,7 @@ STREAMS = {
 
 @pytest.mark.parametrize("kind", list(STREAMS))
 def test_broken_core_stream_is_stored_as_handed_over(
-    harness: Harness, waiting: subprocess.Popen[bytes], kind: str
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes], kind: str
 ) -> None:
     data = STREAMS[kind]
     pidfd = os.pidfd_open(waiting.pid)
@@ -83,7 +91,7 @@ def test_broken_core_stream_is_stored_as_handed_over(
     finally:
         os.close(pidfd)
     assert out.returncode == 0, out.stderr
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_SIZE") == str(len(data)).encode()
     assert "DRKONQI_LITE_CORE_MISSING" not in e
     core = Path(field(e, "COREDUMP_FILENAME").decode())
@@ -91,10 +99,10 @@ def test_broken_core_stream_is_stored_as_handed_over(
     assert readable_as(core, USER, USER)
 
 
-def test_empty_core_stream(harness: Harness, waiting: subprocess.Popen[bytes]) -> None:
+def test_empty_core_stream(t0: float, harness: Harness, waiting: subprocess.Popen[bytes]) -> None:
     out = harness.run(harness.argv(waiting.pid, USER, USER), b"")
     assert out.returncode == 0, out.stderr
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"empty"
     assert field(e, "DRKONQI_LITE_CORE_SIZE") == b"0"
     assert "COREDUMP_FILENAME" not in e
@@ -111,7 +119,7 @@ def _pidfd_cases(h: Harness, pid: int) -> dict[str, tuple[list[str], tuple[int, 
 
 @pytest.mark.parametrize("case", ["fd-not-open", "fd-not-a-pidfd"])
 def test_bad_pidfd_argument_fails_closed(
-    harness: Harness, waiting: subprocess.Popen[bytes], case: str
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes], case: str
 ) -> None:
     argv, fds = _pidfd_cases(harness, waiting.pid)[case]
     try:
@@ -120,7 +128,7 @@ def test_bad_pidfd_argument_fails_closed(
         for fd in fds:
             os.close(fd)
     assert out.returncode == 0, out.stderr
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"unverified"
     assert field(e, "DRKONQI_LITE_RESTRICTED") == b"1"
     assert not readable_as(Path(field(e, "COREDUMP_FILENAME").decode()), USER, USER)
@@ -202,7 +210,9 @@ def test_malformed_arguments(harness: Harness, case: str) -> None:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.002, 0.005, 0.01, 0.02, 0.05])
-def test_process_exits_during_capture(harness: Harness, crashme: Path, delay: float) -> None:
+def test_process_exits_during_capture(
+    t0: float, harness: Harness, crashme: Path, delay: float
+) -> None:
     """The crashed process is killed and reaped while the collector reads /proc. Whatever the
     timing: one entry, exit 0, the core stored; and whenever identity could no longer be
     proven, nothing readable by the user."""
@@ -222,7 +232,7 @@ def test_process_exits_during_capture(harness: Harness, crashme: Path, delay: fl
         os.close(pidfd)
         stop(proc)
     assert collector.returncode == 0
-    e = wait_entry(COREDUMP_PID=proc.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=proc.pid)
     core = Path(field(e, "COREDUMP_FILENAME").decode())
     assert stored(core) == b"\x7fELF" + bytes(MiB)
     if field(e, "DRKONQI_LITE_IDENTITY") == b"unverified":

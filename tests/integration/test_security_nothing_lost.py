@@ -29,15 +29,23 @@ from tests.integration.harness import (
     build_crashme,
     children,
     crash_self,
-    entries,
+    entries_since,
     field,
     start_waiting,
     stop,
     tree,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 MiB = 1024**2
 
 
@@ -85,7 +93,7 @@ def spooled(h: Harness) -> list[str]:
 
 @pytest.mark.parametrize("how", ["no-socket", "refused"])
 def test_journald_unreachable_real_crash_spooled_then_replayed(
-    harness: Harness, core_pattern: None, crashme: Path, how: str
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, how: str
 ) -> None:
     wrapper = no_journald_wrapper(harness, how)
     Path("/proc/sys/kernel/core_pattern").write_text(f"|{wrapper} %P %u %g %s %t %c %h %d %F\n")
@@ -93,7 +101,7 @@ def test_journald_unreachable_real_crash_spooled_then_replayed(
     first = crash_self([str(crashme)], USER, USER)
     second = crash_self([str(crashme)], USER, USER)
     time.sleep(0.5)
-    assert entries(COREDUMP_PID=first) == [], "journald was reachable after all"
+    assert entries_since(t0, COREDUMP_PID=first) == [], "journald was reachable after all"
     assert len(spooled(harness)) == 2
     st = harness.spool.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700)
@@ -108,7 +116,7 @@ def test_journald_unreachable_real_crash_spooled_then_replayed(
     assert out.returncode == 0, out.stderr
     assert b"replayed 2" in out.stdout
     assert spooled(harness) == []
-    e1, e2 = wait_entry(COREDUMP_PID=first), wait_entry(COREDUMP_PID=second)
+    e1, e2 = wait_entry_since(t0, COREDUMP_PID=first), wait_entry_since(t0, COREDUMP_PID=second)
     for e in (e1, e2):
         assert int(field(e, "DRKONQI_LITE_SPOOLED_AT")) > 0
         assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
@@ -122,19 +130,19 @@ def test_journald_unreachable_real_crash_spooled_then_replayed(
         check=False,
     )
     assert b"replayed 0" in again.stdout
-    wait_entry(COREDUMP_PID=first)
-    wait_entry(COREDUMP_PID=second)
+    wait_entry_since(t0, COREDUMP_PID=first)
+    wait_entry_since(t0, COREDUMP_PID=second)
 
 
 def test_next_crash_replays_the_spool_first(
-    harness: Harness, waiting: subprocess.Popen[bytes]
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
 ) -> None:
     wrapper = no_journald_wrapper(harness, "no-socket")
     argv = harness.argv(waiting.pid, USER, USER, timestamp=1_700_000_001)
     out = harness.run([str(wrapper), *argv[2:]], b"\x7fELF" + bytes(4096))
     assert out.returncode == 0, out.stderr
     assert len(spooled(harness)) == 1
-    assert entries(COREDUMP_PID=waiting.pid) == []
+    assert entries_since(t0, COREDUMP_PID=waiting.pid) == []
     # journald is back (for the next collector): it sends the backlog, then its own entry.
     out = harness.run(harness.argv(waiting.pid, USER, USER, timestamp=1_700_000_002), b"x")
     assert out.returncode == 0, out.stderr
@@ -142,7 +150,7 @@ def test_next_crash_replays_the_spool_first(
     deadline = time.monotonic() + 15
     found: list[Entry] = []
     while len(found) < 2 and time.monotonic() < deadline:
-        found = entries(COREDUMP_PID=waiting.pid)
+        found = entries_since(t0, COREDUMP_PID=waiting.pid)
         time.sleep(0.05)
     assert [e["COREDUMP_TIMESTAMP"] for e in found] == [b"1700000001000000", b"1700000002000000"]
     assert "DRKONQI_LITE_SPOOLED_AT" in found[0]
@@ -187,7 +195,7 @@ def assert_no_partial_core(h: Harness) -> None:
 
 @pytest.mark.parametrize("victims", ["worker", "worker+supervisor"])
 def test_collector_killed_mid_write(
-    harness: Harness, waiting: subprocess.Popen[bytes], victims: str
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes], victims: str
 ) -> None:
     collector, worker = _feed_and_find_worker(harness, waiting)
     try:
@@ -206,7 +214,7 @@ def test_collector_killed_mid_write(
         time.sleep(0.01)
     assert_no_partial_core(harness)
     if victims == "worker":
-        e = wait_entry(COREDUMP_PID=waiting.pid)
+        e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
         assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"collector-crash"
         assert b"SIGKILL" in field(e, "DRKONQI_LITE_STACKTRACE")
 
@@ -235,12 +243,12 @@ def mount_tmpfs(path: Path, mounted: list[Path], size: str, *, ro: bool = False)
 
 
 def test_disk_full(
-    harness: Harness, waiting: subprocess.Popen[bytes], tmpfs_at: list[Path]
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes], tmpfs_at: list[Path]
 ) -> None:
     mount_tmpfs(harness.storage, tmpfs_at, "256k")
     out = harness.run(harness.argv(waiting.pid, USER, USER), os.urandom(2 * MiB))
     assert out.returncode == 0, out.stderr
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"disk-full"
     assert "COREDUMP_FILENAME" not in e
     assert field(e, "DRKONQI_LITE_CORE_SIZE") == str(2 * MiB).encode()
@@ -252,12 +260,12 @@ def test_disk_full(
 
 @pytest.mark.parametrize("where", ["storage", "state"])
 def test_read_only_storage(
-    harness: Harness, waiting: subprocess.Popen[bytes], tmpfs_at: list[Path], where: str
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes], tmpfs_at: list[Path], where: str
 ) -> None:
     mount_tmpfs(harness.storage if where == "storage" else harness.state, tmpfs_at, "1m", ro=True)
     out = harness.run(harness.argv(waiting.pid, USER, USER), b"\x7fELF" + bytes(65536))
     assert out.returncode == 0, out.stderr
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"write-failed"
     assert "COREDUMP_FILENAME" not in e
 

@@ -28,10 +28,18 @@ from tests.integration.harness import (
     readable_as,
     start_waiting,
     stop,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 OTHER = 4242
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 #: Bytes that exist only in the impostor's /proc files; none may reach the victim's entry.
@@ -69,7 +77,7 @@ def assert_fails_closed(h: Harness, e: Entry) -> None:
 
 
 def test_pidfd_of_another_process_is_unverified(
-    harness: Harness, crashme: Path, impostor_env: dict[str, str]
+    t0: float, harness: Harness, crashme: Path, impostor_env: dict[str, str]
 ) -> None:
     """%F names process A, %P names process B (same user): nothing of B is recorded."""
     victim = start_waiting([str(crashme)], USER, USER)
@@ -79,7 +87,7 @@ def test_pidfd_of_another_process_is_unverified(
         argv = harness.argv(impostor.pid, USER, USER, pidfd=pidfd)
         out = harness.run(argv, CORE, pass_fds=(pidfd,))
         assert out.returncode == 0, out.stderr
-        assert_fails_closed(harness, wait_entry(COREDUMP_PID=impostor.pid))
+        assert_fails_closed(harness, wait_entry_since(t0, COREDUMP_PID=impostor.pid))
 
         # Control: the same call with the matching pidfd is trusted, so the check above is
         # the pidfd comparison and not some other failure.
@@ -93,7 +101,9 @@ def test_pidfd_of_another_process_is_unverified(
         finally:
             os.close(own)
         assert out.returncode == 0, out.stderr
-        ok = wait_entry(COREDUMP_PID=impostor.pid, COREDUMP_TIMESTAMP=1_000_000_000_000_000)
+        ok = wait_entry_since(
+            t0, COREDUMP_PID=impostor.pid, COREDUMP_TIMESTAMP=1_000_000_000_000_000
+        )
         assert field(ok, "DRKONQI_LITE_IDENTITY") == b"verified"
         assert MARKER in field(ok, "COREDUMP_ENVIRON")
         assert readable_as(Path(field(ok, "COREDUMP_FILENAME").decode()), USER, USER)
@@ -146,7 +156,7 @@ def recycled(
 
 @pytest.mark.parametrize("recycled", [OTHER, USER], indirect=True, ids=["other-user", "same-user"])
 def test_recycled_pid_with_dead_pidfd_fails_closed(
-    harness: Harness, recycled: tuple[int, int]
+    t0: float, harness: Harness, recycled: tuple[int, int]
 ) -> None:
     """The crashed process is gone and its PID belongs to someone else; the kernel's pidfd
     still names the dead one. Even when the newcomer runs as the same user (so uid checks
@@ -154,11 +164,11 @@ def test_recycled_pid_with_dead_pidfd_fails_closed(
     pidfd, pid = recycled
     out = harness.run(harness.argv(pid, USER, USER, pidfd=pidfd), CORE, pass_fds=(pidfd,))
     assert out.returncode == 0, out.stderr
-    assert_fails_closed(harness, wait_entry(COREDUMP_PID=pid))
+    assert_fails_closed(harness, wait_entry_since(t0, COREDUMP_PID=pid))
 
 
 def test_live_process_not_dumping_core_without_pidfd(
-    harness: Harness, crashme: Path, impostor_env: dict[str, str]
+    t0: float, harness: Harness, crashme: Path, impostor_env: dict[str, str]
 ) -> None:
     """Without %F (kernels before 6.16) the collector opens the PID itself; a process of the
     same user that is merely running (not in the kernel's dump, no PF_DUMPCORE) is not the
@@ -167,7 +177,7 @@ def test_live_process_not_dumping_core_without_pidfd(
     try:
         out = harness.run(harness.argv(impostor.pid, USER, USER), CORE)
         assert out.returncode == 0, out.stderr
-        e = wait_entry(COREDUMP_PID=impostor.pid)
+        e = wait_entry_since(t0, COREDUMP_PID=impostor.pid)
         assert_fails_closed(harness, e)
     finally:
         stop(impostor)
@@ -175,7 +185,7 @@ def test_live_process_not_dumping_core_without_pidfd(
 
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.07, 0.08, 0.09, 0.1, 0.2])
 def test_process_replaced_mid_collection(
-    harness: Harness, crashme: Path, impostor_env: dict[str, str], delay: float
+    t0: float, harness: Harness, crashme: Path, impostor_env: dict[str, str], delay: float
 ) -> None:
     """The kernel hands over A with its pidfd; while the collector runs, A is killed and reaped
     and B (same user) takes A's PID. Whatever the timing, B's metadata never lands in A's
@@ -203,7 +213,7 @@ def test_process_replaced_mid_collection(
             if impostor is not None:
                 stop(impostor)
         assert collector.returncode == 0
-        e = wait_entry(COREDUMP_PID=victim.pid, COREDUMP_TIMESTAMP=1_700_000_000_000_000)
+        e = wait_entry_since(t0, COREDUMP_PID=victim.pid, COREDUMP_TIMESTAMP=1_700_000_000_000_000)
         if impostor is None:
             continue  # another process took the number: the entry was checked to exist, retry
         leaked = [k for k, v in e.items() if isinstance(v, bytes) and b"7f3a9c" in v]
