@@ -22,7 +22,8 @@ def log(message: str, level: int = 3) -> None:
             os.close(fd)
     except OSError:
         pass
-    if sys.stderr is not None and os.isatty(2):
+    # Whoever ran us by hand sees it; under the kernel fd 2 is /dev/null (main.py fills it).
+    if sys.stderr is not None:
         try:
             print(f"{_TAG}: {message}", file=sys.stderr)
         except (OSError, ValueError):

@@ -153,6 +153,11 @@ def is_handler_call(raw: list[str]) -> bool:
         if raw[:1] and raw[0].startswith("--prefix=")
         else raw
     )
+    if len(rest) >= len(argv.SPECIFIERS.split()):
+        # No command takes 8 words: this is the kernel running a pattern whose first
+        # specifier is wrong. Reject it as a handler call (drained, logged, reported as a
+        # dropped crash) rather than print argparse's usage to a stderr nobody reads.
+        return True
     return bool(rest) and rest[0].isascii() and rest[0].isdigit()
 
 

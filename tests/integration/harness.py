@@ -288,21 +288,29 @@ def build_crashme(*, static: bool = False) -> Path:
     return out
 
 
-def crash_self(cmd: list[str] | list[bytes], uid: int, gid: int,
-               env: Mapping[str | bytes, str | bytes] | None = None, **kw: object) -> int:
+#: An environment for a crash target: str or bytes throughout (Popen takes either).
+Env = Mapping[str, str] | Mapping[bytes, bytes]
+
+
+def crash_self(
+    cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None, **kw: object
+) -> int:
     """Run a crashme-like `cmd` as uid/gid that faults by itself; return its PID."""
-    proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)
+    # spawn_as passes the argv to Popen, which takes bytes as well as str.
+    proc = spawn_as(cmd, uid, gid, env=dict(env or {}), **kw)  # type: ignore[arg-type]
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGSEGV, f"{cmd!r} ended with {proc.returncode}"
     return proc.pid
 
 
-def start_waiting(cmd: list[str] | list[bytes], uid: int, gid: int,
-                  env: Mapping[str | bytes, str | bytes] | None = None,
-                  **kw: object) -> subprocess.Popen[bytes]:
+def start_waiting(
+    cmd: list[str] | list[bytes], uid: int, gid: int, env: Env | None = None, **kw: object
+) -> subprocess.Popen[bytes]:
     """Start crashme with DKL_WAIT as uid/gid; return once it said "ready" (it is pausing)."""
-    full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1", **(env or {})}
-    proc = spawn_as(cmd, uid, gid, env=full, stdout=subprocess.PIPE, **kw)
+    full: dict[str | bytes, str | bytes] = {"DKL_WAIT": "1"}
+    for key, value in (env or {}).items():
+        full[key] = value
+    proc = spawn_as(cmd, uid, gid, env=full, stdout=subprocess.PIPE, **kw)  # type: ignore[arg-type]
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line == b"ready\n", f"{cmd!r} did not start: {line!r}"
@@ -349,8 +357,9 @@ def readable_as(path: Path, uid: int, gid: int) -> bool:
     return code == 0
 
 
-def run_measured(argv: list[str], core: Path, *, pass_fds: tuple[int, ...] = (),
-                 timeout: float = 300.0) -> tuple[int, int]:
+def run_measured(
+    argv: list[str], core: Path, *, pass_fds: tuple[int, ...] = (), timeout: float = 300.0
+) -> tuple[int, int]:
     """Like Harness.run with a file on stdin; returns (exit status, peak RSS in KiB of the
     collector and the worker it waited for).
 
@@ -399,7 +408,36 @@ def tree(root: Path) -> dict[str, str]:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             st = p.lstat()
-            kind = ("dir" if st_mod.S_ISDIR(st.st_mode) else "link" if st_mod.S_ISLNK(st.st_mode)
-                    else "fifo" if st_mod.S_ISFIFO(st.st_mode) else "file")
+            kind = (
+                "dir"
+                if st_mod.S_ISDIR(st.st_mode)
+                else "link"
+                if st_mod.S_ISLNK(st.st_mode)
+                else "fifo"
+                if st_mod.S_ISFIFO(st.st_mode)
+                else "file"
+            )
             out[str(p.relative_to(root))] = kind
     return out
+
+
+def entries_since(since: float, **match: str | int) -> list[Entry]:
+    """`entries(**match)` that journald received at or after `since` (a time.time() value).
+    PIDs recycle within minutes on a busy machine and the journal keeps every earlier crash,
+    so a test matching on COREDUMP_PID must only look at its own time window."""
+    floor = int(since * 1_000_000)
+    # RawReader leaves __REALTIME_TIMESTAMP as systemd-python's int (microseconds).
+    return [e for e in entries(**match) if int(e["__REALTIME_TIMESTAMP"]) >= floor]
+
+
+def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) -> Entry:
+    """`wait_entry` among the entries received at or after `since` (see entries_since)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = entries_since(since, **match)
+        if found:
+            assert len(found) == 1, f"{len(found)} entries for {match}: one crash, one entry"
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no crash entry for {match} within {timeout}s")
+        time.sleep(0.05)

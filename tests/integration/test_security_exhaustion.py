@@ -28,15 +28,23 @@ from tests.integration.harness import (
     build_crashme,
     children,
     crash_self,
-    entries,
+    entries_since,
     field,
     run_measured,
     start_waiting,
     stop,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 GiB = 1024**3
 MiB = 1024**2
 #: Generous: the design target is 64 MiB whatever the core size (DESIGN §5).
@@ -105,11 +113,13 @@ class PeakRss:
         self._thread.join()
 
 
-def test_4gib_sparse_core_real_crash(harness: Harness, core_pattern: None, crashme: Path) -> None:
+def test_4gib_sparse_core_real_crash(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path
+) -> None:
     harness.install()
     with PeakRss(harness.prefix) as rss:
         pid = crash_self([str(crashme)], USER, USER, env={"DKL_MAP": str(4 * GiB)})
-    e = wait_entry(COREDUMP_PID=pid, timeout=60)
+    e = wait_entry_since(t0, COREDUMP_PID=pid, timeout=60)
     assert int(field(e, "DRKONQI_LITE_CORE_SIZE")) > 4 * GiB
     assert "COREDUMP_TRUNCATED" not in e
     core = Path(field(e, "COREDUMP_FILENAME").decode())
@@ -119,7 +129,7 @@ def test_4gib_sparse_core_real_crash(harness: Harness, core_pattern: None, crash
 
 
 def test_4gib_sparse_file_on_stdin_bounded_memory(
-    harness: Harness, waiting: subprocess.Popen[bytes]
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
 ) -> None:
     """The exact peak RSS (wait4 covers the supervisor and its worker) on a 4 GiB stream."""
     sparse = harness.prefix / "sparse.core"
@@ -128,7 +138,7 @@ def test_4gib_sparse_file_on_stdin_bounded_memory(
         f.truncate(4 * GiB)
     code, peak_kib = run_measured(harness.argv(waiting.pid, USER, USER), sparse)
     assert code == 0
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_SIZE") == str(4 * GiB).encode()
     core = Path(field(e, "COREDUMP_FILENAME").decode())
     assert core.stat().st_blocks * 512 < 64 * MiB
@@ -136,12 +146,12 @@ def test_4gib_sparse_file_on_stdin_bounded_memory(
 
 
 def test_core_over_process_size_max_is_truncated(
-    harness: Harness, core_pattern: None, crashme: Path
+    t0: float, harness: Harness, core_pattern: None, crashme: Path
 ) -> None:
     harness.configure("ProcessSizeMax=1M\n")
     harness.install()
     pid = crash_self([str(crashme)], USER, USER, env={"DKL_TOUCH": str(8 * MiB)})
-    e = wait_entry(COREDUMP_PID=pid)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     assert field(e, "COREDUMP_TRUNCATED") == b"1"
     assert field(e, "DRKONQI_LITE_CORE_SIZE") == str(MiB).encode()
     core = Path(field(e, "COREDUMP_FILENAME").decode())
@@ -150,22 +160,24 @@ def test_core_over_process_size_max_is_truncated(
         assert r.read(4) == b"\x7fELF"
 
 
-def _hand_over(h: Harness, proc: subprocess.Popen[bytes], ts: int) -> Entry:
+def _hand_over(t0: float, h: Harness, proc: subprocess.Popen[bytes], ts: int) -> Entry:
     out = h.run(h.argv(proc.pid, USER, USER, timestamp=ts), os.urandom(64 * 1024))
     assert out.returncode == 0, out.stderr
-    return wait_entry(COREDUMP_PID=proc.pid, COREDUMP_TIMESTAMP=ts * 1_000_000)
+    return wait_entry_since(t0, COREDUMP_PID=proc.pid, COREDUMP_TIMESTAMP=ts * 1_000_000)
 
 
 def _stored_timestamps(h: Harness) -> list[int]:
     return sorted(int(p.name.split(".")[5]) // 1_000_000 for p in h.cores())
 
 
-def test_max_use_vacuums_oldest_first(harness: Harness, waiting: subprocess.Popen[bytes]) -> None:
+def test_max_use_vacuums_oldest_first(
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
+) -> None:
     """Five incompressible 64 KiB cores under MaxUse=150K: the two newest fit, the rest go."""
     harness.configure("MaxUse=150K\n")
     stamps = [1_700_000_000 + i for i in range(5)]
     for ts in stamps:
-        e = _hand_over(harness, waiting, ts)
+        e = _hand_over(t0, harness, waiting, ts)
         assert Path(field(e, "COREDUMP_FILENAME").decode()).exists(), "the newest core is kept"
     assert _stored_timestamps(harness) == stamps[-2:]
     usage = sum(p.stat().st_blocks * 512 for p in harness.cores())
@@ -173,16 +185,18 @@ def test_max_use_vacuums_oldest_first(harness: Harness, waiting: subprocess.Pope
 
 
 def test_keep_free_vacuums_all_but_the_newest(
-    harness: Harness, waiting: subprocess.Popen[bytes]
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
 ) -> None:
     """KeepFree larger than the disk: every older core is deleted, the newest always kept."""
     harness.configure("KeepFree=1000T\n")
     for ts in (1_700_000_100, 1_700_000_101, 1_700_000_102):
-        _hand_over(harness, waiting, ts)
+        _hand_over(t0, harness, waiting, ts)
         assert _stored_timestamps(harness) == [ts]
 
 
-def test_storm_of_50_crashes(harness: Harness, core_pattern: None, crashme: Path) -> None:
+def test_storm_of_50_crashes(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path
+) -> None:
     burst = 5
     harness.configure(f"RateLimitBurst={burst}\nRateLimitIntervalSec=60\n")
     harness.install()
@@ -190,7 +204,7 @@ def test_storm_of_50_crashes(harness: Harness, core_pattern: None, crashme: Path
     pids = [crash_self([str(crashme)], USER, USER) for _ in range(50)]
     elapsed = time.monotonic() - start
     assert elapsed < 60, f"the storm took {elapsed:.0f}s: not within one rate-limit window"
-    found = [wait_entry(COREDUMP_PID=pid) for pid in pids]
+    found = [wait_entry_since(t0, COREDUMP_PID=pid) for pid in pids]
     counts = [int(field(e, "DRKONQI_LITE_CRASH_COUNT")) for e in found]
     assert counts == list(range(1, 51)), "every crash counted, in order"
     for i, e in enumerate(found):
@@ -204,7 +218,7 @@ def test_storm_of_50_crashes(harness: Harness, core_pattern: None, crashme: Path
 
 
 def test_collector_crash_is_recorded_without_recursion(
-    harness: Harness, core_pattern: None, waiting: subprocess.Popen[bytes]
+    t0: float, harness: Harness, core_pattern: None, waiting: subprocess.Popen[bytes]
 ) -> None:
     """SIGSEGV the worker while it reads a slow core. core_pattern points at the collector, so
     a recursive dump of the worker would show up as an entry of its own."""
@@ -230,10 +244,10 @@ def test_collector_crash_is_recorded_without_recursion(
         if collector.poll() is None:
             collector.kill()
             collector.wait()
-    e = wait_entry(COREDUMP_PID=waiting.pid)
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
     assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"collector-crash"
     assert b"SIGSEGV" in field(e, "DRKONQI_LITE_STACKTRACE")
     assert harness.cores() == []
     time.sleep(1)
-    assert entries(COREDUMP_PID=worker) == [], "the collector's own crash was dumped"
-    assert entries(COREDUMP_EXE=os.path.realpath(COLLECTOR)) == []
+    assert entries_since(t0, COREDUMP_PID=worker) == [], "the collector's own crash was dumped"
+    assert entries_since(t0, COREDUMP_EXE=os.path.realpath(COLLECTOR)) == []

@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,15 +29,23 @@ from tests.integration.harness import (
     Harness,
     build_crashme,
     crash_self,
-    entries,
+    entries_since,
     field,
     start_waiting,
     stop,
     tree,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 PRECIOUS = b"precious, must not change\n"
 #: A forged entry planted where a spooled entry would be: it must never be sent.
 FORGED = serialize(
@@ -94,7 +103,9 @@ def plant(harness: Harness) -> Plant:
     return Plant(harness)
 
 
-def run(h: Harness, proc: subprocess.Popen[bytes], timestamp: int = 1_700_000_000) -> Entry:
+def run(
+    t0: float, h: Harness, proc: subprocess.Popen[bytes], timestamp: int = 1_700_000_000
+) -> Entry:
     """Hand over a crash of `proc` with its pidfd, as the kernel does; the entry it produced."""
     pidfd = os.pidfd_open(proc.pid)
     try:
@@ -107,18 +118,18 @@ def run(h: Harness, proc: subprocess.Popen[bytes], timestamp: int = 1_700_000_00
     finally:
         os.close(pidfd)
     assert out.returncode == 0, out.stderr
-    return wait_entry(COREDUMP_PID=proc.pid, COREDUMP_TIMESTAMP=timestamp * 1_000_000)
+    return wait_entry_since(t0, COREDUMP_PID=proc.pid, COREDUMP_TIMESTAMP=timestamp * 1_000_000)
 
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
 def test_planted_at_final_core_name(
-    plant: Plant, target: subprocess.Popen[bytes], kind: str
+    t0: float, plant: Plant, target: subprocess.Popen[bytes], kind: str
 ) -> None:
     ts = 1_700_000_000
     name = core_filename(b"crashme", USER, boot_id(), target.pid, ts * 1_000_000)
     planted = plant.h.storage / name
     plant.at(planted, kind)
-    e = run(plant.h, target, ts)
+    e = run(t0, plant.h, target, ts)
     plant.assert_untouched()
     kind_now = planted.lstat().st_mode
     assert {"symlink": stat.S_ISLNK, "hardlink": stat.S_ISREG, "fifo": stat.S_ISFIFO}[kind](
@@ -137,13 +148,13 @@ def test_planted_at_final_core_name(
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
 def test_planted_at_ratelimit_state_file(
-    plant: Plant, target: subprocess.Popen[bytes], crashme: Path, kind: str
+    t0: float, plant: Plant, target: subprocess.Popen[bytes], crashme: Path, kind: str
 ) -> None:
     key = hashlib.sha256(f"{USER}".encode() + b"\0" + bytes(crashme)).hexdigest()[:32]
     ratelimit = plant.h.state / "ratelimit"
     ratelimit.mkdir(mode=0o700)
     plant.at(ratelimit / key, kind)
-    e = run(plant.h, target)
+    e = run(t0, plant.h, target)
     plant.assert_untouched()
     assert field(e, "COREDUMP_EXE") == bytes(crashme)
     # The crash itself is unaffected: entry and core are there.
@@ -151,7 +162,9 @@ def test_planted_at_ratelimit_state_file(
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo"])
-def test_planted_in_spool(plant: Plant, target: subprocess.Popen[bytes], kind: str) -> None:
+def test_planted_in_spool(
+    t0: float, plant: Plant, target: subprocess.Popen[bytes], kind: str
+) -> None:
     """A spool entry name pointing elsewhere is never read (a FIFO would hang a reader), and
     the new crash is still delivered."""
     plant.victim.write_bytes(FORGED)
@@ -162,10 +175,12 @@ def test_planted_in_spool(plant: Plant, target: subprocess.Popen[bytes], kind: s
         planted.symlink_to(plant.victim)
     else:
         os.mkfifo(planted, 0o600)
-    e = run(plant.h, target)
+    e = run(t0, plant.h, target)
     assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
     assert plant.victim.read_bytes() == FORGED
-    assert [x for x in entries(COREDUMP_PID=999999) if x.get("MESSAGE") == b"FORGED-b41e"] == []
+    assert [
+        x for x in entries_since(t0, COREDUMP_PID=999999) if x.get("MESSAGE") == b"FORGED-b41e"
+    ] == []
 
 
 DIRS: dict[str, Callable[[Harness], Path]] = {
@@ -179,7 +194,7 @@ DIRS: dict[str, Callable[[Harness], Path]] = {
 @pytest.mark.parametrize("which_dir", list(DIRS))
 @pytest.mark.parametrize("how", ["symlink", "world-writable", "user-owned"])
 def test_unsafe_directory(
-    plant: Plant, target: subprocess.Popen[bytes], which_dir: str, how: str
+    t0: float, plant: Plant, target: subprocess.Popen[bytes], which_dir: str, how: str
 ) -> None:
     """A directory of ours that is a symlink, or that others may write: never used."""
     d = DIRS[which_dir](plant.h)
@@ -194,7 +209,7 @@ def test_unsafe_directory(
         else:
             os.chown(d, USER, USER)
     before = {p: p.lstat() for p in d.iterdir()} if not d.is_symlink() else {}
-    e = run(plant.h, target)
+    e = run(t0, plant.h, target)
     plant.assert_untouched()
     if not d.is_symlink():
         assert {p: p.lstat() for p in d.iterdir()} == before, f"{d} was written into"
@@ -209,7 +224,7 @@ def test_unsafe_directory(
 
 @pytest.mark.parametrize("pattern_kind", ["pidfd", "no-pidfd"])
 def test_planted_in_crashing_process_cwd(
-    harness: Harness, core_pattern: None, crashme: Path, pattern_kind: str
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, pattern_kind: str
 ) -> None:
     """A real crash whose cwd is the user's own directory full of planted `core*` links and
     FIFOs: the collector never writes where the crashed process can write."""
@@ -233,7 +248,7 @@ def test_planted_in_crashing_process_cwd(
         install_without_pidfd(harness)
     before = tree(harness.prefix)  # after install: its launcher is setup, not the collector's
     pid = crash_self([str(crashme)], USER, USER, env={"DKL_CWD": str(cwd)})
-    e = wait_entry(COREDUMP_PID=pid)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     assert field(e, "COREDUMP_CWD") == bytes(cwd)
     assert victim.read_bytes() == PRECIOUS
     after = tree(harness.prefix)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,18 @@ from tests.integration.harness import (
     field,
     install_without_pidfd,
     tree,
-    wait_entry,
+    wait_entry_since,
 )
 
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 BIDI = "\u202e".encode()  # RIGHT-TO-LEFT OVERRIDE
 #: Shell syntax that leaves a file called `pwned` wherever it is evaluated.
 EVAL = b"$(touch pwned)`touch pwned`;touch pwned"
@@ -93,7 +102,12 @@ def assert_nothing_evaluated(h: Harness, cwd: bytes) -> None:
 @pytest.mark.parametrize("comm_kind", list(COMMS))
 @pytest.mark.parametrize("pattern_kind", ["pidfd", "no-pidfd"])
 def test_hostile_metadata_round_trips(
-    harness: Harness, core_pattern: None, crashme: Path, comm_kind: str, pattern_kind: str
+    t0: float,
+    harness: Harness,
+    core_pattern: None,
+    crashme: Path,
+    comm_kind: str,
+    pattern_kind: str,
 ) -> None:
     comm = COMMS[comm_kind]
     exe = weird_exe(harness, crashme)
@@ -105,8 +119,8 @@ def test_hostile_metadata_round_trips(
     before = tree(harness.prefix)  # after install: its launcher is setup, not the collector's
     argv = [exe, *ARGS]
     env = {b"DKL_COMM": comm, b"DKL_CWD": cwd, b"DKL_WEIRD": ENV_VALUE}
-    pid = crash_self(argv, USER, USER, env=env)  # type: ignore[arg-type]
-    e = wait_entry(COREDUMP_PID=pid)
+    pid = crash_self(argv, USER, USER, env=env)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
 
     # Identity was proven: with %F from the pidfd, without it from PF_DUMPCORE in
     # /proc/PID/stat, parsed after the LAST `)` whatever comm holds.
@@ -128,13 +142,13 @@ def test_hostile_metadata_round_trips(
     assert all(k in ours or k.startswith("var/lib/drkonqi-lite/") for k in new), new
 
 
-def test_128k_argv0(harness: Harness, core_pattern: None, crashme: Path) -> None:
+def test_128k_argv0(t0: float, harness: Harness, core_pattern: None, crashme: Path) -> None:
     """argv[0] at the kernel's MAX_ARG_STRLEN (128 KiB with its NUL): recorded whole."""
     harness.install()
     argv0 = (b"A" * 1023 + b"\n") * 127 + b"Z" * 1023
     assert len(argv0) == 128 * 1024 - 1
-    pid = crash_self([argv0, b"tail"], USER, USER, executable=crashme)  # type: ignore[arg-type]
-    e = wait_entry(COREDUMP_PID=pid)
+    pid = crash_self([argv0, b"tail"], USER, USER, executable=crashme)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     assert field(e, "COREDUMP_CMDLINE") == argv0 + b" tail"
     assert field(e, "COREDUMP_COMM") == b"crashme"
     assert_stored_safely(harness, e, b"crashme", pid)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,17 +25,25 @@ from tests.integration.harness import (
     Harness,
     build_crashme,
     crash_self,
-    entries,
+    entries_since,
     field,
     posix_acl,
     readable_as,
     start_waiting,
     stop,
-    wait_entry,
+    wait_entry_since,
 )
 
 SUID_DUMPABLE = Path("/proc/sys/fs/suid_dumpable")
 USER = 1000
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
 NOPASSWD = 4242
 
 
@@ -83,11 +92,11 @@ def assert_restricted(h: Harness, e: Entry, uid: int, reason: bytes) -> None:
 
 
 @pytest.mark.parametrize("uid", [USER, NOPASSWD])
-def test_setuid_root_helper(installed: Harness, uid: int) -> None:
+def test_setuid_root_helper(t0: float, installed: Harness, uid: int) -> None:
     exe = privileged_copy(installed, "suidhelper")
     exe.chmod(0o4755)
     pid = crash_self([str(exe)], uid, uid)
-    e = wait_entry(COREDUMP_PID=pid)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     assert field(e, "COREDUMP_DUMPABLE") == b"2"
     assert_restricted(installed, e, uid, b"dump mode 2")
     # The euid the user could not have had themselves is visible to root in the entry.
@@ -95,41 +104,41 @@ def test_setuid_root_helper(installed: Harness, uid: int) -> None:
     assert f"Uid:\t{uid}\t0\t0\t0".encode() in status
 
 
-def test_file_capabilities_binary(installed: Harness) -> None:
+def test_file_capabilities_binary(t0: float, installed: Harness) -> None:
     setcap = which("setcap")
     exe = privileged_copy(installed, "capshelper")
     subprocess.run([setcap, "cap_net_raw+ep", str(exe)], check=True)
     pid = crash_self([str(exe)], USER, USER)
-    e = wait_entry(COREDUMP_PID=pid)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     # Gaining capabilities sets AT_SECURE and makes the kernel dump it in suid_dumpable mode.
     assert_restricted(installed, e, USER, b"dump mode 2")
     assert b"CapEff:\t0000000000002000" in field(e, "COREDUMP_PROC_STATUS")
 
 
-def test_root_process_that_dropped_to_the_user(installed: Harness) -> None:
+def test_root_process_that_dropped_to_the_user(t0: float, installed: Harness) -> None:
     """uid == euid, AT_SECURE 0: only the dump mode (set to suid_dumpable by the kernel when the
     credentials changed) tells that this memory held root's secrets."""
     exe = privileged_copy(installed, "dropper")
     pid = crash_self([str(exe)], 0, 0, env={"DKL_SETUID": str(USER)})
-    e = wait_entry(COREDUMP_PID=pid)
+    e = wait_entry_since(t0, COREDUMP_PID=pid)
     assert field(e, "COREDUMP_DUMPABLE") == b"2"
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
     assert_restricted(installed, e, USER, b"dump mode 2")
 
 
-def test_pr_set_dumpable_0_is_never_handed_over(installed: Harness) -> None:
+def test_pr_set_dumpable_0_is_never_handed_over(t0: float, installed: Harness) -> None:
     """The kernel does not dump a PR_SET_DUMPABLE 0 process even with fs.suid_dumpable=2
     (coredump_skip(): __get_dumpable() == 0): no core may appear from anywhere."""
     exe = privileged_copy(installed, "nodump")
     pid = crash_self([str(exe)], USER, USER, env={"DKL_NODUMP": "1"})
     # A control crash afterwards: once its entry is there, the first would have been too.
     control = crash_self([str(exe)], USER, USER)
-    wait_entry(COREDUMP_PID=control)
-    assert entries(COREDUMP_PID=pid) == []
+    wait_entry_since(t0, COREDUMP_PID=control)
+    assert entries_since(t0, COREDUMP_PID=pid) == []
     assert [p.name.split(".")[4] for p in installed.cores()] == [str(control)]
 
 
-def test_non_dumpable_process_reported_with_mode_0(harness: Harness) -> None:
+def test_non_dumpable_process_reported_with_mode_0(t0: float, harness: Harness) -> None:
     """Should a kernel hand over a dump-mode-0 process (%d = 0, e.g. the collector run by hand
     or a future kernel), the rule still keeps the core root-only."""
     which("gcc")
@@ -142,7 +151,7 @@ def test_non_dumpable_process_reported_with_mode_0(harness: Harness) -> None:
             pass_fds=(pidfd,),
         )
         assert out.returncode == 0, out.stderr
-        e = wait_entry(COREDUMP_PID=proc.pid)
+        e = wait_entry_since(t0, COREDUMP_PID=proc.pid)
         assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
         assert_restricted(harness, e, USER, b"dump mode 0")
     finally:
