@@ -196,8 +196,9 @@ def handle(
     fields = outcome.fields
 
     with process or Process(args.pid, args.pidfd) as proc:
-        info = proc.capture()
+        # The unwinder child first: it loads libdw while /proc is read and the core streams.
         tap = tracer.start(proc.dirfd) if tracer is not None else None
+        info = proc.capture()
         identity = proc.verify(info, args.uid, args.gid)
     if not identity.verified:
         log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")

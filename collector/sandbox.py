@@ -121,8 +121,6 @@ def _child(
 ) -> None:
     """The sandboxed unwinder process. Never returns."""
     code = 0
-    import json  # noqa: PLC0415 - the child reports in JSON; the parent only reads it later
-
     try:
         # Only the child loads ctypes and libdw.
         from drkonqi_lite_collector.unwind import Unwinder  # noqa: PLC0415
@@ -145,7 +143,7 @@ def _child(
             emit({"done": True})
     except BaseException as e:  # noqa: BLE001 -- report, then leave without cleanup handlers
         try:
-            os.write(w, json.dumps({"fatal": f"{type(e).__name__}: {e}"}).encode() + b"\n")
+            os.write(w, encode_json({"fatal": f"{type(e).__name__}: {e}"}).encode() + b"\n")
         except OSError:
             pass
         code = 1
@@ -163,11 +161,49 @@ def _read_go(go: int) -> int | None:
     return int.from_bytes(data, "little")
 
 
-def _emitter(w: int) -> Callable[[dict[str, Any]], None]:
-    import json  # noqa: PLC0415 - child only
+def _json_string(text: str) -> str:
+    out = ['"']
+    for c in text:
+        o = ord(c)
+        if c in '"\\' or o < 0x20 or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
 
+
+def encode_json(value: object) -> str:
+    """JSON for the child's reports (dicts, lists, strings, ints, booleans, None), one line.
+
+    Not the json module: importing it (and re with it) would cost the child ~4 ms on the
+    critical path of every small crash. Every character that could end a string or a line is
+    escaped, lone surrogates included; the parent decodes with the real json module.
+    """
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ",".join(f"{_json_string(str(k))}:{encode_json(v)}" for k, v in value.items())
+            + "}"
+        )
+    raise TypeError(f"cannot report a {type(value).__name__}")
+
+
+def _emitter(w: int) -> Callable[[dict[str, Any]], None]:
     def emit(event: dict[str, Any]) -> None:
-        view = memoryview(json.dumps(event).encode() + b"\n")
+        view = memoryview(encode_json(event).encode("utf-8") + b"\n")
         while view:
             view = view[os.write(w, view) :]
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from drkonqi_lite_collector.elffile import has_section, soname
 from drkonqi_lite_collector.package import package_note
@@ -33,9 +31,16 @@ DW_TAG_SUBPROGRAM = 0x2E
 DW_AT_LINKAGE_NAME = 0x6E
 DW_AT_MIPS_LINKAGE_NAME = 0x2007
 
-#: (pc, function, module, offset) as systemd prints them.
-Frame = tuple[int, str | None, str | None, int]
-Emit = Callable[[dict[str, Any]], None]
+# The child loads this module on the critical path of a small crash: no typing, collections
+# or json at run time (see handler.py); these names are for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    #: (pc, function, module, offset) as systemd prints them.
+    Frame = tuple[int, str | None, str | None, int]
+    Emit = Callable[[dict[str, Any]], None]
 
 _vp = ctypes.c_void_p
 _u64 = ctypes.c_uint64

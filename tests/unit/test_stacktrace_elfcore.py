@@ -16,6 +16,7 @@ import pytest
 from drkonqi_lite_collector import elfcore
 from drkonqi_lite_collector.coretap import CoreTap
 from drkonqi_lite_collector.package import _find_note, dpkg_owner
+from drkonqi_lite_collector.sandbox import encode_json
 from drkonqi_lite_collector.schema import format_frame
 
 STACK_VA = 0x7FFF_0000_0000
@@ -168,3 +169,19 @@ def test_frame_format_is_systemds() -> None:
     assert format_frame(0, 0x7F00, "raise", "libc.so.6", 0x3E8EC) == (
         "#0  0x0000000000007f00 raise (libc.so.6 + 0x3e8ec)")
     assert format_frame(12, 0x10, None, None, None) == "#12 0x0000000000000010 n/a (n/a + 0x0)"
+
+
+def test_child_report_encoding_round_trips_hostile_text() -> None:
+    """The unwinder child's reports: the real json module must read back exactly what was
+    meant, whatever symbol names a hostile ELF file holds."""
+    nasty = 'a"b\\c\nd\x00e\u202ef\udcff</script>{"fatal":1}'
+    event = {"thread": 7, "frames": [[1, nasty, None, 0], (2, "ok", "libc.so.6", 16)],
+             "packages": {"/bin/x": {"name": nasty}}, "done": True, "cut": False}
+    line = encode_json(event)
+    assert "\n" not in line
+    decoded = json.loads(line)
+    assert decoded["frames"][0][1] == nasty
+    assert decoded["frames"][1] == [2, "ok", "libc.so.6", 16]
+    assert decoded["packages"]["/bin/x"]["name"] == nasty
+    assert decoded["done"] is True
+    assert decoded["cut"] is False
