@@ -78,12 +78,14 @@ class Config:
     `rate_limit_interval` seconds; further crashes are counted in their entries, not stored.
     `max_use`/`keep_free` None mean the file-system dependent default (see storage.vacuum).
     `compress_level` is zstd's; systemd uses the library default (3), and levels >= 10 are far
-    too slow for cores.
+    too slow for cores. `compress_threads`: zstd worker threads (0: compress in the reading
+    thread); one worker overlaps compression with reading the pipe and writing the file.
     """
 
     __slots__ = (
         "compress",
         "compress_level",
+        "compress_threads",
         "external_size_max",
         "journal_size_max",
         "keep_free",
@@ -102,6 +104,7 @@ class Config:
         storage: str = Storage.EXTERNAL,
         compress: bool = True,
         compress_level: int = 3,
+        compress_threads: int = 1,
         process_size_max: int = PROCESS_SIZE_MAX,
         external_size_max: int = EXTERNAL_SIZE_MAX,
         journal_size_max: int = JOURNAL_SIZE_MAX,
@@ -115,6 +118,7 @@ class Config:
         self.storage = storage
         self.compress = compress
         self.compress_level = compress_level
+        self.compress_threads = compress_threads
         self.process_size_max = process_size_max
         self.external_size_max = external_size_max
         self.journal_size_max = journal_size_max
@@ -171,6 +175,7 @@ _KEYS = {
     "storage": ("storage", lambda v: _choice(v, (Storage.NONE, Storage.EXTERNAL, Storage.JOURNAL))),
     "compress": ("compress", parse_bool),
     "compresslevel": ("compress_level", int),
+    "compressthreads": ("compress_threads", int),
     "processsizemax": ("process_size_max", parse_size),
     "externalsizemax": ("external_size_max", parse_size),
     "journalsizemax": ("journal_size_max", parse_size),
@@ -226,6 +231,10 @@ def load(paths: Paths) -> Config:
     if isinstance(level, int) and not 1 <= level <= 22:
         warnings.append(f"CompressLevel={level} out of range 1..22, using 3")
         values.pop("compress_level")
+    threads = values.get("compress_threads")
+    if isinstance(threads, int) and not 0 <= threads <= 4:
+        warnings.append(f"CompressThreads={threads} out of range 0..4, using 1")
+        values.pop("compress_threads")
     return Config(**values, warnings=tuple(warnings))  # type: ignore[arg-type]  # typed by _KEYS
 
 

@@ -352,7 +352,7 @@ def _store_core(
             out = os.fdopen(tmp.fd, "wb", buffering=CHUNK, closefd=False)
             writer = None
             if cfg.compress:
-                cctx = zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
+                cctx = compressor(cfg)
                 writer = cctx.stream_writer(out, closefd=False)
                 result = stream_core(stdin, writer.write, limit, tap)
             else:
@@ -391,6 +391,25 @@ def _store_core(
             return result
     finally:
         os.close(core_fd)
+
+
+#: zstd job size with a worker thread: bounds its memory (~2 jobs in flight) well under the
+#: 64 MiB the collector may use, whatever the core's size.
+ZSTD_JOB_SIZE = 2 * 1024 * 1024
+
+
+def compressor(cfg: config.Config) -> zstd.ZstdCompressor:
+    """zstd at the configured level; with worker threads, compression runs in C threads while
+    this thread reads the pipe and writes the file (both cores busy on a big core)."""
+    if cfg.compress_threads <= 0:
+        return zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
+    params = zstd.ZstdCompressionParameters.from_level(
+        cfg.compress_level,
+        threads=cfg.compress_threads,
+        job_size=ZSTD_JOB_SIZE,
+        write_checksum=True,
+    )
+    return zstd.ZstdCompressor(compression_params=params)
 
 
 def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:

@@ -43,4 +43,5 @@ def _load_backend() -> ModuleType:
 
 _backend = _load_backend()
 ZstdCompressor = _backend.ZstdCompressor
+ZstdCompressionParameters = _backend.ZstdCompressionParameters
 FLUSH_FRAME: int = _backend.FLUSH_FRAME

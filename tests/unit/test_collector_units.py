@@ -61,13 +61,15 @@ def test_config_files_and_drop_ins(tmp_path: Path) -> None:
     Path(paths.config_file).write_text(
         "[Coredump]\nStorage=journal\nCompress=no\nProcessSizeMax=1G\nMaxUse=100M\n"
     )
-    Path(paths.config_dir, "10-a.conf").write_text("[Coredump]\nCompressLevel=7\nMaxUse=5M\n")
+    Path(paths.config_dir, "10-a.conf").write_text(
+        "[Coredump]\nCompressLevel=7\nMaxUse=5M\nCompressThreads=0\n")
     Path(paths.config_dir, "20-b.conf").write_text("[Coredump]\nKeepFree=bogus\nWhat=1\n")
     Path(paths.config_dir, "ignored.txt").write_text("[Coredump]\nStorage=none\n")
     cfg = config.load(paths)
     assert cfg.storage == config.Storage.JOURNAL
     assert cfg.compress is False
     assert cfg.compress_level == 7
+    assert cfg.compress_threads == 0
     assert cfg.process_size_max == 1024**3
     assert cfg.max_use == 5 * 1024**2, "later drop-ins win"
     assert cfg.keep_free is None
