@@ -1,5 +1,8 @@
 # drkonqi-lite: the two commands of the README are `make demo` and `make test`.
 VENV   ?= .venv
+# Debian's interpreter, not a per-user one (pyenv's lives under /root, mode 0700): tests run
+# the app and the collector's readers as unprivileged users, who must be able to start it.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
@@ -13,7 +16,7 @@ deps:
 		$$(grep -v '^#' packaging/debian-build-deps.txt) >/dev/null
 
 $(PY):
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 
