@@ -102,6 +102,11 @@ class Announcer:
         if group is not None:
             group.notification_id = notification_id
 
+    def notification_id(self, group_key: str) -> int:
+        """The id to replace for the group (0: a new notification)."""
+        group = self._groups.get(group_key)
+        return group.notification_id if group is not None and group.open else 0
+
     def closed(self, notification_id: int) -> str | None:
         """The server closed a notification; the next crash of that program starts a new one."""
         for key, group in self._groups.items():
