@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QApplication  # noqa: TID251
 
 from drkonqi_lite.adapters import session_bus
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
-from drkonqi_lite.adapters.journal import BATCH, JournalSource, trust_policy_for
+from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
 from drkonqi_lite.adapters.notification import Note, NotificationError, NotificationsClient
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
@@ -131,7 +131,7 @@ class CrashApp(QObject):
         notifier.activated.connect(slot)
         self._notifiers.append(notifier)
 
-    async def _catch_up(self, new: list[Crash], position: object) -> None:
+    async def _catch_up(self, new: list[Crash], position: Position) -> None:
         self._server = await self.notifications.wait_available(
             self.settings.notification_server_wait_ms / 1000
         )
@@ -150,6 +150,8 @@ class CrashApp(QObject):
         grouped = catch_up(announce)
         if grouped is not None:
             await self._present(grouped)
+        # Announced (or deliberately not): never again, across restarts.
+        state.advance(position.cursor, position.realtime_us)
         self._save()
 
     # --- live -----------------------------------------------------------------------------
@@ -373,12 +375,13 @@ def _quit_on_signals(app: CrashApp) -> QSocketNotifier:
     return notifier
 
 
-async def _main(qapp: QApplication, settings: Settings, store: StateStore) -> int:
+async def _main(qapp: QApplication, settings: Settings, store: StateStore, autostart: bool) -> int:
     bus = await session_bus.connect()
     app = CrashApp(bus, store, settings)
     if not await app.start():
-        log.info("already running: asking it to show the crash list")
-        await session_bus.call_running(bus, "ShowCrashList")
+        if not autostart:  # a user's second start means "show me"; a login's means nothing
+            log.info("already running: asking it to show the crash list")
+            await session_bus.call_running(bus, "ShowCrashList")
         session_bus.disconnect(bus)
         return 0
     keep = _quit_on_signals(app)
@@ -393,8 +396,8 @@ async def _main(qapp: QApplication, settings: Settings, store: StateStore) -> in
     return 0
 
 
-def run() -> int:
-    """The tray app (`drkonqi-lite` without a subcommand)."""
+def run(*, autostart: bool = False) -> int:
+    """The tray app (`drkonqi-lite` without a subcommand; `--autostart` from the session)."""
     if os.geteuid() == 0:
         print(
             "drkonqi-lite: refusing to run the tray app as root (run it as your user)",
@@ -413,4 +416,4 @@ def run() -> int:
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     with loop:
-        return int(loop.run_until_complete(_main(qapp, settings, store)))
+        return int(loop.run_until_complete(_main(qapp, settings, store, autostart)))

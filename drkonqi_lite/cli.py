@@ -3,7 +3,8 @@
 `drkonqi-lite` alone starts the tray app; `list`, `show`, `backtrace` and `watch` read the
 journal directly (the app need not run) with the same trust rules, and print the D-Bus crash
 dict keys with `--json`. Hostile text is printed inert (control characters escaped, so a comm
-cannot send terminal escape sequences). The environment is printed only with `--environment`.
+cannot send terminal escape sequences). The command line and environment are printed only with
+`--reveal`.
 Errors: one line on stderr and a non-zero status, never a traceback for an expected failure.
 """
 
@@ -20,11 +21,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from drkonqi_lite_collector.schema import Field
-
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
 
@@ -149,8 +149,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     crash = _find(args.crash)
     seen = _state().is_seen(crash.id)
     info = detail(crash, seen=seen)
-    if args.environment:
-        info["fields"][Field.ENVIRON] = crash.fields.get(Field.ENVIRON, "")
+    if args.reveal:
+        for key in SECRET_FIELDS:
+            if key in crash.fields:
+                info["fields"][key] = crash.fields[key]
     if args.json:
         _dump(info)
         return EXIT_OK
@@ -168,14 +170,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         "core_state",
         "seen",
     ):
-        value = info[key]
+        value = info[key]  # type: ignore[literal-required]
         if key == "timestamp":
             value = f"{_when(crash.timestamp_us)} ({value})"
         print(f"{key:>12}: {inert(str(value))}")
     print(f"{'reason':>12}: {crash.reason}")
-    if args.environment:
+    if args.reveal:
+        print(f"{'command line':>12}: {inert(crash.cmdline)}")
         print(f"{'environment':>12}:")
-        print(inert(crash.fields.get(Field.ENVIRON, ""), keep_newlines=True))
+        print(inert(crash.fields.get("COREDUMP_ENVIRON", ""), keep_newlines=True))
     print()
     print(inert(crash.backtrace, keep_newlines=True) or "(no stack trace in the entry)")
     return EXIT_OK
@@ -218,6 +221,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drkonqi-lite", description="Crash notifier for the desktop.")
+    p.add_argument(
+        "--autostart",
+        action="store_true",
+        help="start the tray app quietly (do nothing if it already runs)",
+    )
     sub = p.add_subparsers(dest="command")
     lst = sub.add_parser("list", help="list your crashes, newest first")
     lst.add_argument("--json", action="store_true")
@@ -246,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
 
-            return run()
+            return run(autostart=args.autostart)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"drkonqi-lite: {exc}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Privacy: which fields of a crash may leave the app (DESIGN.md §4, SECURITY.md 9).
 
-The environment of the crashed process holds tokens and passwords. It never reaches
-notifications, D-Bus, CLI output, logs or exports unless the user explicitly asks for it.
-Pure: no I/O.
+The environment of the crashed process holds tokens and passwords, and command lines often do
+too (`--password=…`, URLs with tokens). Neither reaches notifications, D-Bus, CLI output, logs
+or exports unless the user explicitly asks for it (SECURITY.md 9). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from drkonqi_lite_collector.schema import Field
 
 #: Fields withheld unless the user reveals them.
-SECRET_FIELDS: frozenset[str] = frozenset({Field.ENVIRON})
-REDACTED = "(hidden: environment variables are shown only on request)"
+SECRET_FIELDS: frozenset[str] = frozenset({Field.ENVIRON, Field.CMDLINE})
+REDACTED = "(hidden: shown only on request, it may contain secrets)"
 
 
 def public_fields(fields: Mapping[str, str]) -> dict[str, str]:

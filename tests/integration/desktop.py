@@ -10,11 +10,13 @@ by their pid. Under CI=true a missing piece fails instead of skipping (tests/con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -93,6 +95,23 @@ class Display:
             _stop(proc)
 
 
+SESSION_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <keep_umask/>
+  <listen>unix:path={bus}</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
 class User:
     """One unprivileged desktop user: uid, home, runtime dir, session bus, maybe dunst."""
 
@@ -124,8 +143,13 @@ class User:
         }
         if display is not None:
             self.env["DISPLAY"] = display.display
-        self.spawn(["dbus-daemon", "--session", "--nofork", "--nopidfile",
-                    f"--address=unix:path={self.bus}"], "dbus")  # fmt: skip
+        self.services = self.home / "dbus-services"
+        self.services.mkdir()
+        os.chown(self.services, uid, uid)
+        config = self.home / "session.conf"
+        config.write_text(SESSION_CONF.format(services=self.services, bus=self.bus))
+        # Only our service dir: no activatable notification server sneaks in from /usr/share.
+        self.spawn(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"], "dbus")
         wait_for(self.bus.exists, what="session bus")
         self.dunst_dir = self.home / "dunst"
 
@@ -165,6 +189,15 @@ class User:
         return self.run(["dbus-send", "--session", "--print-reply",
                          "--dest=org.drkonqi_lite.CrashNotifier", "/org/drkonqi_lite/CrashNotifier",
                          f"org.drkonqi_lite.CrashNotifier1.{method}", *args])  # fmt: skip
+
+    def install_activation_file(self) -> None:
+        """Our D-Bus activation file, pointing at this checkout's interpreter."""
+        text = (REPO / "packaging/org.drkonqi_lite.CrashNotifier.service").read_text()
+        text = text.replace("Exec=/usr/bin/drkonqi-lite", f"Exec={PYTHON} -m drkonqi_lite")
+        path = self.services / "org.drkonqi_lite.CrashNotifier.service"
+        path.write_text(text)
+        self.run(["dbus-send", "--session", "--dest=org.freedesktop.DBus", "/",
+                  "org.freedesktop.DBus.ReloadConfig"])  # fmt: skip
 
     # --- dunst ------------------------------------------------------------------------------
     def start_dunst(self, dmenu_choice: str = "") -> None:
@@ -209,10 +242,12 @@ class User:
         return int(self.dunstctl("count", "displayed").strip())
 
     # --- crashes ----------------------------------------------------------------------------
-    def send_entry(self, sender_uid: int | None = None, **fields: str) -> None:
-        """File an entry exactly like our collector: fork, drop to the uid, journal.send."""
+    def send_entry(
+        self, sender_uid: int | None = None, *, wake: bool = True, **fields: str
+    ) -> None:
+        """File an entry exactly like our collector: fork, drop to the uid, journal.send, poke."""
         uid = self.uid if sender_uid is None else sender_uid
-        send_entry_as(uid, fields)
+        send_entry_as(uid, fields, self.runtime / "drkonqi-lite" / "wakeup" if wake else None)
 
     def close(self) -> None:
         for proc in reversed(self._procs):
@@ -247,8 +282,12 @@ def register_user(uid: int, home: Path) -> list[Path]:
     return paths
 
 
-def send_entry_as(uid: int, fields: Mapping[str, str]) -> None:
-    """fork; setgroups([]); setresgid; setresuid(uid); systemd.journal.send(...)."""
+def send_entry_as(uid: int, fields: Mapping[str, str], wakeup: Path | None = None) -> None:
+    """fork; setgroups([]); setresgid; setresuid(uid); systemd.journal.send(...); poke wakeup.
+
+    The collector's contract: after the entry is sent, one datagram (content ignored) to the
+    user's wake-up socket, as the crashing user; a missing socket (app not running) is fine.
+    """
     pid = os.fork()
     if pid == 0:  # pragma: no cover (child)
         code = 1
@@ -261,6 +300,10 @@ def send_entry_as(uid: int, fields: Mapping[str, str]) -> None:
             message = fields.get("MESSAGE", "Process (x) dumped core.")
             rest = {k: v for k, v in fields.items() if k != "MESSAGE"}
             journal.send(message, MESSAGE_ID=MESSAGE_ID, PRIORITY="2", **rest)
+            if wakeup is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                with sock, contextlib.suppress(OSError):
+                    sock.sendto(b"crash", str(wakeup))
             code = 0
         finally:
             os._exit(code)
