@@ -243,7 +243,7 @@ class User:
 
     # --- crashes ----------------------------------------------------------------------------
     def send_entry(
-        self, sender_uid: int | None = None, *, wake: bool = True, **fields: str
+        self, fields: Mapping[str, str], *, sender_uid: int | None = None, wake: bool = True
     ) -> None:
         """File an entry exactly like our collector: fork, drop to the uid, journal.send, poke."""
         uid = self.uid if sender_uid is None else sender_uid
