@@ -234,9 +234,9 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("crash", metavar="ID|PID")
     show.add_argument("--json", action="store_true")
     show.add_argument(
-        "--environment",
+        "--reveal",
         action="store_true",
-        help="also print the environment variables (may contain secrets)",
+        help="also print the command line and environment (they may hold secrets)",
     )
     bt = sub.add_parser("backtrace", help="print a crash's stack trace")
     bt.add_argument("crash", metavar="ID")

@@ -153,24 +153,30 @@ class User:
         wait_for(self.bus.exists, what="session bus")
         self.dunst_dir = self.home / "dunst"
 
-    def argv(self, argv: list[str]) -> list[str]:
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+    def argv(self, argv: list[str], groups: tuple[int, ...] = ()) -> list[str]:
+        """argv run as this user; `groups` adds supplementary groups (e.g. systemd-journal)."""
+        grouping = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", grouping,
                 "--", "env", "-i", *(f"{k}={v}" for k, v in self.env.items()), *argv]  # fmt: skip
 
-    def spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.argv(argv), stdin=subprocess.DEVNULL,
+    def spawn(
+        self, argv: list[str], log: str, groups: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.argv(argv, groups), stdin=subprocess.DEVNULL,
                                 stdout=(self.logs / f"{log}.out").open("ab"),
                                 stderr=(self.logs / f"{log}.log").open("ab"))  # fmt: skip
         self._procs.append(proc)
         return proc
 
-    def run(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False)  # fmt: skip
+    def run(
+        self, argv: list[str], timeout: float = 30, groups: tuple[int, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(argv, groups), capture_output=True, text=True,
+                              timeout=timeout, check=False)  # fmt: skip
 
     # --- the app ----------------------------------------------------------------------------
-    def start_app(self, log: str = "app") -> subprocess.Popen[bytes]:
-        return self.spawn([PYTHON, "-m", "drkonqi_lite"], log)
+    def start_app(self, log: str = "app", groups: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+        return self.spawn([PYTHON, "-m", "drkonqi_lite"], log, groups)
 
     def app_log(self, log: str = "app") -> str:
         path = self.logs / f"{log}.log"
@@ -182,8 +188,8 @@ class User:
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         _stop(proc)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run([PYTHON, "-m", "drkonqi_lite", *args])
+    def cli(self, *args: str, groups: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+        return self.run([PYTHON, "-m", "drkonqi_lite", *args], groups=groups)
 
     def dbus_call(self, method: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(["dbus-send", "--session", "--print-reply",
