@@ -99,8 +99,14 @@ def test_own_forged_entry_opens_nothing_outside_storage(
         "root": str(storage_plants["root"]),
     }
     for comm, filename in cases.items():
-        fields = coredump_fields(user.uid, comm=comm, exe=hostile, COREDUMP_FILENAME=filename,
-                                 COREDUMP_CMDLINE=hostile, DRKONQI_LITE_CORE_MISSING="")  # fmt: skip
+        fields = coredump_fields(
+            user.uid,
+            comm=comm,
+            exe=hostile,
+            COREDUMP_CMDLINE=hostile,
+            COREDUMP_FILENAME=filename,
+            DRKONQI_LITE_CORE_MISSING="",
+        )
         user.send_entry(fields, wake=False)
     time.sleep(0.5)
     audit = app_desktop.workdir / f"audit-{user.uid}.jsonl"
