@@ -82,7 +82,7 @@ class Display:
         self._procs.append(tray)
         wait_for(lambda: subprocess.run(["xdotool", "search", "--classname", "trayer"], env=env,
                                         capture_output=True, check=False).returncode == 0,
-                 what="trayer")  # fmt: skip
+                 timeout=20, what="trayer")  # fmt: skip
 
     def screenshot(self, path: Path) -> Path:
         need(shutil.which("import") is not None, "imagemagick not installed")
