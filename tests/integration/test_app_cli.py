@@ -31,23 +31,10 @@ def test_list_json_and_text(user_with_crashes: User) -> None:
     assert out.returncode == 0, out.stderr
     crashes = json.loads(out.stdout)
     assert [c["comm"] for c in crashes] == ["newer", "older"]  # newest first
-    assert set(crashes[0]) == set(
-        [
-            "id",
-            "pid",
-            "uid",
-            "signal",
-            "signal_name",
-            "comm",
-            "exe",
-            "timestamp",
-            "hostname",
-            "unit",
-            "package",
-            "core_state",
-            "seen",
-        ]
-    )
+    assert set(crashes[0]) == {
+        "id", "pid", "uid", "signal", "signal_name", "comm", "exe", "timestamp", "hostname",
+        "unit", "package", "core_state", "seen",
+    }  # fmt: skip
     text = user.cli("list").stdout.splitlines()
     assert len(text) == 2
     assert "newer" in text[0]

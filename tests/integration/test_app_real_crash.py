@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,14 @@ TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
 
 
 @pytest.fixture
-def systemd_coredump(core_pattern: None) -> Iterator[None]:
+def systemd_coredump(core_pattern: None) -> None:
     """The real systemd-coredump as the kernel's handler, for this test only."""
     anchor = TOOLS / "systemd-coredump-anchor"
     need(anchor.exists(), f"{anchor} missing (set DKL_TOOLS)")
     out = subprocess.run([str(anchor), "start"], capture_output=True, text=True, check=True)
     pattern = out.stdout.strip().splitlines()[-1]
     assert pattern.startswith("|/lib/systemd/systemd-coredump"), out.stdout
-    CORE_PATTERN.write_text(pattern)
-    return
+    CORE_PATTERN.write_text(pattern)  # restored by the core_pattern fixture
 
 
 def _crash(user: User, signo: int = signal.SIGSEGV) -> int:
