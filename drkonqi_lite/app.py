@@ -321,11 +321,12 @@ class CrashApp(QObject):
             (c.id, f"{self.program(c).name} — {c.reason} ({when(c.timestamp_us)})")
             for c in self.inbox.newest_first()[: self.settings.tray_menu_items]
         ]
-        self.tray.update_state(
-            self.inbox.unseen_count(),
-            recent,
-            sorted(self.inbox.state.muted.items(), key=lambda kv: kv[1]),
-        )
+        counts = self.announcer.muted_counts
+        muted = [
+            (key, name + (f" ({counts[key]} crashes not announced)" if counts.get(key) else ""))
+            for key, name in sorted(self.inbox.state.muted.items(), key=lambda kv: kv[1])
+        ]
+        self.tray.update_state(self.inbox.unseen_count(), recent, muted)
         self.service.refresh_unseen()
         self.router.crashes_changed()
 
