@@ -32,20 +32,24 @@ from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_
 from drkonqi_lite.adapters.notification import Note, NotificationError, NotificationsClient
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
+from drkonqi_lite.adapters.storage_watch import StorageWatch
 from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
 from drkonqi_lite.domain.announcement import Announcement, Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
+from drkonqi_lite.domain.trust import STORAGE_DIRS
 from drkonqi_lite.qt.crash_window import MinimalWindows, when
 from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
 
 log = logging.getLogger("drkonqi_lite")
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-#: After a wake-up datagram: re-read the journal after these delays (ms) until the entry shows.
-WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, 32, 64, 128, 256)
+#: After a wake-up (datagram, or our core appearing in storage): re-read the journal after these
+#: delays (ms) until the entry shows. journald usually needs a few ms; systemd-coredump sends
+#: its entry ~50-100 ms after linking the core (it unwinds the stack in between). ~0.5 s bound.
+WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
 ACTIONS = (("default", "Details"), ("details", "Details"), ("mute", "Mute this program"),
            ("dismiss", "Dismiss"))  # fmt: skip
 
@@ -88,6 +92,7 @@ class CrashApp(QObject):
         self._wakeup_gen = 0
         self._notifiers: list[QSocketNotifier] = []
         self._wakeup: WakeupSocket | None = None
+        self._storage: StorageWatch | None = None
 
     # --- start-up -------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -102,6 +107,7 @@ class CrashApp(QObject):
             self.inbox.add(crash)
         self._watch(self.source.fileno(), self._on_journal)
         self._open_wakeup()
+        self._open_storage_watch()
         self._refresh()
         log.info(
             "started: %d crashes in the last %g days, %d new since last run",
@@ -125,6 +131,20 @@ class CrashApp(QObject):
             return
         self._wakeup = wakeup
         self._watch(wakeup.fileno(), self._on_wakeup)
+
+    def _open_storage_watch(self) -> None:
+        try:
+            storage = StorageWatch(os.getuid())
+        except OSError as exc:
+            log.info("no storage watch: %s", exc)
+            return
+        storage.watch(STORAGE_DIRS)
+        self._storage = storage
+        self._watch(storage.fileno(), self._on_storage)
+
+    def _on_storage(self) -> None:
+        if self._storage is not None and self._storage.drain():
+            self._expect_entry()
 
     def _watch(self, fd: int, slot: object) -> None:
         notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
@@ -162,6 +182,10 @@ class CrashApp(QObject):
     def _on_wakeup(self) -> None:
         if self._wakeup is not None:
             self._wakeup.drain()
+        self._expect_entry()
+
+    def _expect_entry(self) -> None:
+        """A crash entry is on its way: read now, then retry briefly until it shows up."""
         self._wakeup_gen += 1
         self._retry_wakeup(self._wakeup_gen, self._read_total, 0)
 
@@ -349,6 +373,8 @@ class CrashApp(QObject):
             notifier.setEnabled(False)
         if self._wakeup is not None:
             self._wakeup.close()
+        if self._storage is not None:
+            self._storage.close()
         self.source.close()
 
 
