@@ -114,7 +114,8 @@ class Crash:
     core_missing_reason: str
     message: str
     fields: Mapping[str, str]
-    core_state: CoreState = CoreState.NONE
+    #: One of CoreState's values (plain strings: the schema keeps the collector enum-free).
+    core_state: str = CoreState.NONE
 
     @property
     def reason(self) -> str:

@@ -74,7 +74,7 @@ class CoreProbe(enum.StrEnum):
     OUTSIDE_STORAGE = "outside-storage"
 
 
-def decide_core_state(crash: Crash, probe: CoreProbe | None) -> CoreState:
+def decide_core_state(crash: Crash, probe: CoreProbe | None) -> str:
     """The `core_state` shown to the user, from the entry and the probe of its file (if any).
 
     `probe` is None when the entry names no file. A restricted core (set-uid, non-dumpable,

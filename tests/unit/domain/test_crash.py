@@ -92,12 +92,12 @@ def test_core_inside_storage() -> None:
 
 def test_core_states() -> None:
     crash = crash_from_entry(entry(COREDUMP_FILENAME="/var/lib/drkonqi-lite/coredump/core.x"))
-    assert decide_core_state(crash, CoreProbe.READABLE) is CoreState.PRESENT
-    assert decide_core_state(crash, CoreProbe.UNREADABLE) is CoreState.INACCESSIBLE
-    assert decide_core_state(crash, CoreProbe.ABSENT) is CoreState.MISSING
-    assert decide_core_state(crash, CoreProbe.OUTSIDE_STORAGE) is CoreState.NONE
-    assert decide_core_state(crash, None) is CoreState.NONE
+    assert decide_core_state(crash, CoreProbe.READABLE) == CoreState.PRESENT
+    assert decide_core_state(crash, CoreProbe.UNREADABLE) == CoreState.INACCESSIBLE
+    assert decide_core_state(crash, CoreProbe.ABSENT) == CoreState.MISSING
+    assert decide_core_state(crash, CoreProbe.OUTSIDE_STORAGE) == CoreState.NONE
+    assert decide_core_state(crash, None) == CoreState.NONE
     trunc = dataclasses.replace(crash, core_truncated=True)
-    assert decide_core_state(trunc, CoreProbe.READABLE) is CoreState.TRUNCATED
+    assert decide_core_state(trunc, CoreProbe.READABLE) == CoreState.TRUNCATED
     restricted = dataclasses.replace(crash, restricted=True)
-    assert decide_core_state(restricted, CoreProbe.READABLE) is CoreState.INACCESSIBLE
+    assert decide_core_state(restricted, CoreProbe.READABLE) == CoreState.INACCESSIBLE
