@@ -9,9 +9,9 @@ the app imports this module too, so it must stay free of side effects, Qt and D-
 
 from __future__ import annotations
 
-import enum
-import re
-from collections.abc import Iterable
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 #: sd-messages.h SD_MESSAGE_COREDUMP: the id systemd-coredump (and we) stamp on every crash.
 MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -22,8 +22,11 @@ SYSLOG_IDENTIFIER = "drkonqi-lite-collector"
 OWN_PREFIX = "DRKONQI_LITE_"
 
 
-class Field(enum.StrEnum):
-    """Journal field names. The COREDUMP_* ones keep systemd-coredump's meanings and formats."""
+class Field:
+    """Journal field names. The COREDUMP_* ones keep systemd-coredump's meanings and formats.
+
+    Plain string constants rather than an enum: the collector must not import `enum` at
+    start-up (~5 ms of a small crash's budget, see handler.py)."""
 
     MESSAGE = "MESSAGE"
     MESSAGE_ID = "MESSAGE_ID"
@@ -88,7 +91,7 @@ class Field(enum.StrEnum):
     VERSION = "DRKONQI_LITE_VERSION"
 
 
-class CoreMissing(enum.StrEnum):
+class CoreMissing:
     """Why an entry has no stored core (value of DRKONQI_LITE_CORE_MISSING)."""
 
     STORAGE_NONE = "storage-none"
@@ -100,8 +103,10 @@ class CoreMissing(enum.StrEnum):
     OVER_JOURNAL_SIZE_MAX = "over-journal-size-max"
 
 
-class CoreState(enum.StrEnum):
+class CoreState:
     """What the app can say about a crash's core (the D-Bus `core_state`)."""
+
+    ALL: tuple[str, ...]
 
     PRESENT = "present"
     MISSING = "missing"
@@ -122,21 +127,27 @@ def format_message(pid: int, comm: str, uid: int, stacktrace: str) -> str:
     return f"{head}\n\n{trace}" if trace else head
 
 
-def format_frame(index: int, pc: int, function: str | None, module: str | None,
-                 offset: int | None) -> str:
-    """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`."""
-    line = f"#{index:<2} 0x{pc:016x} {function or 'n/a'}"
-    if module is not None and offset is not None:
-        line += f" ({module} + 0x{offset:x})"
-    return line
+def format_frame(
+    index: int, pc: int, function: str | None, module: str | None, offset: int | None
+) -> str:
+    """One frame in systemd's format: `#N  0x%016x FUNC (MODULE + 0xOFF)`.
+
+    Like systemd's elf-util.c frame_callback, the parenthesis is always there: a frame outside
+    every known module reads `FUNC (n/a + 0x0)`, and a missing name is `n/a` (strna()).
+    """
+    return f"#{index:<2} 0x{pc:016x} {function or 'n/a'} ({module or 'n/a'} + 0x{offset or 0:x})"
 
 
 def format_thread(tid: int, frames: Iterable[str]) -> str:
-    """A thread block: `Stack trace of thread TID:` then its frames."""
+    """A thread block: `Stack trace of thread TID:` then its frames.
+
+    systemd separates thread blocks with one blank line: join blocks with "\\n\\n".
+    """
     return "\n".join([f"Stack trace of thread {tid}:", *frames])
 
 
-_UNSAFE_NAME_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff/.\\]")
+#: Bytes kept as they are in file names: printable ASCII except space, `.`, `/` and `\\`.
+_SAFE_NAME_BYTES = frozenset(range(0x21, 0x7F)) - frozenset(b"./\\")
 
 
 def escape_name(raw: bytes) -> str:
@@ -146,7 +157,7 @@ def escape_name(raw: bytes) -> str:
     and `/`, `.`, space and backslash, becomes `\\xNN`. The result has no path separator, no
     dot (so never `..`) and no control or non-ASCII byte, whatever the crashed process chose.
     """
-    return _UNSAFE_NAME_BYTE.sub(lambda m: f"\\x{m.group()[0]:02x}".encode(), raw).decode("ascii")
+    return "".join(chr(b) if b in _SAFE_NAME_BYTES else f"\\x{b:02x}" for b in raw)
 
 
 CORE_SUFFIX = ".zst"
@@ -157,15 +168,35 @@ def core_filename(comm: bytes, uid: int, boot_id: str, pid: int, timestamp_us: i
     return f"core.{escape_name(comm)}.{uid}.{boot_id}.{pid}.{timestamp_us}{CORE_SUFFIX}"
 
 
-_CORE_FILENAME = re.compile(
-    r"^core\.(?P<comm>[^./]+)\.(?P<uid>\d+)\.(?P<boot>[0-9a-f]{32})\.(?P<pid>\d+)"
-    r"\.(?P<ts>\d+)(?:\.(?:zst|xz|lz4))?$"
-)
-
-
 def parse_core_filename(name: str) -> tuple[int, int, int] | None:
-    """(uid, pid, timestamp_us) of a core file name we (or systemd) write, or None."""
-    m = _CORE_FILENAME.match(name)
-    if not m:
+    """(uid, pid, timestamp_us) of a core file name we (or systemd) write, or None.
+
+    `core.COMM.UID.BOOTID.PID.TIMESTAMP[.zst|.xz|.lz4]`; COMM is escaped, so has no dot.
+    """
+    parts = name.split(".")
+    if parts[-1] in ("zst", "xz", "lz4"):
+        parts.pop()
+    if len(parts) != 6 or parts[0] != "core" or not parts[1]:
         return None
-    return int(m["uid"]), int(m["pid"]), int(m["ts"])
+    _, _comm, uid, boot, pid, ts = parts
+    if not (
+        uid.isdigit()
+        and pid.isdigit()
+        and ts.isdigit()
+        and uid.isascii()
+        and pid.isascii()
+        and ts.isascii()
+    ):
+        return None
+    if len(boot) != 32 or not all(c in "0123456789abcdef" for c in boot):
+        return None
+    return int(uid), int(pid), int(ts)
+
+
+CoreState.ALL = (
+    CoreState.PRESENT,
+    CoreState.MISSING,
+    CoreState.INACCESSIBLE,
+    CoreState.TRUNCATED,
+    CoreState.NONE,
+)

@@ -58,9 +58,12 @@ def ensure_journald() -> None:
     Path("/run/systemd/journal/flushed").touch()
     if not Path("/etc/machine-id").exists() or not Path("/etc/machine-id").read_text().strip():
         subprocess.run(["systemd-machine-id-setup"], check=True, capture_output=True)
-    subprocess.Popen(  # noqa: S603
-        [str(JOURNALD)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
+    subprocess.Popen(
+        [str(JOURNALD)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     for _ in range(100):
         if JOURNAL_SOCKET.is_socket():

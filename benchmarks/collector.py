@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: drkonqi-lite-collector vs the real systemd-coredump, same run.
+
+Runs ../shared/tools/crashbench.py once per handler (interleaved scenario by scenario, so both
+see the same machine state), then prints and writes ratios (ours / systemd's; below 1 is
+better) to benchmarks/results/collector-<date>.json and a Markdown table to stdout.
+
+    sudo .venv/bin/python benchmarks/collector.py [--quick] [--crashbench PATH]
+
+Needs root, a running journald, gcc, and ../shared/tools/systemd-coredump-anchor (it installs
+systemd-coredump if missing). core_pattern is restored by crashbench on exit; the global test
+lock is held for the whole run so no test crashes anything meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fcntl
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "tools"
+LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
+SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
+METRICS = [("journal_ms", "crash → entry in journal (ms)"),
+           ("exit_ms", "crash → process reaped, i.e. frozen (ms)")]
+HANDLER_METRICS = [("cpu_ms", "handler CPU (ms)"), ("rss_mib", "handler peak RSS (MiB)")]
+
+
+def our_pattern() -> str:
+    collector = Path(sys.executable).with_name("drkonqi-lite-collector")
+    out = subprocess.run([str(collector), "install", "--force"], capture_output=True, text=True,
+                         check=True).stdout
+    subprocess.run([str(collector), "uninstall"], capture_output=True, check=True)
+    return out.split("core_pattern = ", 1)[1].strip()
+
+
+def run(crashbench: Path, pattern: str, label: str, scenario: str, extra: list[str],
+        comm: str | None) -> dict[str, object]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, str(crashbench), pattern, "--label", label, "--scenarios",
+               scenario, "--json", out.name, *extra]
+        if comm:
+            cmd += ["--handler-comm", comm]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        data: dict[str, object] = json.loads(Path(out.name).read_text())
+        return data
+
+
+def medians(result: dict[str, object], scenario: str) -> dict[str, float]:
+    crashes = result["results"][scenario]["crashes"]  # type: ignore[index]
+    row: dict[str, float] = {}
+    for key, _ in METRICS:
+        values = [c[key] for c in crashes if c.get(key) is not None]
+        if values:
+            row[key] = statistics.median(values)
+    for key, _ in HANDLER_METRICS:
+        values = [c["handler"][key] for c in crashes if c.get("handler", {}).get("procs")]
+        if values:
+            row[key] = statistics.median(values)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--crashbench", type=Path, default=SHARED / "crashbench.py")
+    ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
+    args = ap.parse_args()
+    subprocess.run([str(SHARED / "systemd-coredump-anchor"), "start"], check=True,
+                   stdout=subprocess.DEVNULL)
+    runs = {
+        "small": ["--small-runs", "5" if args.quick else "30", "--gap", "0.2"],
+        "threads": ["--thread-runs", "2" if args.quick else "5"],
+        "big": ["--big-runs", "1" if args.quick else "3", "--big-fill", "random"],
+        "storm": ["--storm", "50"],
+    }
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ours = our_pattern()
+        for scenario, extra in runs.items():
+            a = run(args.crashbench, ours, "drkonqi-lite", scenario, extra, "collector")
+            b = run(args.crashbench, SYSTEMD, "systemd-coredump", scenario, extra, None)
+            if scenario == "storm":
+                report[scenario] = {"drkonqi-lite": a["results"]["storm"]["info"],  # type: ignore[index]
+                                    "systemd-coredump": b["results"]["storm"]["info"]}  # type: ignore[index]
+                continue
+            report[scenario] = {"drkonqi-lite": medians(a, scenario),
+                                "systemd-coredump": medians(b, scenario)}
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M")
+    out = HERE / "results" / f"collector-{stamp}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print("| scenario | metric | drkonqi-lite | systemd-coredump | ratio |")
+    print("|---|---|---|---|---|")
+    for scenario, pair in report.items():
+        if scenario == "storm":
+            print(f"| storm | {pair} | | | |")
+            continue
+        for key, label in METRICS + HANDLER_METRICS:
+            a_v, b_v = pair["drkonqi-lite"].get(key), pair["systemd-coredump"].get(key)
+            if a_v is None or b_v is None:
+                continue
+            print(f"| {scenario} | {label} | {a_v:.1f} | {b_v:.1f} | {a_v / b_v:.2f}x |")
+    print(f"\nraw: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

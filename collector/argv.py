@@ -1,0 +1,140 @@
+"""The kernel's argv for a core_pattern pipe handler, parsed strictly.
+
+core_pattern (core(5)): `|COLLECTOR [--prefix DIR] %P %u %g %s %t %c %h %d [%F]`.
+%P is the PID in the initial namespace, %t seconds since the epoch, %c the soft RLIMIT_CORE,
+%h the hostname, %d the dump mode (0/1/2, see PR_SET_DUMPABLE) and %F (Linux >= 6.16) the number
+of an fd the kernel installed in our table that is a pidfd of the crashed process.
+"""
+
+from __future__ import annotations
+
+import os.path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
+    import signal as _signal
+else:
+    import _signal  # the C module: `signal` imports enum (~5 ms at start, see handler.py)
+
+#: core_pattern is truncated by the kernel at CORENAME_MAX_SIZE (128) bytes.
+CORENAME_MAX_SIZE = 128
+SPECIFIERS = "%P %u %g %s %t %c %h %d"
+SPECIFIERS_PIDFD = SPECIFIERS + " %F"
+
+
+def _signal_names() -> dict[int, str]:
+    names: dict[int, str] = {}
+    for name, value in vars(_signal).items():
+        if (
+            name.startswith("SIG")
+            and not name.startswith(("SIG_", "SIGRT"))
+            and isinstance(value, int)
+        ):
+            names.setdefault(value, name)
+    # Canonical names where Linux has aliases (SIGIOT, SIGPOLL, SIGCLD), as systemd prints.
+    names.update({_signal.SIGABRT: "SIGABRT", _signal.SIGIO: "SIGIO", _signal.SIGCHLD: "SIGCHLD"})
+    return names
+
+
+_SIGNAL_NAMES = _signal_names()
+
+
+def signal_name(number: int) -> str:
+    """`SIGSEGV` for 11; `SIGRTMIN+3` for real-time signals, like systemd's signal_to_string."""
+    if number in _SIGNAL_NAMES:
+        return _SIGNAL_NAMES[number]
+    if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - _signal.SIGRTMIN}"
+    return f"SIG{number}"
+
+
+class ArgvError(ValueError):
+    """The kernel (or a caller pretending to be it) gave us arguments we cannot trust."""
+
+
+class KernelArgs:
+    """The crash as the kernel described it. %t is in seconds; like systemd-coredump we keep
+    COREDUMP_TIMESTAMP in microseconds. (A plain slotted class: the collector avoids `typing`
+    and `dataclasses` at run time, see handler.py.)"""
+
+    __slots__ = (
+        "dumpable",
+        "gid",
+        "hostname",
+        "pid",
+        "pidfd",
+        "prefix",
+        "rlimit",
+        "signal",
+        "timestamp_us",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        pid: int,
+        uid: int,
+        gid: int,
+        signal: int,
+        timestamp_us: int,
+        rlimit: int,
+        hostname: str,
+        dumpable: int,
+        pidfd: int | None,
+        prefix: str,
+    ) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.signal = signal
+        self.timestamp_us = timestamp_us
+        self.rlimit = rlimit
+        self.hostname = hostname
+        self.dumpable = dumpable
+        self.pidfd = pidfd
+        self.prefix = prefix
+
+    @property
+    def signal_name(self) -> str:
+        return signal_name(self.signal)
+
+
+def _number(name: str, text: str, lo: int, hi: int) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise ArgvError(f"{name} is not a number: {text!r}")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ArgvError(f"{name} out of range: {value}")
+    return value
+
+
+def parse(argv: list[str]) -> KernelArgs:
+    """Parse the handler's arguments (without argv[0]); raise ArgvError when malformed."""
+    args = list(argv)
+    prefix = "/"
+    if args and args[0].startswith("--prefix="):
+        prefix = args.pop(0).removeprefix("--prefix=")
+    elif args and args[0] == "--prefix" and len(args) > 1:
+        args.pop(0)
+        prefix = args.pop(0)
+    if not os.path.isabs(prefix):
+        raise ArgvError(f"--prefix must be absolute: {prefix}")
+    if len(args) not in (8, 9):
+        raise ArgvError(f"expected 8 or 9 arguments ({SPECIFIERS_PIDFD}), got {len(args)}")
+    u32 = 2**32 - 2  # (uid_t) -1 is "invalid" and never a real owner
+    pid = _number("PID", args[0], 1, 2**22)
+    uid = _number("UID", args[1], 0, u32)
+    gid = _number("GID", args[2], 0, u32)
+    sig = _number("signal", args[3], 1, 64)
+    seconds = _number("timestamp", args[4], 0, 2**40)
+    # %c prints the soft limit as an unsigned long: RLIM_INFINITY is 2**64-1 (and systemd's
+    # anchor passes 2**63 as a stand-in); keep it as given.
+    rlimit = _number("rlimit", args[5], 0, 2**64 - 1)
+    hostname = args[6]
+    if not hostname or len(hostname) > 64 or any(c in hostname for c in "/\0\n"):
+        raise ArgvError(f"bad hostname: {hostname!r}")
+    dumpable = _number("dump mode", args[7], 0, 2)
+    pidfd = _number("pidfd", args[8], 3, 1023) if len(args) == 9 else None
+    return KernelArgs(
+        pid, uid, gid, sig, seconds * 1_000_000, rlimit, hostname, dumpable, pidfd, prefix
+    )

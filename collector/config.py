@@ -1,0 +1,234 @@
+"""Collector configuration: coredump.conf's keys and meanings, under our own paths.
+
+Read from `PREFIX/etc/drkonqi-lite/collector.conf` then `collector.conf.d/*.conf` in lexical
+order (later wins), section `[Coredump]`, with the keys of systemd's coredump.conf(5). The
+prefix is "/" on a real system and a scratch directory in tests. Unknown keys and bad values are
+reported and ignored, never fatal: a collector that refuses to run loses crashes.
+"""
+
+from __future__ import annotations
+
+import os
+
+GiB = 1024**3
+#: Defaults of systemd's coredump.conf on 64-bit systems (coredump.conf(5)).
+PROCESS_SIZE_MAX = 32 * GiB
+EXTERNAL_SIZE_MAX = 32 * GiB
+#: journald's DATA_SIZE_MAX bounds a single field; systemd keeps cores below it.
+JOURNAL_SIZE_MAX = 767 * 1024**2
+#: MaxUse= and KeepFree= default to 10% and 15% of the file system, both capped at 4G.
+MAX_USE_FRACTION = 0.10
+KEEP_FREE_FRACTION = 0.15
+VACUUM_CAP = 4 * GiB
+
+
+class Storage:
+    """Storage= values (string constants, see schema.Field for why not an enum)."""
+
+    NONE = "none"
+    EXTERNAL = "external"
+    JOURNAL = "journal"
+
+
+class Paths:
+    """Where the collector reads and writes; everything hangs off one prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = "/") -> None:
+        self.prefix = os.fspath(prefix)
+
+    def _at(self, rel: str) -> str:
+        return os.path.join(self.prefix, rel)
+
+    @property
+    def config_file(self) -> str:
+        return self._at("etc/drkonqi-lite/collector.conf")
+
+    @property
+    def config_dir(self) -> str:
+        return self._at("etc/drkonqi-lite/collector.conf.d")
+
+    @property
+    def state_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite")
+
+    @property
+    def storage_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite/coredump")
+
+    @property
+    def spool_dir(self) -> str:
+        return self._at("var/lib/drkonqi-lite/spool")
+
+    @property
+    def socket(self) -> str:
+        """Where the socket-activated service listens (drkonqi-lite-collector.socket)."""
+        return self._at("run/drkonqi-lite/collector.socket")
+
+    @property
+    def saved_pattern_file(self) -> str:
+        return self._at("var/lib/drkonqi-lite/saved-core_pattern.json")
+
+
+class Config:
+    """The [Coredump] settings, with systemd's defaults.
+
+    Crash-loop limit: at most `rate_limit_burst` stored cores per program and user within
+    `rate_limit_interval` seconds; further crashes are counted in their entries, not stored.
+    `max_use`/`keep_free` None mean the file-system dependent default (see storage.vacuum).
+    `compress_level` is zstd's; systemd uses the library default (3), and levels >= 10 are far
+    too slow for cores.
+    """
+
+    __slots__ = (
+        "compress",
+        "compress_level",
+        "external_size_max",
+        "journal_size_max",
+        "keep_free",
+        "max_use",
+        "process_size_max",
+        "rate_limit_burst",
+        "rate_limit_interval",
+        "stacktrace_timeout",
+        "storage",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        *,
+        storage: str = Storage.EXTERNAL,
+        compress: bool = True,
+        compress_level: int = 3,
+        process_size_max: int = PROCESS_SIZE_MAX,
+        external_size_max: int = EXTERNAL_SIZE_MAX,
+        journal_size_max: int = JOURNAL_SIZE_MAX,
+        max_use: int | None = None,
+        keep_free: int | None = None,
+        rate_limit_interval: float = 60.0,
+        rate_limit_burst: int = 10,
+        stacktrace_timeout: float = 5.0,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        self.storage = storage
+        self.compress = compress
+        self.compress_level = compress_level
+        self.process_size_max = process_size_max
+        self.external_size_max = external_size_max
+        self.journal_size_max = journal_size_max
+        self.max_use = max_use
+        self.keep_free = keep_free
+        self.rate_limit_interval = rate_limit_interval
+        self.rate_limit_burst = rate_limit_burst
+        self.stacktrace_timeout = stacktrace_timeout
+        self.warnings = warnings
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5, "E": 1024**6}
+
+
+def parse_size(text: str) -> int:
+    """A size as systemd writes it: `2G`, `512M`, `1.5K`, `1024`, `infinity` (base 1024)."""
+    value = text.strip().upper()
+    if value == "INFINITY":
+        return 2**63 - 1
+    value = value.removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)].strip()
+    try:
+        size = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    if not 0 <= size < float("inf"):  # also rejects nan
+        raise ValueError(f"not a size: {text!r}")
+    return int(size * _UNITS[unit])
+
+
+def _choice(text: str, allowed: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in allowed:
+        raise ValueError(f"not one of {', '.join(allowed)}: {text!r}")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "yes", "y", "true", "t", "on"}:
+        return True
+    if value in {"0", "no", "n", "false", "f", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_seconds(text: str) -> float:
+    value = text.strip().lower().removesuffix("s").removesuffix("sec")
+    return float(value)
+
+
+_KEYS = {
+    "storage": ("storage", lambda v: _choice(v, (Storage.NONE, Storage.EXTERNAL, Storage.JOURNAL))),
+    "compress": ("compress", parse_bool),
+    "compresslevel": ("compress_level", int),
+    "processsizemax": ("process_size_max", parse_size),
+    "externalsizemax": ("external_size_max", parse_size),
+    "journalsizemax": ("journal_size_max", parse_size),
+    "maxuse": ("max_use", parse_size),
+    "keepfree": ("keep_free", parse_size),
+    "ratelimitintervalsec": ("rate_limit_interval", _parse_seconds),
+    "ratelimitburst": ("rate_limit_burst", int),
+    "stacktracetimeoutsec": ("stacktrace_timeout", _parse_seconds),
+}
+
+
+def load(paths: Paths) -> Config:
+    """Read the configuration files; problems become `warnings`, never exceptions."""
+    files = [paths.config_file] if os.path.exists(paths.config_file) else []
+    try:
+        files += sorted(
+            os.path.join(paths.config_dir, n)
+            for n in os.listdir(paths.config_dir)
+            if n.endswith(".conf")
+        )
+    except OSError:
+        pass
+    if not files:
+        return Config()
+    import configparser  # noqa: PLC0415 - only when there is a file: it costs ~2 ms at start
+
+    values: dict[str, object] = {}
+    warnings: list[str] = []
+    for file in files:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            with open(file, encoding="utf-8") as f:
+                parser.read_file(f)
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, configparser.Error) as e:
+            warnings.append(f"{file}: {e}")
+            continue
+        if not parser.has_section("Coredump"):
+            continue
+        for key, raw in parser.items("Coredump"):
+            spec = _KEYS.get(key.lower())
+            if spec is None:
+                warnings.append(f"{file}: unknown key {key}=")
+                continue
+            attr, convert = spec
+            try:
+                values[attr] = convert(raw)  # type: ignore[operator]
+            except ValueError as e:
+                warnings.append(f"{file}: {key}={raw}: {e}")
+    level = values.get("compress_level")
+    if isinstance(level, int) and not 1 <= level <= 22:
+        warnings.append(f"CompressLevel={level} out of range 1..22, using 3")
+        values.pop("compress_level")
+    return Config(**values, warnings=tuple(warnings))  # type: ignore[arg-type]  # typed by _KEYS
+
+
+def prefix_from_environment() -> str:
+    """The prefix for command-line use (DRKONQI_LITE_PREFIX), "/" by default."""
+    return os.environ.get("DRKONQI_LITE_PREFIX", "/")

@@ -1,0 +1,249 @@
+"""Reading the head of an ELF core file and deciding which bytes the unwinder needs.
+
+The kernel writes a core (fs/binfmt_elf.c elf_core_dump) as: the ELF header, the program
+headers, the PT_NOTE segment (NT_PRSTATUS per thread, NT_PRPSINFO, NT_SIGINFO, NT_AUXV, NT_FILE,
+register sets), then each PT_LOAD segment's bytes page-aligned, in address order.  So once the
+head (header, program headers, notes) has streamed past, we know every thread's stack pointer
+and can pick, before the segments arrive, the few ranges an unwinder reads: the stack near each
+SP, small segments (vDSO, .data/.bss with the dynamic linker's link map), and the first page of
+big ones (the ELF header the kernel dumps for file-backed text mappings, with the build-id).
+
+Everything here parses hostile bytes: every length and offset is bounded and checked; nothing
+here does I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+
+ELF_MAGIC = b"\x7fELF"
+ET_CORE = 4
+PT_LOAD = 1
+PT_NOTE = 4
+PF_W = 2
+NT_PRSTATUS = 1
+NT_FILE = 0x46494C45
+EM_X86_64 = 62
+EM_AARCH64 = 183
+
+#: No kernel core has a head this big; a larger claim is garbage and ends the head parsing.
+HEAD_MAX = 16 * 1024 * 1024
+#: The unwinder reads this much of a thread's stack above its SP (callers' frames) ...
+STACK_ABOVE_SP = 1024 * 1024
+#: ... and this much below it (the x86-64 red zone is 128 bytes; leave room for a bad SP).
+STACK_BELOW_SP = 16 * 1024
+#: The top of the main thread's stack is kept even when no SP points into it: a signal
+#: handler running on an alternate stack leaves the interrupted frames there.
+MAIN_STACK_TOP = 256 * 1024
+#: Segments up to this size are kept whole (vDSO, .data/.bss, the link map, small heaps).
+SMALL_SEGMENT = 256 * 1024
+PAGE = 4096
+#: Notes beyond this size are cut (64 threads of x86-64 register sets take ~200 KiB).
+NOTES_MAX = 8 * 1024 * 1024
+#: Total bytes kept besides the head, whatever the core's size (the collector's RSS bound).
+KEEP_BUDGET = 32 * 1024 * 1024
+
+
+class CoreFormatError(ValueError):
+    """The bytes are not a 64-bit little-endian ELF core we can read."""
+
+
+class Segment:
+    """One program header of the core."""
+
+    __slots__ = ("filesz", "flags", "memsz", "offset", "type", "vaddr")
+
+    def __init__(
+        self,
+        type: int,
+        flags: int,
+        offset: int,
+        vaddr: int,
+        filesz: int,
+        memsz: int,
+    ) -> None:
+        self.type = type
+        self.flags = flags
+        self.offset = offset
+        self.vaddr = vaddr
+        self.filesz = filesz
+        self.memsz = memsz
+
+
+class CoreHead:
+    """What the head of a core says: its segments and how far the head reaches
+    (`head_end`: the file offset where the last PT_NOTE ends; the head is [0, head_end))."""
+
+    __slots__ = ("head_end", "machine", "segments")
+
+    def __init__(self, machine: int, segments: tuple[Segment, ...], head_end: int) -> None:
+        self.machine = machine
+        self.segments = segments
+        self.head_end = head_end
+
+
+def parse_ehdr(buf: bytes | bytearray) -> tuple[int, int, int, int]:
+    """(e_machine, e_phoff, e_phentsize, e_phnum) of a 64-bit LE core header."""
+    if len(buf) < 64 or buf[:4] != ELF_MAGIC:
+        raise CoreFormatError("not an ELF file")
+    if buf[4] != 2 or buf[5] != 1:
+        raise CoreFormatError("not a 64-bit little-endian ELF file")
+    e_type, e_machine = struct.unpack_from("<HH", buf, 16)
+    if e_type != ET_CORE:
+        raise CoreFormatError("not a core file")
+    (e_phoff,) = struct.unpack_from("<Q", buf, 32)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", buf, 54)
+    if e_phentsize != 56 or e_phoff + e_phnum * 56 > HEAD_MAX:
+        raise CoreFormatError("implausible program header table")
+    return e_machine, e_phoff, e_phentsize, e_phnum
+
+
+def parse_head(buf: bytes | bytearray) -> CoreHead:
+    """Parse the ELF header and program headers; `buf` must hold them."""
+    machine, phoff, _, phnum = parse_ehdr(buf)
+    if len(buf) < phoff + phnum * 56:
+        raise CoreFormatError("program headers truncated")
+    segments = tuple(
+        Segment(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz)
+        for p_type, p_flags, p_offset, p_vaddr, _, p_filesz, p_memsz, _ in struct.iter_unpack(
+            "<IIQQQQQQ", bytes(buf[phoff : phoff + phnum * 56])
+        )
+    )
+    head_end = phoff + phnum * 56
+    for seg in segments:
+        if seg.type == PT_NOTE and seg.offset + seg.filesz <= HEAD_MAX:
+            head_end = max(head_end, seg.offset + seg.filesz)
+    return CoreHead(machine, segments, head_end)
+
+
+def iter_notes(data: bytes | bytearray | memoryview) -> list[tuple[bytes, int, memoryview]]:
+    """(name, type, desc) of every well-formed note in a PT_NOTE segment's bytes."""
+    out: list[tuple[bytes, int, memoryview]] = []
+    mv = memoryview(data)
+    pos, end = 0, len(mv)
+    while pos + 12 <= end:
+        namesz, descsz, ntype = struct.unpack_from("<III", mv, pos)
+        name_at = pos + 12
+        desc_at = name_at + ((namesz + 3) & ~3)
+        nxt = desc_at + ((descsz + 3) & ~3)
+        if desc_at + descsz > end:
+            break
+        out.append(
+            (
+                bytes(mv[name_at : name_at + namesz]).rstrip(b"\0"),
+                ntype,
+                mv[desc_at : desc_at + descsz],
+            )
+        )
+        pos = nxt
+    return out
+
+
+def thread_sps(machine: int, notes: list[tuple[bytes, int, memoryview]]) -> list[int]:
+    """The stack pointer of every thread, from its NT_PRSTATUS (struct elf_prstatus)."""
+    # pr_reg starts at byte 112 of elf_prstatus on 64-bit Linux. x86-64 user_regs_struct has
+    # rsp at index 19; aarch64 user_pt_regs has sp at index 31.
+    index = {EM_X86_64: 19, EM_AARCH64: 31}.get(machine)
+    if index is None:
+        return []
+    sps = []
+    for name, ntype, desc in notes:
+        if name == b"CORE" and ntype == NT_PRSTATUS and len(desc) >= 112 + (index + 1) * 8:
+            (sp,) = struct.unpack_from("<Q", desc, 112 + index * 8)
+            sps.append(sp)
+    return sps
+
+
+def file_ranges(notes: list[tuple[bytes, int, memoryview]]) -> list[tuple[int, int]]:
+    """[start, end) of every file-backed mapping listed in the NT_FILE note."""
+    for name, ntype, desc in notes:
+        if name == b"CORE" and ntype == NT_FILE and len(desc) >= 16:
+            count, _ = struct.unpack_from("<QQ", desc, 0)
+            count = min(count, (len(desc) - 16) // 24)
+            return [
+                (start, end)
+                for start, end, _ in struct.iter_unpack("<QQQ", desc[16 : 16 + count * 24])
+            ]
+    return []
+
+
+def _clip(seg: Segment, lo_va: int, hi_va: int) -> tuple[int, int] | None:
+    """The file range of the segment's bytes between two addresses, or None when empty."""
+    lo = max(lo_va, seg.vaddr) - seg.vaddr
+    hi = min(hi_va, seg.vaddr + seg.filesz) - seg.vaddr
+    if hi <= lo:
+        return None
+    return seg.offset + lo, seg.offset + hi
+
+
+def keep_plan(
+    head: CoreHead,
+    sps: list[int],
+    files: list[tuple[int, int]] | None = None,
+    budget: int = KEEP_BUDGET,
+) -> list[tuple[int, int]]:
+    """Sorted, merged file ranges [start, end) to keep after the head, within `budget` bytes.
+
+    Priorities: notes that lie outside the head (gdb's gcore writes them last), the stack
+    windows around every SP and the top of the main stack, then the first page of every
+    segment, then whole small segments, until the budget is spent.  Without SPs (notes not
+    seen yet), the top of every big writable segment stands in for the stack windows: stacks
+    grow down, so the live frames of a thread are near the top of its stack mapping.
+    """
+    loads = [s for s in head.segments if s.type == PT_LOAD and s.filesz > 0]
+    wanted = [
+        (s.offset, s.offset + min(s.filesz, NOTES_MAX))
+        for s in head.segments
+        if s.type == PT_NOTE and s.offset >= head.head_end
+    ]
+    for sp in sps:
+        for seg in loads:
+            if seg.vaddr <= sp < seg.vaddr + seg.memsz:
+                r = _clip(seg, sp - STACK_BELOW_SP, sp + STACK_ABOVE_SP)
+                if r:
+                    wanted.append(r)
+    writable = [s for s in loads if s.flags & PF_W and s.vaddr < 1 << 47]
+    tops = writable if not sps else [max(writable, key=lambda s: s.vaddr)] if writable else []
+    for seg in tops:
+        r = _clip(
+            seg,
+            seg.vaddr + seg.filesz - (STACK_ABOVE_SP if not sps else MAIN_STACK_TOP),
+            seg.vaddr + seg.filesz,
+        )
+        if r:
+            wanted.append(r)
+    wanted.extend((s.offset, s.offset + min(s.filesz, PAGE)) for s in loads)
+    # Small segments whole, except read-only file-backed ones (text): libdwfl would take a
+    # complete in-core image of a module over the real file, and lose its symbol table.  Without
+    # NT_FILE (notes not seen yet), only writable segments count as safe.
+    mapped = {start for start, _ in files or []}
+    wanted.extend(
+        (s.offset, s.offset + s.filesz)
+        for s in loads
+        if s.filesz <= SMALL_SEGMENT
+        and (s.flags & PF_W or (files is not None and s.vaddr not in mapped))
+    )
+    kept: list[tuple[int, int]] = []
+    spent = 0
+    for want_start, end in wanted:
+        start = max(want_start, head.head_end)
+        if end <= start:
+            continue
+        size = end - start
+        if spent + size > budget:
+            continue
+        kept.append((start, end))
+        spent += size
+    return merge(kept)
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort and merge overlapping or touching ranges."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out

@@ -1,0 +1,132 @@
+"""Turning what the collector learned into the journal entry's fields (DESIGN.md §2.1).
+
+Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
+"""
+
+from __future__ import annotations
+
+from drkonqi_lite_collector.argv import KernelArgs
+from drkonqi_lite_collector.journal import FieldValue
+from drkonqi_lite_collector.procinfo import ProcInfo
+from drkonqi_lite_collector.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
+
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+Fields = list[tuple[str, FieldValue]]
+
+
+def kernel_fields(args: KernelArgs) -> Fields:
+    return [
+        (Field.MESSAGE_ID, MESSAGE_ID),
+        (Field.PRIORITY, PRIORITY),
+        (Field.SYSLOG_IDENTIFIER, SYSLOG_IDENTIFIER),
+        (Field.PID, args.pid),
+        (Field.UID, args.uid),
+        (Field.GID, args.gid),
+        (Field.SIGNAL, args.signal),
+        (Field.SIGNAL_NAME, args.signal_name),
+        (Field.TIMESTAMP, args.timestamp_us),
+        (Field.RLIMIT, args.rlimit),
+        (Field.HOSTNAME, args.hostname),
+        (Field.DUMPABLE, args.dumpable),
+    ]
+
+
+def cmdline_text(raw: bytes) -> bytes:
+    """systemd's COREDUMP_CMDLINE: the arguments joined by single spaces, bytes unchanged."""
+    return raw.rstrip(b"\0").replace(b"\0", b" ")
+
+
+def environ_text(raw: bytes) -> bytes:
+    """systemd's COREDUMP_ENVIRON: one VAR=value per line."""
+    return raw.rstrip(b"\0").replace(b"\0", b"\n")
+
+
+def cgroup_path(raw: bytes) -> bytes | None:
+    """The unified (cgroup v2) path from /proc/PID/cgroup (`0::/path`)."""
+    for line in raw.splitlines():
+        if line.startswith(b"0::"):
+            return line[3:]
+    return None
+
+
+_UNIT_SUFFIXES = (b".service", b".scope", b".socket", b".mount", b".swap", b".timer")
+
+
+def _number_between(text: bytes, prefix: bytes, suffix: bytes) -> bytes | None:
+    """`1000` from `user-1000.slice` (prefix `user-`, suffix `.slice`); None otherwise."""
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        return None
+    middle = text[len(prefix) : len(text) - len(suffix)]
+    return middle if middle.isdigit() else None
+
+
+def cgroup_units(path: bytes) -> dict[str, bytes]:
+    """UNIT, USER_UNIT, SLICE, SESSION and OWNER_UID from a cgroup path, the way
+    systemd's cg_path_get_* read them (e.g. /user.slice/user-1000.slice/session-2.scope)."""
+    parts = [p for p in path.split(b"/") if p]
+    out: dict[str, bytes] = {}
+    unit_index = None
+    for i, part in enumerate(parts):
+        if part.endswith(b".slice"):
+            out[Field.SLICE] = part
+            continue
+        if part.endswith(_UNIT_SUFFIXES):
+            out[Field.UNIT] = part
+            unit_index = i
+            break
+    if unit_index is not None:
+        unit = parts[unit_index]
+        if unit.startswith(b"session-") and unit.endswith(b".scope"):
+            out[Field.SESSION] = unit[len(b"session-") : -len(b".scope")]
+        owner = _number_between(unit, b"user@", b".service")
+        if owner is not None:
+            out[Field.OWNER_UID] = owner
+            for part in parts[unit_index + 1 :]:
+                if part.endswith(_UNIT_SUFFIXES):
+                    out[Field.USER_UNIT] = part
+                    break
+    for part in parts:
+        owner = _number_between(part, b"user-", b".slice")
+        if owner is not None and Field.OWNER_UID not in out:
+            out[Field.OWNER_UID] = owner
+    return out
+
+
+def proc_fields(info: ProcInfo) -> Iterator[tuple[str, FieldValue]]:
+    """The COREDUMP_* fields that come from /proc, each only when it was readable."""
+    simple: list[tuple[str, bytes | None]] = [
+        (Field.COMM, info.comm),
+        (Field.EXE, info.exe),
+        (Field.CMDLINE, cmdline_text(info.cmdline) if info.cmdline is not None else None),
+        (Field.CWD, info.cwd),
+        (Field.ROOT, info.root),
+        (Field.ENVIRON, environ_text(info.environ) if info.environ else None),
+        (Field.OPEN_FDS, info.open_fds),
+        (Field.PROC_STATUS, info.status),
+        (Field.PROC_MAPS, info.maps),
+        (Field.PROC_LIMITS, info.limits),
+        (Field.PROC_CGROUP, info.cgroup),
+        (Field.PROC_MOUNTINFO, info.mountinfo),
+        (Field.PROC_AUXV, info.auxv),
+        (
+            Field.CONTAINER_CMDLINE,
+            cmdline_text(info.container_cmdline) if info.container_cmdline else None,
+        ),
+    ]
+    for name, value in simple:
+        if value is not None:
+            yield name, value
+    path = cgroup_path(info.cgroup) if info.cgroup else None
+    if path is not None:
+        yield Field.CGROUP, path
+        yield from cgroup_units(path).items()
+
+
+def message(args: KernelArgs, comm: bytes, stacktrace: str) -> bytes:
+    """MESSAGE in systemd's words; comm bytes kept exactly as the process set them."""
+    head = b"Process %d (%s) of user %d dumped core." % (args.pid, comm, args.uid)
+    trace = stacktrace.rstrip("\n")
+    return head + (b"\n\n" + trace.encode("utf-8", "surrogateescape") if trace else b"")

@@ -1,0 +1,451 @@
+"""One crash, start to finish: identity, /proc, the core, the stack trace, the entry.
+
+The order matters. /proc/PID exists only while the kernel is still writing the core into our
+stdin (with core_pipe_limit=0 the process is reaped as soon as the pipe is drained), so metadata
+and the module files are captured first, then the pipe is drained. What the crashing user may
+later read is decided from facts proven through the pidfd, and fails closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pwd
+
+from drkonqi_lite_collector import (
+    __version__,
+    config,
+    entry,
+    journal,
+    ratelimit,
+    spool,
+    storage,
+    zstd,
+)
+from drkonqi_lite_collector.argv import KernelArgs
+from drkonqi_lite_collector.log import log
+from drkonqi_lite_collector.procinfo import Process, ProcInfo
+from drkonqi_lite_collector.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
+
+CHUNK = 1024 * 1024
+#: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
+SYSTEM_UID_MAX = 999
+#: The dedicated system user that sends entries for crashes of system users (sysusers.d).
+COLLECTOR_USER = "drkonqi-lite"
+WAKEUP = "/run/user/{uid}/drkonqi-lite/wakeup"
+
+
+#: The collector avoids `typing` at run time (it pulls in re, contextlib and more: ~6 ms of a
+#: small crash's budget); mypy treats this name like typing.TYPE_CHECKING.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    class Tap(Protocol):
+        """Sees the core's bytes as they stream through (collector/stacktrace.py)."""
+
+        def feed(self, chunk: bytes | memoryview) -> None: ...
+
+    class TraceResult(Protocol):
+        """A stack trace in systemd's format, the modules, and the package, for the entry."""
+
+        @property
+        def text(self) -> str: ...
+        @property
+        def modules(self) -> str: ...
+        @property
+        def status(self) -> str: ...
+        @property
+        def package_name(self) -> str | None: ...
+        @property
+        def package_version(self) -> str | None: ...
+        @property
+        def package_json(self) -> str | None: ...
+
+    class Tracer(Protocol):
+        """The stack-trace engine (stacktrace.Engine)."""
+
+        def start(self, proc_dir_fd: int | None) -> Tap: ...
+        def finish(self, tap: Tap, timeout: float) -> TraceResult: ...
+
+
+class StreamResult:
+    """How draining the core went (filled in while streaming)."""
+
+    __slots__ = ("error", "missing", "size", "truncated")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.truncated = False
+        self.missing: str | None = None  # a CoreMissing value
+        self.error = ""
+
+
+def boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+        return f.read().strip().replace("-", "")
+
+
+def may_read_core(args: KernelArgs, info: ProcInfo, verified: bool) -> tuple[bool, str]:
+    """systemd's rule (CVE-2022-4415): the user may read the core only if dump mode is 1,
+    AT_SECURE is 0, uid == euid and gid == egid — and only if identity was proven."""
+    if not verified:
+        return False, "identity of the crashed process could not be proven"
+    if args.dumpable != 1:
+        return False, f"dump mode {args.dumpable} (set-uid or non-dumpable process)"
+    if info.at_secure() != 0:
+        return False, "AT_SECURE set (set-uid, set-gid or file capabilities)"
+    uids, gids = info.status_ids(b"Uid"), info.status_ids(b"Gid")
+    if len(uids) < 2 or len(gids) < 2 or uids[0] != uids[1] or gids[0] != gids[1]:
+        return False, "real and effective ids differ"
+    return True, ""
+
+
+def sender_credentials(uid: int, gid: int) -> journal.Credentials:
+    """Regular users' entries are sent as themselves (their journal); system users' as ours."""
+    if uid > SYSTEM_UID_MAX:
+        return journal.Credentials(uid, gid)
+    try:
+        pw = pwd.getpwnam(COLLECTOR_USER)
+    except KeyError:
+        return journal.Credentials(0, 0)  # no dedicated user: root's entries go to system.journal
+    return journal.Credentials(pw.pw_uid, pw.pw_gid)
+
+
+def _enlarge_pipe(fd: int) -> None:
+    # Fewer, larger reads: the default 64 KiB pipe means 16 wake-ups per MiB.
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
+    except OSError:
+        pass
+
+
+def stream_core(
+    stdin: int, sink: Callable[[memoryview], object] | None, limit: int, tap: Tap | None
+) -> StreamResult:
+    """Read the core from the kernel's pipe in bounded chunks into `sink` and `tap`.
+
+    One buffer is reused for every chunk (no allocation per MiB): sink and tap must copy what
+    they keep. Stops at `limit` bytes (truncated). A sink failure (disk full) stops writing but
+    not reading: the stack trace still sees the core.
+    """
+    _enlarge_pipe(stdin)
+    result = StreamResult()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        want = min(CHUNK, limit - result.size)
+        if want <= 0:
+            # More than the limit? Read one byte to tell "exactly limit" from "truncated".
+            if os.read(stdin, 1):
+                result.truncated = True
+            break
+        try:
+            n = os.readv(stdin, [view[:want]])
+        except OSError as e:
+            result.error = f"reading the core: {os.strerror(e.errno or errno.EIO)}"
+            break
+        if not n:
+            break
+        chunk = view[:n]
+        result.size += n
+        if tap is not None:
+            tap.feed(chunk)
+        if sink is not None:
+            try:
+                sink(chunk)
+            except OSError as e:
+                sink = None
+                result.missing = (
+                    CoreMissing.DISK_FULL
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else CoreMissing.WRITE_FAILED
+                )
+                result.error = f"writing the core: {os.strerror(e.errno or errno.EIO)}"
+    return result
+
+
+class Outcome:
+    """The entry being built, and where its core went."""
+
+    __slots__ = ("blob", "fields", "stored")
+
+    def __init__(self, fields: entry.Fields) -> None:
+        self.fields = fields
+        self.blob: journal.Blob | None = None
+        self.stored: str | None = None
+
+
+def handle(
+    args: KernelArgs,
+    stdin: int,
+    tracer: Tracer | None,
+    notify_sent: Callable[[], object] = lambda: None,
+    process: Process | None = None,
+) -> int:
+    """Process one crash whose core is readable on `stdin`. Returns the exit status (0 when
+    the entry was sent or spooled). `process`: handles opened earlier by the kernel-facing
+    stage; by default they are opened here."""
+    paths = config.Paths(args.prefix)
+    cfg = config.load(paths)
+    for warning in cfg.warnings:
+        log(f"configuration: {warning}")
+    outcome = Outcome(fields=entry.kernel_fields(args))
+    fields = outcome.fields
+
+    with process or Process(args.pid, args.pidfd) as proc:
+        info = proc.capture()
+        tap = tracer.start(proc.dirfd) if tracer is not None else None
+        identity = proc.verify(info, args.uid, args.gid)
+    if not identity.verified:
+        log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
+        # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That
+        # includes comm: keeping it would name the core and MESSAGE after whoever now holds
+        # the PID.
+        info = ProcInfo()
+    fields.extend(entry.proc_fields(info))
+    fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
+    comm = info.comm or b"n/a"
+    exe = info.exe or comm
+    allowed, why_not = may_read_core(args, info, identity.verified)
+
+    state_fd = open_state_dir(paths)
+    try:
+        verdict = None
+        try:
+            if state_fd is None:
+                raise OSError(errno.ENOENT, "no state directory")
+            rl_fd = storage.open_subdir(state_fd, "ratelimit", mode=0o700)
+            try:
+                verdict = ratelimit.check(
+                    rl_fd, args.uid, exe, cfg.rate_limit_interval, cfg.rate_limit_burst
+                )
+            finally:
+                os.close(rl_fd)
+        except OSError as e:
+            log(f"rate limit state unusable, not limiting: {e}")
+        if verdict is not None:
+            fields.append((Field.CRASH_COUNT, verdict.crashes))
+        limited = verdict is not None and verdict.limited
+
+        result = _store_core(
+            args,
+            cfg,
+            state_fd,
+            comm,
+            outcome,
+            allowed,
+            limited,
+            tap if not limited else None,
+            stdin,
+        )
+        fields.append((Field.CORE_SIZE, result.size))
+        if result.truncated:
+            fields.append((Field.TRUNCATED, 1))
+        if outcome.stored is None and outcome.blob is None:
+            reason = (
+                CoreMissing.RATE_LIMITED
+                if limited
+                else result.missing
+                or (
+                    CoreMissing.STORAGE_NONE
+                    if cfg.storage == config.Storage.NONE
+                    else CoreMissing.EMPTY
+                )
+            )
+            fields.append((Field.CORE_MISSING, reason))
+        if result.error:
+            log(f"PID {args.pid}: {result.error}")
+        if not allowed:
+            fields += [(Field.RESTRICTED, 1), (Field.RESTRICTED_REASON, why_not)]
+
+        trace = ""
+        if tracer is not None and tap is not None and not limited and result.size:
+            traced = tracer.finish(tap, cfg.stacktrace_timeout)
+            trace = traced.text
+            fields.append((Field.STACKTRACE, traced.status))
+            if traced.modules:
+                fields.append((Field.MODULES, traced.modules))
+            for name, value in (
+                (Field.PACKAGE_NAME, traced.package_name),
+                (Field.PACKAGE_VERSION, traced.package_version),
+                (Field.PACKAGE_JSON, traced.package_json),
+            ):
+                if value:
+                    fields.append((name, value))
+        elif limited:
+            fields.append((Field.STACKTRACE, "none: rate limited"))
+        fields += [(Field.VERSION, __version__), (Field.MESSAGE, entry.message(args, comm, trace))]
+        status = deliver(args, state_fd, outcome, notify_sent)
+        _vacuum(state_fd, cfg, outcome.stored)
+        return status
+    finally:
+        if outcome.blob is not None:
+            os.close(outcome.blob.fd)
+        if state_fd is not None:
+            os.close(state_fd)
+
+
+def open_state_dir(paths: config.Paths) -> int | None:
+    """The state directory, or None when it is unusable (a symlink, writable by others, not
+    creatable). The crash is then still recorded, only without core, rate limit and spool."""
+    try:
+        return storage.open_dir(paths.state_dir, create=True)
+    except OSError as e:
+        log(f"state directory unusable, recording the crash without a core: {e}")
+        return None
+
+
+def _store_core(
+    args: KernelArgs,
+    cfg: config.Config,
+    state_fd: int | None,
+    comm: bytes,
+    outcome: Outcome,
+    allowed: bool,
+    limited: bool,
+    tap: Tap | None,
+    stdin: int,
+) -> StreamResult:
+    """Drain stdin into the configured storage; fills outcome.stored / outcome.blob."""
+    limit = min(
+        cfg.process_size_max,
+        cfg.journal_size_max if cfg.storage == config.Storage.JOURNAL else cfg.external_size_max,
+    )
+    if limited or cfg.storage == config.Storage.NONE:
+        return stream_core(stdin, None, cfg.process_size_max, tap)
+    if cfg.storage == config.Storage.JOURNAL:
+        mem = os.memfd_create("core", os.MFD_CLOEXEC)
+        result = stream_core(stdin, lambda c: journal.write_all(mem, c), limit, tap)
+        if result.missing or not result.size:
+            os.close(mem)
+        else:
+            outcome.blob = journal.Blob(mem, result.size)
+        return result
+
+    try:
+        if state_fd is None:
+            raise OSError(errno.ENOENT, "no state directory")
+        core_fd = storage.open_subdir(state_fd, "coredump")
+    except OSError as e:
+        log(f"storage directory unusable: {e}")
+        result = stream_core(stdin, None, cfg.process_size_max, tap)
+        result.missing = CoreMissing.WRITE_FAILED
+        return result
+    try:
+        _vacuum(state_fd, cfg, None)
+        try:
+            tmp = storage.TempFile(core_fd)
+        except OSError as e:
+            result = stream_core(stdin, None, cfg.process_size_max, tap)
+            result.missing = (
+                CoreMissing.DISK_FULL
+                if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                else CoreMissing.WRITE_FAILED
+            )
+            return result
+        with tmp:
+            # Buffered: zstd emits a block header and a block per write (two syscalls each).
+            out = os.fdopen(tmp.fd, "wb", buffering=CHUNK, closefd=False)
+            writer = None
+            if cfg.compress:
+                cctx = zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
+                writer = cctx.stream_writer(out, closefd=False)
+                result = stream_core(stdin, writer.write, limit, tap)
+            else:
+                result = stream_core(stdin, out.write, limit, tap)
+            if not result.missing:
+                try:
+                    if writer is not None:
+                        writer.flush(zstd.FLUSH_FRAME)
+                    out.flush()
+                except OSError as e:
+                    result.missing = (
+                        CoreMissing.DISK_FULL
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                        else CoreMissing.WRITE_FAILED
+                    )
+            if result.missing or not result.size:
+                return result
+            if allowed and args.uid != 0:
+                try:
+                    storage.grant_read_acl(tmp.fd, args.uid)
+                except OSError as e:
+                    log(f"could not grant read access to uid {args.uid}: {e}")
+            name = core_filename(comm, args.uid, boot_id(), args.pid, args.timestamp_us)
+            if not cfg.compress:
+                name = name.removesuffix(CORE_SUFFIX)
+            try:
+                tmp.commit(name)
+            except OSError as e:
+                result.missing = CoreMissing.WRITE_FAILED
+                result.error = f"linking {name}: {e}"
+                return result
+            outcome.stored = name
+            outcome.fields.append(
+                (Field.FILENAME, str(storage.storage_path(config.Paths(args.prefix), name)))
+            )
+            return result
+    finally:
+        os.close(core_fd)
+
+
+def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
+    if state_fd is None:
+        return
+    try:
+        core_fd = storage.open_subdir(state_fd, "coredump", create=False)
+    except OSError:
+        return
+    try:
+        for name in storage.vacuum(core_fd, cfg, frozenset({keep} if keep else ())):
+            log(f"vacuumed {name}")
+    except OSError as e:
+        log(f"vacuuming failed: {e}")
+    finally:
+        os.close(core_fd)
+
+
+def deliver(
+    args: KernelArgs, state_fd: int | None, outcome: Outcome, notify_sent: Callable[[], object]
+) -> int:
+    """Send the entry (after any spooled ones), or spool it. 0 unless it was lost."""
+    creds = sender_credentials(args.uid, args.gid)
+    wakeup = WAKEUP.format(uid=args.uid) if args.uid > SYSTEM_UID_MAX else None
+    payload = journal.build_payload(
+        [*outcome.fields, *([(Field.COREDUMP, outcome.blob)] if outcome.blob else [])]
+    )
+    try:
+        if state_fd is None:
+            raise OSError(errno.ENOENT, "no state directory")
+        spool_fd = storage.open_subdir(state_fd, "spool", mode=0o700)
+    except OSError as e:
+        spool_fd = None
+        log(f"spool directory unusable: {e}")
+    try:
+        backlog = spool_fd is not None and bool(spool.pending(spool_fd))
+        if backlog and spool_fd is not None:
+            _sent, left = spool.replay(spool_fd, journal.send_as)
+            backlog = left != 0
+        err = errno.EAGAIN if backlog else journal.send_as(payload, creds, wakeup=wakeup)
+        if err == 0:
+            notify_sent()
+            return 0
+        if spool_fd is None:
+            log(f"crash of PID {args.pid} DROPPED: journald: {os.strerror(err)}, no spool")
+            return 1
+        try:
+            name = spool.spool(spool_fd, journal.payload_bytes(payload), creds)
+        except OSError as e:
+            log(f"crash of PID {args.pid} DROPPED: journald: {os.strerror(err)}; spool: {e}")
+            return 1
+        notify_sent()
+        log(f"journald unreachable ({os.strerror(err)}): crash of PID {args.pid} spooled as {name}")
+        return 0
+    finally:
+        if isinstance(payload, int):
+            os.close(payload)
+        if spool_fd is not None:
+            os.close(spool_fd)

@@ -1,0 +1,263 @@
+"""Sending one journal entry over journald's native protocol, as a given user, or spooling it.
+
+We speak the native protocol (systemd.journal-fields(7), "Native Journal Protocol") ourselves
+rather than through sd_journal_sendv() so that: a large entry (Storage=journal carries the whole
+core) is built in a sealed memfd and never held in memory; failures are precise errno values we
+can act on; and an entry that journald cannot take is serialised byte-for-byte into the spool.
+
+journald files an entry under the SENDER's credentials (SCM_CREDENTIALS, filled in by the kernel
+at sendmsg time), so the entry goes to user-UID.journal only when the sending process runs as
+that uid: `send_as` forks, drops all groups and ids, then sends (TESTING.md).
+"""
+
+from __future__ import annotations
+
+import _socket  # the C module: `socket` imports enum and selectors (see handler.py)
+import errno
+import fcntl
+import os
+import struct
+
+TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+#: Datagrams up to this size go inline; larger entries go as a sealed memfd (journald accepts
+#: those from anyone; see journal-send.c). Well below the default SO_SNDBUF/wmem_max.
+INLINE_MAX = 128 * 1024
+#: errno values that mean "journald cannot take it now" and make us spool.
+UNREACHABLE = frozenset(
+    {
+        errno.ENOENT,
+        errno.ECONNREFUSED,
+        errno.ENOTCONN,
+        errno.EAGAIN,
+        errno.ENOBUFS,
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ETIMEDOUT,
+    }
+)
+SEND_TIMEOUT = 5.0
+
+FieldValue = bytes | str | int
+
+
+class Blob:
+    """A field value that lives in a file (the core, for Storage=journal): copied, not loaded."""
+
+    __slots__ = ("fd", "size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+
+def _b(value: FieldValue) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def serialize(fields: Iterable[tuple[str, FieldValue]]) -> bytes:
+    """Native protocol: `NAME=value\\n`, or `NAME\\n<le64 size>value\\n` when value has a newline
+    (or any byte that would break the simple form)."""
+    out = bytearray()
+    for name, value in fields:
+        data = _b(value)
+        key = name.encode("ascii")
+        if b"\n" in data:
+            out += key + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key + b"=" + data + b"\n"
+    return bytes(out)
+
+
+def build_payload(fields: Iterable[tuple[str, FieldValue | Blob]]) -> int | bytes:
+    """The serialised entry: bytes when small, else a sealed memfd (caller closes it)."""
+    plain: list[tuple[str, FieldValue]] = []
+    blobs: list[tuple[str, Blob]] = []
+    for name, value in fields:
+        if isinstance(value, Blob):
+            blobs.append((name, value))
+        else:
+            plain.append((name, value))
+    head = serialize(plain)
+    if not blobs and len(head) <= INLINE_MAX:
+        return head
+    fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        write_all(fd, head)
+        for name, blob in blobs:
+            write_all(fd, name.encode("ascii") + b"\n" + struct.pack("<Q", blob.size))
+            _copy(blob.fd, fd, blob.size)
+            write_all(fd, b"\n")
+        fcntl.fcntl(
+            fd,
+            fcntl.F_ADD_SEALS,
+            fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL,
+        )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes from the start of `src` to `dst`'s position, in the kernel."""
+    copied = 0
+    while copied < size:
+        try:
+            n = os.copy_file_range(src, dst, size - copied, copied)
+        except OSError as e:
+            # Across file systems (a core file into a memfd) since Linux 5.19: use sendfile.
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            n = os.sendfile(dst, src, copied, size - copied)
+        if n == 0:
+            raise OSError(errno.EIO, "core shrank while copying into the entry")
+        copied += n
+
+
+def payload_bytes(payload: int | bytes) -> bytes:
+    """The whole serialised entry as bytes (for the spool)."""
+    if isinstance(payload, bytes):
+        return payload
+    size = os.fstat(payload).st_size
+    return os.pread(payload, size, 0)
+
+
+def send_payload(payload: int | bytes, socket_path: str = JOURNAL_SOCKET) -> None:
+    """Send one entry to journald; raises OSError (errno in UNREACHABLE when we should spool)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(SEND_TIMEOUT)
+        if not isinstance(payload, bytes):
+            _send_fd(sock, payload, socket_path)
+            return
+        if len(payload) <= INLINE_MAX:
+            try:
+                sock.sendto(payload, socket_path)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                    raise
+        fd = _to_memfd(payload)
+        try:
+            _send_fd(sock, fd, socket_path)
+        finally:
+            os.close(fd)
+    finally:
+        sock.close()
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _to_memfd(data: bytes) -> int:
+    fd = os.memfd_create("journal-entry", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    write_all(fd, data)
+    fcntl.fcntl(
+        fd,
+        fcntl.F_ADD_SEALS,
+        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL,
+    )
+    return fd
+
+
+def _send_fd(sock: _socket.socket, fd: int, socket_path: str) -> None:
+    sock.sendmsg(
+        [], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))], 0, socket_path
+    )
+
+
+class Credentials:
+    """Who an entry is sent as: journald files it by these (kernel-checked) ids."""
+
+    __slots__ = ("gid", "uid")
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid = uid
+        self.gid = gid
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and (self.uid, self.gid) == (other.uid, other.gid)
+
+    def __hash__(self) -> int:
+        return hash((self.uid, self.gid))
+
+    def __repr__(self) -> str:
+        return f"Credentials(uid={self.uid}, gid={self.gid})"
+
+
+def drop_privileges(creds: Credentials) -> None:
+    """Become `creds` for good: no supplementary groups, real/effective/saved ids all set."""
+    os.setgroups([])
+    os.setresgid(creds.gid, creds.gid, creds.gid)
+    os.setresuid(creds.uid, creds.uid, creds.uid)
+
+
+def send_as(
+    payload: int | bytes,
+    creds: Credentials,
+    socket_path: str = JOURNAL_SOCKET,
+    wakeup: str | None = None,
+) -> int:
+    """Fork, drop to `creds`, send; return 0 or the errno of the failure.
+
+    `wakeup`: after a successful send, the child (still as the user) pokes the user's
+    running app through this datagram socket. The datagram carries nothing the app trusts.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: never return into the caller's stack
+        code = 0
+        try:
+            if (os.geteuid(), os.getegid()) != (creds.uid, creds.gid) or os.getgroups():
+                drop_privileges(creds)
+            send_payload(payload, socket_path)
+            if wakeup is not None:
+                poke(wakeup)
+        except OSError as e:
+            code = e.errno or errno.EIO
+        except BaseException:  # noqa: BLE001 - a child must reach _exit whatever happened
+            code = errno.EIO
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return errno.EINTR
+
+
+def poke(path: str) -> None:
+    """One non-blocking datagram to a user's wake-up socket; silently nothing if absent."""
+    flags = _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
+    sock = _socket.socket(_socket.AF_UNIX, flags)
+    try:
+        sock.sendto(b"crash", path)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def entry_fields(payload: bytes) -> Mapping[str, bytes]:
+    """Parse a serialised entry back (for the spool and for tests)."""
+    fields: dict[str, bytes] = {}
+    i = 0
+    while i < len(payload):
+        nl = payload.index(b"\n", i)
+        line = payload[i:nl]
+        if b"=" in line:
+            k, _, v = line.partition(b"=")
+            fields[k.decode("ascii")] = v
+            i = nl + 1
+        else:
+            (size,) = struct.unpack_from("<Q", payload, nl + 1)
+            start = nl + 9
+            fields[line.decode("ascii")] = payload[start : start + size]
+            i = start + size + 1
+    return fields

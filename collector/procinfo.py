@@ -1,0 +1,333 @@
+"""Race-safe capture of a crashed process's /proc metadata.
+
+Identity first (SECURITY.md 1, CVE-2025-4598): we hold a pidfd of the crashed process (the
+kernel's %F on Linux >= 6.16, else pidfd_open(PID) as early as possible), open /proc/PID once
+as a directory fd, read every file through that fd, and afterwards check that the pidfd still
+names a live process with that PID. A pidfd pins the PID: while it refers to a live process the
+number cannot be reused, so a /proc/PID dirfd opened in that window is the crashed process's.
+When identity cannot be proven the result says so, and the caller fails closed.
+
+Everything read here is hostile: bytes are kept as bytes, every read is bounded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
+    import signal as _signal
+else:
+    import _signal  # not `signal`: it imports enum (start-up time, see handler.py)
+
+#: Per-file bound. /proc/PID/cmdline and environ are limited by ARG_MAX (a few MiB at most);
+#: maps of a huge process are a few hundred KiB.
+FIELD_MAX = 4 * 1024**2
+FDS_MAX = 4096
+#: PF_DUMPCORE (include/linux/sched.h): set while the kernel writes this task's core.
+PF_DUMPCORE = 0x00000200
+#: AT_SECURE in the auxiliary vector (elf.h): set for set-uid/set-gid/file-caps executables.
+AT_SECURE = 23
+
+
+class Identity:
+    """Whether /proc data was proven to be the crashed process's, and how (or why not)."""
+
+    __slots__ = ("reason", "verified")
+
+    def __init__(self, verified: bool, reason: str) -> None:
+        self.verified = verified
+        self.reason = reason
+
+
+_PROC_FIELDS = (
+    "comm",
+    "exe",
+    "cmdline",
+    "cwd",
+    "root",
+    "environ",
+    "status",
+    "maps",
+    "limits",
+    "cgroup",
+    "mountinfo",
+    "auxv",
+    "open_fds",
+    "stat",
+    "container_cmdline",
+)
+
+
+class ProcInfo:
+    """What /proc said about the crashed process: raw bytes, None where unreadable."""
+
+    __slots__ = _PROC_FIELDS
+
+    def __init__(self, **fields: bytes | None) -> None:
+        for name in _PROC_FIELDS:
+            setattr(self, name, fields.pop(name, None))
+        if fields:
+            raise TypeError(f"unknown /proc fields: {sorted(fields)}")
+
+    comm: bytes | None
+    exe: bytes | None
+    cmdline: bytes | None
+    cwd: bytes | None
+    root: bytes | None
+    environ: bytes | None
+    status: bytes | None
+    maps: bytes | None
+    limits: bytes | None
+    cgroup: bytes | None
+    mountinfo: bytes | None
+    auxv: bytes | None
+    open_fds: bytes | None
+    stat: bytes | None
+    container_cmdline: bytes | None
+
+    def status_ids(self, key: bytes) -> tuple[int, ...]:
+        """The numbers on a `Uid:`/`Gid:` line of status (real, effective, saved, fs)."""
+        for line in (self.status or b"").splitlines():
+            if line.startswith(key + b":"):
+                return tuple(int(x) for x in line.split()[1:] if x.isdigit())
+        return ()
+
+    def stat_flags(self) -> int | None:
+        """The `flags` field of /proc/PID/stat, parsed after the LAST ')' (comm may hold ')')."""
+        if not self.stat:
+            return None
+        rest = self.stat[self.stat.rfind(b")") + 1 :].split()
+        # rest[0] is field 3 (state); flags is field 9.
+        return int(rest[6]) if len(rest) > 6 and rest[6].isdigit() else None
+
+    def at_secure(self) -> int | None:
+        """AT_SECURE from the binary auxv (pairs of native unsigned longs), None if absent."""
+        if not self.auxv:
+            return None
+        data = self.auxv
+        for off in range(0, len(data) - 15, 16):
+            key = int.from_bytes(data[off : off + 8], "little")
+            if key == AT_SECURE:
+                return int.from_bytes(data[off + 8 : off + 16], "little")
+            if key == 0:
+                break
+        return None
+
+
+def _read_at(dirfd: int, name: str, limit: int = FIELD_MAX) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _readlink_at(dirfd: int, name: str) -> bytes | None:
+    try:
+        return os.fsencode(os.readlink(name, dir_fd=dirfd))
+    except OSError:
+        return None
+
+
+def _open_fds(dirfd: int) -> bytes | None:
+    """systemd's COREDUMP_OPEN_FDS: `N:TARGET` then the fd's fdinfo, blocks blank-separated."""
+    try:
+        fd_dir = os.open("fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        names = sorted((n for n in os.listdir(fd_dir) if n.isdigit()), key=int)[:FDS_MAX]
+        blocks: list[bytes] = []
+        for name in names:
+            target = _readlink_at(fd_dir, name)
+            if target is None:
+                continue
+            info = _read_at(dirfd, f"fdinfo/{name}", 65536) or b""
+            blocks.append(name.encode() + b":" + target + b"\n" + info)
+        return b"\n".join(blocks)
+    finally:
+        os.close(fd_dir)
+
+
+def pidfd_pid(pidfd: int) -> int | None:
+    """The PID a pidfd refers to (fdinfo `Pid:`; -1 once the process has been reaped)."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def pidfd_alive(pidfd: int) -> bool:
+    """True while the pidfd's process exists (signal 0 checks without sending anything)."""
+    try:
+        _signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class Process:
+    """An open handle on the crashed process: pidfd + /proc/PID dirfd."""
+
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int | None,
+        *,
+        from_kernel: bool | None = None,
+        dirfd: int | None = None,
+    ) -> None:
+        """Open the handles, or adopt ones opened earlier (the kernel-facing stage passes its
+        pidfd and /proc dirfd to the service; `from_kernel` says where that pidfd came from)."""
+        self.pid = pid
+        self.pidfd: int | None = None
+        self.dirfd: int | None = dirfd
+        self._own_pidfd = from_kernel is not None and pidfd is not None
+        self.problem = ""
+        self.from_kernel = pidfd is not None if from_kernel is None else from_kernel
+        if pidfd is not None:
+            if pidfd_pid(pidfd) is None:
+                self.problem = f"fd {pidfd} given as the pidfd is not a pidfd"
+            else:
+                self.pidfd = pidfd
+        else:
+            try:
+                self.pidfd = os.pidfd_open(pid)
+                self._own_pidfd = True
+            except OSError as e:
+                self.problem = f"pidfd_open({pid}): {os.strerror(e.errno or errno.EIO)}"
+        if dirfd is None:
+            try:
+                self.dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                self.dirfd = None
+
+    def close(self) -> None:
+        if self.dirfd is not None:
+            os.close(self.dirfd)
+            self.dirfd = None
+        if self._own_pidfd and self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def capture(self) -> ProcInfo:
+        """Read everything systemd-coredump records, through the directory fd."""
+        d = self.dirfd
+        if d is None:
+            return ProcInfo()
+        comm = _read_at(d, "comm", 64)
+        return ProcInfo(
+            comm=comm.rstrip(b"\n") if comm is not None else None,
+            exe=_readlink_at(d, "exe"),
+            cmdline=_read_at(d, "cmdline"),
+            cwd=_readlink_at(d, "cwd"),
+            root=_readlink_at(d, "root"),
+            environ=_read_at(d, "environ"),
+            status=_read_at(d, "status"),
+            maps=_read_at(d, "maps"),
+            limits=_read_at(d, "limits"),
+            cgroup=_read_at(d, "cgroup"),
+            mountinfo=_read_at(d, "mountinfo"),
+            auxv=_read_at(d, "auxv", 4096),
+            open_fds=_open_fds(d),
+            stat=_read_at(d, "stat", 4096),
+            container_cmdline=_container_cmdline(d),
+        )
+
+    def verify(self, info: ProcInfo, uid: int, gid: int) -> Identity:
+        """Prove that what `capture` read belongs to the crashed process; fail closed."""
+        if self.problem:
+            return Identity(False, self.problem)
+        if self.pidfd is None or self.dirfd is None:
+            return Identity(False, f"/proc/{self.pid} could not be opened")
+        owner = pidfd_pid(self.pidfd)
+        if owner != self.pid:
+            return Identity(False, f"pidfd refers to PID {owner}, not {self.pid}")
+        if not pidfd_alive(self.pidfd):
+            return Identity(False, "the process was gone before its metadata was verified")
+        if info.status is None:
+            return Identity(False, "/proc status unreadable")
+        if (info.status_ids(b"Uid")[:1], info.status_ids(b"Gid")[:1]) != ((uid,), (gid,)):
+            return Identity(False, "uid/gid in /proc differ from the kernel's %u/%g")
+        if not self.from_kernel:
+            # Our own pidfd_open() came after the kernel started us: the PID could have been
+            # reused before it. A task the kernel is dumping has PF_DUMPCORE set; a recycled
+            # PID does not.
+            flags = info.stat_flags()
+            if flags is None or not flags & PF_DUMPCORE:
+                return Identity(False, "the process under this PID is not dumping core")
+        return Identity(True, "pidfd" if self.from_kernel else "pidfd_open + PF_DUMPCORE")
+
+
+def _ns(dirfd: int | None, name: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"ns/{name}", dir_fd=dirfd) if dirfd is not None else os.stat(name)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _ppid(status: bytes) -> int:
+    for line in status.splitlines():
+        if line.startswith(b"PPid:"):
+            value = line[5:].strip()
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _container_cmdline(dirfd: int) -> bytes | None:
+    """Command line of the container's leader when the process runs in another PID/mount ns.
+
+    Walks up the parents to the last one still inside the crashed process's namespace and
+    returns its parent's command line (the tool that made the container: unshare, nspawn...).
+    Only reads /proc; never enters the namespace.
+    """
+    own = _ns(None, "/proc/self/ns/mnt"), _ns(None, "/proc/self/ns/pid")
+    theirs = _ns(dirfd, "mnt"), _ns(dirfd, "pid")
+    if None in theirs or theirs == own:
+        return None
+    status = _read_at(dirfd, "status", 65536) or b""
+    for _ in range(64):
+        ppid = _ppid(status)
+        if ppid <= 1:
+            return None
+        try:
+            pfd = os.open(f"/proc/{ppid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            if (_ns(pfd, "mnt"), _ns(pfd, "pid")) == own:
+                return _read_at(pfd, "cmdline", 65536)
+            status = _read_at(pfd, "status", 65536) or b""
+        finally:
+            os.close(pfd)
+    return None

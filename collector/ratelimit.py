@@ -1,0 +1,72 @@
+"""Crash-loop limiting: count every crash, store at most a burst of cores per window.
+
+Keyed by (uid, executable). The state is one small file per key in a root-owned directory,
+updated under flock so that a storm of concurrent collectors counts exactly. A limited crash still
+gets its journal entry (nothing is dropped silently); only the expensive parts — storing the core,
+the stack trace — are skipped, which bounds disk and CPU during a loop (SECURITY.md 7).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import time
+import zlib
+
+from drkonqi_lite_collector.schema import escape_name
+
+
+class Verdict:
+    """`crashes` of this key in the current window (this one included); over the burst?"""
+
+    __slots__ = ("crashes", "limited")
+
+    def __init__(self, crashes: int, limited: bool) -> None:
+        self.crashes = crashes
+        self.limited = limited
+
+
+def check(
+    dir_fd: int, uid: int, exe: bytes, interval: float, burst: int, now: float | None = None
+) -> Verdict:
+    """Record one crash of (uid, exe) and say whether it is over the burst."""
+    now = time.time() if now is None else now
+    # Readable and bounded: uid, the escaped program name, and a checksum of the full path
+    # (hashlib would load OpenSSL: ~3 ms of start-up for a non-cryptographic need).
+    name = escape_name(exe.rsplit(b"/", 1)[-1])[:64]
+    key = f"{uid}.{name}.{zlib.crc32(exe):08x}"
+    fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            # Our own plain file or nothing (SECURITY.md 3): through a planted hard link the
+            # truncate + write below would overwrite another file. No verdict: not limited.
+            raise OSError(errno.EPERM, "rate-limit state file is not ours", key)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = os.pread(fd, 64, 0).split()
+        try:
+            start, count = float(raw[0]), int(raw[1])
+        except (IndexError, ValueError):
+            start, count = now, 0
+        if now - start >= interval or now < start:
+            start, count = now, 0
+        count += 1
+        data = f"{start:.6f} {count}\n".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return Verdict(crashes=count, limited=count > burst)
+    finally:
+        os.close(fd)
+
+
+def expire(dir_fd: int, interval: float, now: float | None = None) -> None:
+    """Remove state files of windows that ended long ago (keeps the directory small)."""
+    now = time.time() if now is None else now
+    for entry in os.scandir(dir_fd):
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > 10 * interval:
+                os.unlink(entry.name, dir_fd=dir_fd)
+        except OSError:
+            continue

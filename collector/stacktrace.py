@@ -1,0 +1,293 @@
+"""The collector's stack-trace engine: from the streamed core to systemd-format text.
+
+Flow (DESIGN.md §1 step 3): the collector opens the module files (open_module_files) while the
+crashed process still exists, creates a CoreTap, optionally prepare()s the unwinder child (it
+then loads libdw while the core streams), feeds every chunk of the core to the tap on its way
+to storage, then calls analyze().  The child (sandbox.py) drops every privilege and runs
+libdwfl (unwind.Unwinder) on the tap's sparse image; it streams its findings back over a pipe,
+one JSON line per module list and per thread, so a child killed at the deadline still yields a
+partial trace.  This module never raises for a bad core, and never executes or
+opens anything the crashed program names.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from drkonqi_lite_collector import sandbox
+from drkonqi_lite_collector.argv import signal_name
+from drkonqi_lite_collector.coretap import CoreTap
+from drkonqi_lite_collector.module import ModuleFiles, open_module_files
+from drkonqi_lite_collector.package import dpkg_owner
+from drkonqi_lite_collector.schema import format_frame, format_thread
+
+# Before the core has streamed, this module stays lean (the crashed process waits, see
+# handler.py); json and select are imported once the child unwinds on the other CPU.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
+
+    from drkonqi_lite_collector.handler import Tap
+
+__all__ = [
+    "CoreTap",
+    "ModuleFiles",
+    "PreparedAnalysis",
+    "StackTraceResult",
+    "analyze",
+    "open_module_files",
+    "prepare",
+]
+
+#: Bytes of results accepted from the child (64 threads x 64 frames fit in ~600 KiB).
+RESULT_MAX = 4 * 1024 * 1024
+
+
+class StackTraceResult:
+    """What the collector puts in the journal entry: `text` in systemd's format, crashing thread
+    first ("" when none); `modules`, "PATH BUILDID" per line ("-" without build id); `status`,
+    "ok" | "partial: REASON" | "none: REASON"; the package like systemd's COREDUMP_PACKAGE_*."""
+
+    __slots__ = ("modules", "package_json", "package_name", "package_version", "status", "text")
+
+    def __init__(
+        self,
+        text: str,
+        modules: str,
+        status: str,
+        package_name: str | None,
+        package_version: str | None,
+        package_json: str | None,
+    ) -> None:
+        self.text = text
+        self.modules = modules
+        self.status = status
+        self.package_name = package_name
+        self.package_version = package_version
+        self.package_json = package_json
+
+
+def _none(reason: str) -> StackTraceResult:
+    return StackTraceResult("", "", f"none: {reason}", None, None, None)
+
+
+class PreparedAnalysis:
+    """An unwinder child started early by prepare(); hand it to analyze(), or close() it."""
+
+    def __init__(self, process: sandbox.UnwinderProcess, timeout: float) -> None:
+        self.process = process
+        self.timeout = timeout
+
+    def close(self) -> None:
+        """Kill and reap the child if analyze() did not run (idempotent)."""
+        self.process.close()
+
+    def __enter__(self) -> PreparedAnalysis:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def prepare(tap: CoreTap, modules: ModuleFiles, *, timeout: float = 5.0) -> PreparedAnalysis | None:
+    """Optional: fork the unwinder now, before the core is drained.
+
+    The child imports ctypes and loads libdw while the collector streams the core, so analyze()
+    only pays for the unwinding itself.  Call it after
+    open_module_files() and CoreTap(); returns None when the child cannot be started.
+    """
+    try:
+        process = sandbox.spawn(tap.fd, modules, timeout=timeout)
+    except OSError:
+        return None
+    return PreparedAnalysis(process, timeout)
+
+
+def analyze(
+    tap: CoreTap,
+    modules: ModuleFiles,
+    *,
+    timeout: float = 5.0,
+    prepared: PreparedAnalysis | None = None,
+) -> StackTraceResult:
+    """Unwind every thread of the tapped core in a sandboxed child; never raises.
+
+    `prepared` (from prepare() on the same tap and modules) is used and closed.
+    """
+    try:
+        return _analyze(tap, modules, timeout, prepared)
+    except Exception as e:  # noqa: BLE001 -- a bad core must never fail the collector
+        return _none(f"internal error: {type(e).__name__}: {e}")
+    finally:
+        if prepared is not None:
+            prepared.close()
+
+
+def _analyze(
+    tap: CoreTap, modules: ModuleFiles, timeout: float, prepared: PreparedAnalysis | None
+) -> StackTraceResult:
+    tap.finish()
+    if tap.error is not None:
+        return _none(tap.error)
+    if tap.size == 0:
+        return _none("empty core")
+    deadline = time.monotonic() + timeout
+    if prepared is not None:
+        process = prepared.process
+    else:
+        try:
+            process = sandbox.spawn(tap.fd, modules, timeout=timeout)
+        except OSError as e:
+            return _none(f"fork failed: {e}")
+    try:
+        process.start(tap.size)
+        # The dpkg lookup (host database, so only for processes in our root) runs here, on
+        # the other CPU, while the child unwinds.
+        package = dpkg_owner(modules.exe) if modules.same_root and modules.exe else None
+        events, reason = _collect(process, deadline)
+    finally:
+        process.close()
+    if reason is None and tap.truncated:
+        reason = "core truncated"
+    return _compose(events, reason, modules, package)
+
+
+def _collect(
+    process: sandbox.UnwinderProcess, deadline: float
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Read the child's JSON lines until EOF or the deadline; reap it. Returns (events, why)."""
+    import json  # noqa: PLC0415 - while the child unwinds on the other CPU
+    import select  # noqa: PLC0415
+
+    buf = bytearray()
+    reason = None
+    # poll, not select: with hundreds of module descriptors open, ours may exceed FD_SETSIZE.
+    poller = select.poll()
+    poller.register(process.results, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            reason = "timeout"
+            break
+        if not poller.poll(max(1, int(left * 1000))):
+            continue
+        data = os.read(process.results, 65536)
+        if not data:
+            break
+        buf += data
+        if len(buf) > RESULT_MAX:
+            reason = "too much output"
+            break
+    status = process.reap()
+    if reason is None and os.WIFSIGNALED(status) and os.WTERMSIG(status) != 9:  # SIGKILL: ours
+        reason = f"unwinder died of {signal_name(os.WTERMSIG(status))}"
+    events = []
+    for line in bytes(buf).split(b"\n"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events, reason
+
+
+def _compose(
+    events: list[dict[str, Any]],
+    reason: str | None,
+    modules: ModuleFiles,
+    dpkg: dict[str, str] | None,
+) -> StackTraceResult:
+    blocks: list[str] = []
+    module_lines: list[str] = []
+    packages: dict[str, dict[str, str]] = {}
+    done = False
+    for ev in events:
+        if "modules" in ev:
+            for name, build_id, start in ev["modules"]:
+                path = modules.paths.get(start) or name
+                module_lines.append(f"{path} {build_id or '-'}")
+            packages = ev.get("packages", {})
+        elif "thread" in ev:
+            frames = [
+                format_frame(i, pc, fn, mod, off)
+                for i, (pc, fn, mod, off) in enumerate(ev["frames"])
+            ]
+            blocks.append(format_thread(ev["thread"], frames))
+        elif ("fatal" in ev or "cut" in ev) and reason is None:
+            reason = str(ev.get("fatal") or ev.get("cut"))
+        elif "done" in ev:
+            done = True
+    if reason is None and not done:
+        reason = "unwinder ended early"
+    main = _main_module(packages, modules.exe)
+    if main is None and dpkg is not None and modules.exe:
+        packages = {**packages, modules.exe: dpkg}
+        main = dpkg
+    text = "\n\n".join(blocks)
+    if not blocks:
+        status = f"none: {reason or 'no threads in the core'}"
+    else:
+        status = "ok" if reason is None else f"partial: {reason}"
+    return StackTraceResult(
+        text=text,
+        modules="\n".join(module_lines),
+        status=status,
+        package_name=main.get("name") if main else None,
+        package_version=main.get("version") if main else None,
+        package_json=_json_dumps(packages) if packages else None,
+    )
+
+
+def _json_dumps(value: object) -> str:
+    import json  # noqa: PLC0415 - already loaded by _collect
+
+    return json.dumps(value, sort_keys=True)
+
+
+def _main_module(packages: dict[str, dict[str, str]], exe: str | None) -> dict[str, str] | None:
+    """The metadata of the module whose file name is the executable's (as systemd matches)."""
+    if not exe:
+        return None
+    base = os.path.basename(exe.removesuffix(" (deleted)"))
+    for name, meta in packages.items():
+        if os.path.basename(name) == base and "name" in meta:
+            return meta
+    return None
+
+
+class Engine:
+    """The collector's stack-trace engine (handler.Tracer).
+
+    `start` runs while the crashed process still exists: it opens the module files through its
+    /proc directory, makes the tap, and forks the unwinder so that it loads libdw while the core
+    streams. `finish` unwinds once the core has been read, then releases everything.
+    """
+
+    def __init__(self) -> None:
+        self._modules = ModuleFiles()
+        self._tap: CoreTap | None = None
+        self._prepared: PreparedAnalysis | None = None
+
+    def start(self, proc_dir_fd: int | None) -> CoreTap:
+        if proc_dir_fd is not None:
+            self._modules = open_module_files(proc_dir_fd)
+        self._tap = CoreTap()
+        self._prepared = prepare(self._tap, self._modules)
+        return self._tap
+
+    def finish(self, tap: Tap, timeout: float) -> StackTraceResult:
+        """Unwind the core seen by `tap` (the one `start` returned)."""
+        mine = self._tap
+        if mine is None or tap is not mine:
+            raise ValueError("finish() takes the tap that start() returned")
+        try:
+            return analyze(mine, self._modules, timeout=timeout, prepared=self._prepared)
+        finally:
+            self._prepared = self._tap = None
+            self._modules.close()
+            mine.close()

@@ -1,0 +1,84 @@
+"""The supervisor: one crash, processed by a forked worker, recorded even if the worker dies.
+
+The kernel never calls a pipe helper for its own crash (it runs helpers with RLIMIT_CORE=1),
+so a collector failure (a bug, a signal, the OOM killer) would lose the crash silently. The
+supervisor forks the worker and, should it die before the entry was sent or spooled, records
+the crash from the kernel's facts alone, without a core.
+"""
+
+from __future__ import annotations
+
+import os
+
+from drkonqi_lite_collector import __version__, argv, config, entry
+from drkonqi_lite_collector.handler import (
+    Outcome,
+    deliver,
+    handle,
+    open_state_dir,
+)
+from drkonqi_lite_collector.log import log
+from drkonqi_lite_collector.procinfo import Process
+from drkonqi_lite_collector.schema import CoreMissing, Field
+
+TYPE_CHECKING = False  # see handler.py
+if TYPE_CHECKING:
+    from drkonqi_lite_collector.handler import Tracer
+
+
+def _tracer() -> Tracer | None:
+    from drkonqi_lite_collector.stacktrace import Engine  # noqa: PLC0415 - worker only
+
+    engine: Tracer = Engine()
+    return engine
+
+
+def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int:
+    """Fork the worker that processes the crash; record it ourselves if the worker dies."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        code = 1
+        try:
+            code = handle(args, stdin, _tracer(), lambda: os.write(ready_w, b"S"), process)
+        except BaseException as e:  # noqa: BLE001 - the supervisor records it; no traceback
+            log(f"PID {args.pid}: collector failed: {type(e).__name__}: {e}")
+        os._exit(code)
+    os.close(ready_w)
+    # Only the worker reads the core: if it dies, the kernel sees EPIPE, not a hang.
+    os.close(stdin)
+    if process is not None:
+        process.close()
+    _, status = os.waitpid(pid, 0)
+    delivered = os.read(ready_r, 1) == b"S"
+    os.close(ready_r)
+    if delivered:
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 0
+    if os.WIFSIGNALED(status):
+        why = f"killed by {argv.signal_name(os.WTERMSIG(status))}"
+    else:
+        why = f"exit status {os.WEXITSTATUS(status)}"
+    log(f"PID {args.pid}: worker failed ({why}); recording the crash without a core")
+    return fallback_entry(args, why)
+
+
+def fallback_entry(args: argv.KernelArgs, why: str) -> int:
+    """An entry from the kernel's facts alone, saying why there is nothing else."""
+    fields: entry.Fields = entry.kernel_fields(args)
+    fields += [
+        (Field.CORE_MISSING, CoreMissing.COLLECTOR_CRASH),
+        (Field.STACKTRACE, f"none: collector failed ({why})"),
+        (Field.VERSION, __version__),
+        (
+            Field.MESSAGE,
+            entry.message(args, b"n/a", "")
+            + f"\n\nThe collector failed while processing this crash ({why}).".encode(),
+        ),
+    ]
+    state_fd = open_state_dir(config.Paths(args.prefix))
+    try:
+        return deliver(args, state_fd, Outcome(fields=fields), lambda: None)
+    finally:
+        if state_fd is not None:
+            os.close(state_fd)

@@ -1,0 +1,89 @@
+"""The systemd-coredump style split: kernel-facing stage → socket-activated service.
+
+systemd is not PID 1 here, so `systemd-socket-activate --seqpacket --accept` plays
+drkonqi-lite-collector.socket (Accept=yes): it listens, and per connection runs the collector
+with `--service` and the connection as fd 3 (LISTEN_FDS=1), as systemd would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drkonqi_lite_collector import config, pattern
+from tests.conftest import which
+from tests.integration.harness import Harness, crash, field, wait_entry
+
+USER = 1000
+
+
+@pytest.fixture
+def service(harness: Harness, core_pattern: None) -> Iterator[Path]:
+    """The emulated socket unit; yields the file its log (stderr) goes to."""
+    activate = which("systemd-socket-activate")
+    harness.install()
+    launcher = pattern.write_launcher(config.Paths(str(harness.prefix)))
+    sock = Path(config.Paths(str(harness.prefix)).socket)
+    sock.parent.mkdir(parents=True, mode=0o755)
+    log = harness.prefix / "socket-activate.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([activate, "--seqpacket", "--accept", "-l", str(sock),
+                                 str(launcher), "--service"], stdout=out, stderr=out)
+    try:
+        for _ in range(100):
+            if sock.is_socket():
+                break
+            time.sleep(0.05)
+        sock.chmod(0o600)  # SocketMode=0600: only root may hand over crashes
+        yield log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_crash_goes_through_the_service(harness: Harness, service: Path) -> None:
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    e = wait_entry(COREDUMP_PID=pid)
+    log = service.read_text()
+    assert "Accepted" in log or "Communication attempt" in log, log
+    assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified", "the pidfd and dirfd were handed over"
+    assert field(e, "COREDUMP_COMM") == b"sleep"
+    assert b"sleep 1000" in field(e, "COREDUMP_CMDLINE")
+    core = Path(os.fsdecode(field(e, "COREDUMP_FILENAME")))
+    assert core.parent == harness.storage
+    assert "user:1000:r" in subprocess.run(["getfacl", "-cpn", str(core)], capture_output=True,
+                                             text=True, check=True).stdout
+
+
+def test_no_listener_means_in_process(harness: Harness, core_pattern: None) -> None:
+    harness.install()
+    sock = Path(config.Paths(str(harness.prefix)).socket)
+    sock.parent.mkdir(parents=True, mode=0o755)
+    # A stale socket file with nobody listening (the service crashed, systemd is gone).
+    import socket  # noqa: PLC0415
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(str(sock))
+    s.close()
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    e = wait_entry(COREDUMP_PID=pid)
+    assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
+    assert Path(os.fsdecode(field(e, "COREDUMP_FILENAME"))).exists()
+
+
+def test_service_rejects_a_malformed_hand_over(harness: Harness, service: Path) -> None:
+    import socket  # noqa: PLC0415
+
+    sock = config.Paths(str(harness.prefix)).socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(sock)
+        s.sendall(b"not a crash")  # no fds, no flags
+    # The service logs and exits; the socket keeps working for the next real crash.
+    pid = crash(["/bin/sleep", "1000"], USER, USER)
+    assert field(wait_entry(COREDUMP_PID=pid), "COREDUMP_COMM") == b"sleep"
