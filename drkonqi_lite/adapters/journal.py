@@ -15,7 +15,6 @@ import pwd
 import time
 from collections.abc import Callable, Iterator
 
-from drkonqi_lite_collector.schema import MESSAGE_ID
 from systemd import journal
 
 from drkonqi_lite.adapters.core_file import probe_core
@@ -27,6 +26,7 @@ from drkonqi_lite.domain.crash import (
     crash_from_entry,
 )
 from drkonqi_lite.domain.trust import COLLECTOR_USERS, CoreProbe, TrustPolicy, decide_core_state
+from drkonqi_lite_collector.schema import MESSAGE_ID
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ import dataclasses
 import enum
 import posixpath
 
-from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState
-
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState
 
 #: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's.
 STORAGE_DIRS: tuple[str, ...] = ("/var/lib/drkonqi-lite/coredump", "/var/lib/systemd/coredump")

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from drkonqi_lite_collector.schema import MESSAGE_ID
 
+from drkonqi_lite_collector.schema import MESSAGE_ID
 from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,11 +3,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from drkonqi_lite_collector.schema import CoreState
 
 from drkonqi_lite.domain.crash import MalformedEntryError, crash_from_entry, crash_id, reason_text
 from drkonqi_lite.domain.summary import detail, summary
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy, decide_core_state
+from drkonqi_lite_collector.schema import CoreState
 
 from .entries import BOOT, entry
 
