@@ -8,6 +8,7 @@ session bus and dunst (tests/integration/desktop.py). The Notify call is timesta
   nowake    the same entry without the datagram (the journal fd path only).
   systemd   a real `sleep` killed with SIGSEGV through the real systemd-coredump
             (t0 = kill(2)); needs the core_pattern lock, restores the pattern.
+  collector the same through our collector (scratch prefix, as tests/integration/harness.py).
 Usage: python benchmarks/app_latency.py [--runs 20] [--modes contract,nowake,systemd]
 """
 
@@ -19,10 +20,12 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,15 +95,30 @@ def run_entry_mode(user: User, mon: NotifyMonitor, runs: int, wake: bool) -> lis
     return out
 
 
-def run_systemd_mode(user: User, mon: NotifyMonitor, runs: int) -> list[float]:
+def _systemd_pattern() -> str:
     anchor = subprocess.run([str(TOOLS / "systemd-coredump-anchor"), "start"],
                             capture_output=True, text=True, check=True)  # fmt: skip
-    pattern = anchor.stdout.strip().splitlines()[-1]
+    return anchor.stdout.strip().splitlines()[-1]
+
+
+def _collector_pattern(prefix: Path) -> str:
+    from drkonqi_lite_collector import config, pattern  # noqa: PLC0415
+
+    paths = config.Paths(str(prefix))
+    Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
+    return pattern.make_pattern(pattern.write_launcher(paths), paths.prefix)
+
+
+def run_kernel_mode(user: User, mon: NotifyMonitor, runs: int, handler: str) -> list[float]:
+    prefix = Path(tempfile.mkdtemp(prefix="dkl-", dir="/tmp"))  # short: core_pattern ≤ 128 B
+    prefix.chmod(0o755)
     out = []
     with LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = CORE_PATTERN.read_bytes()
+        limit = Path("/proc/sys/kernel/core_pipe_limit").read_bytes()
         try:
+            pattern = _systemd_pattern() if handler == "systemd" else _collector_pattern(prefix)
             CORE_PATTERN.write_text(pattern)
             for i in range(runs):
                 link = user.home / f"sleep{i}"  # a distinct exe per crash: no grouping
@@ -118,13 +136,15 @@ def run_systemd_mode(user: User, mon: NotifyMonitor, runs: int) -> list[float]:
                 mon.drain()
         finally:
             CORE_PATTERN.write_bytes(old)
+            Path("/proc/sys/kernel/core_pipe_limit").write_bytes(limit)
+            shutil.rmtree(prefix, ignore_errors=True)
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--modes", default="contract,nowake,systemd")
+    parser.add_argument("--modes", default="contract,nowake,systemd,collector")
     args = parser.parse_args()
     gen = desktop_session(with_display=True)
     desktop = next(gen)
@@ -138,8 +158,8 @@ def main() -> int:
         mon = NotifyMonitor(user)
         try:
             for mode in args.modes.split(","):
-                if mode == "systemd":
-                    ms = run_systemd_mode(user, mon, args.runs)
+                if mode in {"systemd", "collector"}:
+                    ms = run_kernel_mode(user, mon, args.runs, mode)
                 else:
                     ms = run_entry_mode(user, mon, args.runs, wake=(mode == "contract"))
                 results[mode] = {"median_ms": round(statistics.median(ms), 1),

@@ -62,27 +62,49 @@ class Display:
         for tool in ("Xvfb", "trayer", "xdotool"):
             need(shutil.which(tool) is not None, f"{tool} not installed")
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.display = ""
+        # Other sessions on this machine start X servers concurrently and -displayfd can lose
+        # a race for a display number (the server then dies): start again on a fresh one.
+        for attempt in range(5):
+            try:
+                self._start(workdir)
+                return
+            except TimeoutError:
+                self.close()
+                self._procs = []
+                if attempt == 4:
+                    raise
+
+    def _start(self, workdir: Path) -> None:
         rfd, wfd = os.pipe()
         xvfb = subprocess.Popen(
             ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
             pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / "xvfb.log").open("wb"),
+            stderr=(workdir / "xvfb.log").open("ab"),
         )  # fmt: skip
         os.close(wfd)
         self._procs.append(xvfb)
         with os.fdopen(rfd) as f:
             self.display = ":" + f.readline().strip()
         env = {**os.environ, "DISPLAY": self.display}
+
+        def x_works() -> bool:
+            ok = subprocess.run(["xdotool", "getdisplaygeometry"], env=env, capture_output=True,
+                                check=False).returncode == 0  # fmt: skip
+            return ok and xvfb.poll() is None
+
+        wait_for(x_works, timeout=5, what="Xvfb")
         tray = subprocess.Popen(
             ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width",
              "200", "--height", "32"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / "trayer.log").open("wb"),
+            stderr=(workdir / "trayer.log").open("ab"),
         )  # fmt: skip
         self._procs.append(tray)
         wait_for(lambda: subprocess.run(["xdotool", "search", "--classname", "trayer"], env=env,
-                                        capture_output=True, check=False).returncode == 0,
-                 timeout=20, what="trayer")  # fmt: skip
+                                        capture_output=True, check=False).returncode == 0
+                 and xvfb.poll() is None,
+                 timeout=10, what="trayer")  # fmt: skip
 
     def screenshot(self, path: Path) -> Path:
         need(shutil.which("import") is not None, "imagemagick not installed")
