@@ -29,12 +29,12 @@ from PySide6.QtWidgets import QApplication  # noqa: TID251
 from drkonqi_lite.adapters import session_bus
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
 from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
-from drkonqi_lite.adapters.notification import Note, NotificationError, NotificationsClient
+from drkonqi_lite.adapters.notification import AnnouncementSender, NotificationsClient
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.storage_watch import StorageWatch
 from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
-from drkonqi_lite.domain.announcement import Announcement, Announcer, Kind, Program, catch_up
+from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
 from drkonqi_lite.domain.settings import Settings
@@ -50,8 +50,6 @@ RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 #: delays (ms) until the entry shows. journald usually needs a few ms; systemd-coredump sends
 #: its entry ~50-100 ms after linking the core (it unwinds the stack in between). ~0.5 s bound.
 WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
-ACTIONS = (("default", "Details"), ("details", "Details"), ("mute", "Mute this program"),
-           ("dismiss", "Dismiss"))  # fmt: skip
 
 
 def icon(name: str, fallback: str) -> QIcon:
@@ -83,11 +81,10 @@ class CrashApp(QObject):
         self.service = CrashNotifierService(self)
         self.notifications = NotificationsClient(bus, self._on_action, self._on_closed)
         self.quit_event = asyncio.Event()
-        self._notes: dict[int, Announcement] = {}
-        self._inflight: set[str] = set()
-        self._pending: dict[str, Announcement] = {}
+        self.outbox = AnnouncementSender(
+            self.notifications, self.announcer, fallback=self.tray.balloon, after=self._save
+        )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server = False
         self._read_total = 0
         self._wakeup_gen = 0
         self._notifiers: list[QSocketNotifier] = []
@@ -152,7 +149,7 @@ class CrashApp(QObject):
         self._notifiers.append(notifier)
 
     async def _catch_up(self, new: list[Crash], position: Position) -> None:
-        self._server = await self.notifications.wait_available(
+        self.outbox.server = await self.notifications.wait_available(
             self.settings.notification_server_wait_ms / 1000
         )
         if self.settings.catchup_delay_ms:
@@ -169,7 +166,7 @@ class CrashApp(QObject):
                 announce.append((crash, self.program(crash)))
         grouped = catch_up(announce)
         if grouped is not None:
-            await self._present(grouped)
+            await self.outbox.present(grouped)
         # Announced (or deliberately not): never again, across restarts.
         state.advance(position.cursor, position.realtime_us)
         self._save()
@@ -219,58 +216,18 @@ class CrashApp(QObject):
                 " [muted]" if muted else "",
             )
             if announcement is not None:
-                self._spawn(self._present(announcement))
+                self._spawn(self.outbox.present(announcement))
         if self.source.last_read:
             self.inbox.state.advance(self.source.position.cursor, self.source.position.realtime_us)
             self._refresh()
-            if not self._inflight:
+            if not self.outbox.busy:
                 self._save()
         if self.source.last_read == BATCH:
             QTimer.singleShot(0, self.drain)
 
     # --- notifications --------------------------------------------------------------------
-    async def _present(self, ann: Announcement) -> None:
-        """Send, coalescing: while a group's Notify is in flight, only its latest text waits."""
-        key = ann.group_key or f"catchup-{id(ann)}"
-        if key in self._inflight:
-            self._pending[key] = ann
-            return
-        self._inflight.add(key)
-        try:
-            current: Announcement | None = ann
-            while current is not None:
-                await self._send(key, current)
-                current = self._pending.pop(key, None)
-        finally:
-            self._inflight.discard(key)
-            self._save()
-
-    async def _send(self, key: str, ann: Announcement) -> None:
-        replaces = self.announcer.notification_id(ann.group_key) if ann.group_key else 0
-        if self._server or self.notifications.available:
-            note = Note(
-                summary=ann.title,
-                body=ann.body,
-                actions=ACTIONS,
-                replaces_id=replaces,
-                icon=ann.icon or "drkonqi-lite",
-                desktop_entry=ann.desktop_entry,
-            )
-            try:
-                nid = await self.notifications.notify(note)
-            except NotificationError as exc:
-                log.warning("notification failed (%s); using the tray", exc)
-            else:
-                self._notes[nid] = ann
-                if ann.group_key:
-                    self.announcer.shown(ann.group_key, nid)
-                log.info("notified %d: %s", nid, ann.title)
-                return
-        self.tray.balloon(ann.title, ann.body)
-        log.info("tray balloon: %s", ann.title)
-
     def _on_action(self, nid: int, action: str) -> None:
-        ann = self._notes.get(nid)
+        ann = self.outbox.notes.get(nid)
         if ann is None:
             return
         log.info("notification %d action %s", nid, action)
@@ -294,7 +251,7 @@ class CrashApp(QObject):
 
     def _on_closed(self, nid: int, _reason: int) -> None:
         self.announcer.closed(nid)
-        self._notes.pop(nid, None)
+        self.outbox.notes.pop(nid, None)
 
     # --- requests (D-Bus backend, tray, notifications) --------------------------------------
     def program(self, crash: Crash) -> Program:

@@ -3,7 +3,8 @@
 Follows the Desktop Notifications spec 1.2: capabilities decide whether actions and a body are
 sent and whether the body must be markup-escaped (every text here is hostile: a comm like
 `<a href=…>` must show literally). `ActionInvoked`/`NotificationClosed` are accepted only from
-the current owner of the server's name. No Qt here.
+the current owner of the server's name. AnnouncementSender turns the domain's announcements
+into calls (coalesced per program group, the tray balloon when there is no server). No Qt here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dbus_next.aio.message_bus import MessageBus  # noqa: TID251
 from dbus_next.constants import MessageType  # noqa: TID251 (adapters own D-Bus)
 from dbus_next.message import Message  # noqa: TID251
 from dbus_next.signature import Variant  # noqa: TID251
+
+from drkonqi_lite.domain.announcement import Announcement, Announcer
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +191,79 @@ class NotificationsClient:
         )
         with contextlib.suppress(NotificationError):
             await bus_call(self._bus, msg)
+
+
+#: Notification actions (key, label); "default" is what a click on the bubble does.
+ACTIONS = (("default", "Details"), ("details", "Details"), ("mute", "Mute this program"),
+           ("dismiss", "Dismiss"))  # fmt: skip
+
+
+class AnnouncementSender:
+    """Shows the domain's Announcements: coalesced per group, the tray balloon as fallback.
+
+    A crash loop makes many announcements for one group; while the group's Notify is in flight
+    only its newest text waits (no queue of 50 calls), and each call replaces the group's
+    notification in place (`replaces_id` from the Announcer).
+    """
+
+    def __init__(
+        self,
+        client: NotificationsClient,
+        announcer: Announcer,
+        *,
+        fallback: Callable[[str, str], None],
+        after: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._announcer = announcer
+        self._fallback = fallback
+        self._after = after
+        self._inflight: set[str] = set()
+        self._pending: dict[str, Announcement] = {}
+        #: Shown notifications by id, for their actions.
+        self.notes: dict[int, Announcement] = {}
+        #: A server was there at start-up (or activatable).
+        self.server = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    async def present(self, ann: Announcement) -> None:
+        key = ann.group_key or f"catchup-{id(ann)}"
+        if key in self._inflight:
+            self._pending[key] = ann
+            return
+        self._inflight.add(key)
+        try:
+            current: Announcement | None = ann
+            while current is not None:
+                await self._send(current)
+                current = self._pending.pop(key, None)
+        finally:
+            self._inflight.discard(key)
+            self._after()
+
+    async def _send(self, ann: Announcement) -> None:
+        replaces = self._announcer.notification_id(ann.group_key) if ann.group_key else 0
+        if self.server or self._client.available:
+            note = Note(
+                summary=ann.title,
+                body=ann.body,
+                actions=ACTIONS,
+                replaces_id=replaces,
+                icon=ann.icon or "drkonqi-lite",
+                desktop_entry=ann.desktop_entry,
+            )
+            try:
+                nid = await self._client.notify(note)
+            except NotificationError as exc:
+                log.warning("notification failed (%s); using the tray", exc)
+            else:
+                self.notes[nid] = ann
+                if ann.group_key:
+                    self._announcer.shown(ann.group_key, nid)
+                log.info("notified %d: %s", nid, ann.title)
+                return
+        self._fallback(ann.title, ann.body)
+        log.info("tray balloon: %s", ann.title)
