@@ -239,6 +239,7 @@ class User:
         rc.write_text(
             "[global]\n  width = 350\n  origin = top-left\n  offset = 10x50\n"
             "  font = Monospace 9\n  mouse_left_click = do_action, close_current\n"
+            "  markup = full\n"
             f"  dmenu = {dmenu}\n  history_length = 100\n"
             "[urgency_low]\n  timeout = 0\n[urgency_normal]\n  timeout = 0\n"
             "[urgency_critical]\n  timeout = 0\n"

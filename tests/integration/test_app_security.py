@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, send_entry_as
+from tests.integration.desktop import Desktop, User, coredump_fields, send_entry_as, wait_for
 
 app_desktop = dk.app_desktop
 SYSTEMD_STORAGE = Path("/var/lib/systemd/coredump")
@@ -150,3 +150,28 @@ def test_hostile_text_is_inert_and_secrets_stay_hidden(app_desktop: Desktop) -> 
     revealed = user.cli("show", "--reveal", json.loads(user.cli("list", "--json").stdout)[0]["id"])
     assert "ENVSECRET-4711" in revealed.stdout
     assert "CMDSECRET" in revealed.stdout
+
+
+def test_markup_in_names_is_shown_literally(app_desktop: Desktop) -> None:
+    """dunst (markup = full) advertises body-markup: names in the body are escaped exactly once
+    (dunst renders them literally), and the summary is sent as the plain text it is."""
+    user = app_desktop.user()
+    user.start_dunst()
+    user.send_entry(coredump_fields(user.uid, comm="<b>bold</b>", exe="/usr/bin/a"), wake=False)
+    user.send_entry(coredump_fields(user.uid, comm="x&y<i>", exe="/usr/bin/b"), wake=False)
+    time.sleep(0.5)
+    app = user.start_app()
+    try:
+        user.wait_log("notified")  # the catch-up: names in the body
+        user.send_entry(coredump_fields(user.uid, comm="<i>it</i>", exe="/usr/bin/c"))
+        wait_for(lambda: user.app_log().count("notified") == 2, what="the live notification")
+        notes = user.notifications()
+    finally:
+        user.stop(app)
+    live, catch_up = notes
+    # dunst's "message" is the Pango markup it renders: our text must arrive as inert entities.
+    assert "&lt;b&gt;bold&lt;/b&gt;" in catch_up["message"]
+    assert "x&amp;y&lt;i&gt;" in catch_up["message"]
+    assert "&amp;lt;" not in catch_up["message"]  # not escaped twice
+    assert live["summary"] == "<i>it</i> crashed"
+    assert "&lt;i&gt;it&lt;/i&gt; crashed" in live["message"]
