@@ -102,6 +102,8 @@ def _all_crashes(since_us: int | None) -> list[Crash]:
         if since_us is not None:
             source.seek_realtime(since_us)
         crashes = source.read()
+        if since_us is not None:  # the seek may land a little early (sd_journal "next closest")
+            crashes = [c for c in crashes if c.timestamp_us >= since_us]
     finally:
         source.close()
     return sorted(crashes, key=lambda c: -c.timestamp_us)

@@ -93,7 +93,10 @@ class JournalSource:
         self._reader.process()
 
     def seek_realtime(self, realtime_us: int) -> None:
-        self._reader.seek_realtime(realtime_us / 1_000_000)
+        """Seek near `realtime_us`; sd_journal may land on a slightly earlier entry ("the next
+        closest", sd_journal_seek_realtime_usec(3)), so callers filter by realtime too."""
+        # An int is taken as µs as is (a float would be seconds, rounded through a double).
+        self._reader.seek_realtime(int(realtime_us))
 
     def seek_after_cursor(self, cursor: str) -> bool:
         """Stand right after the entry at `cursor`; False (position unchanged) if it is gone."""
@@ -111,7 +114,7 @@ class JournalSource:
 
     def seek_now(self) -> None:
         """Only entries from now on (never seek_tail with a match: TESTING.md)."""
-        self._reader.seek_realtime(time.time())
+        self._reader.seek_realtime(int(time.time() * 1e6))
 
     def raw_entries(self, limit: int | None = None) -> Iterator[Entry]:
         """The next entries as raw field dicts (advances `position`)."""
@@ -169,6 +172,8 @@ class JournalSource:
         found = False
         rows: list[tuple[str, int, Crash | None]] = []
         for entry in self.raw_entries():
+            if self.position.realtime_us < since_us:
+                continue
             crash = self.crash(entry)
             rows.append((self.position.cursor, self.position.realtime_us, crash))
             found = found or (bool(cursor) and self.position.cursor == cursor)
