@@ -89,3 +89,18 @@ def test_activation_file_starts_the_app(app_desktop: Desktop) -> None:
                                    "string:org.drkonqi_lite.CrashNotifier"]).stdout.count("false"),
                  what="the activated app to exit")  # fmt: skip
     time.sleep(0.1)
+
+
+def test_without_display_or_tray_the_app_still_serves_dbus(app_desktop: Desktop) -> None:
+    user = app_desktop.user(with_display=False)  # QT_QPA_PLATFORM=offscreen: no tray host
+    app = user.start_app()
+    try:
+        user.wait_log("started:")
+        user.send_entry(coredump_fields(user.uid, comm="headless", exe="/usr/bin/headless"))
+        user.wait_log("crash c")
+        reply = user.dbus_call("ListCrashes")
+        assert reply.returncode == 0, reply.stderr
+        assert '"headless"' in reply.stdout
+        assert app.poll() is None
+    finally:
+        user.stop(app)

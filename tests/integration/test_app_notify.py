@@ -168,3 +168,20 @@ def test_no_notification_server_uses_the_tray(app_desktop: Desktop) -> None:
         user.wait_log("tray balloon: okular crashed")
     finally:
         user.stop(app)
+
+
+def test_dismiss_action_marks_seen(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    user.start_dunst(dmenu_choice="Dismiss")
+    app = _started(user)
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="ark", exe="/usr/bin/ark"))
+        user.wait_log("notified")
+        user.dunstctl("context")
+        user.wait_log("action dismiss")
+        wait_for(lambda: user.displayed() == 0, what="the bubble closed")
+        (crash,) = json.loads(user.cli("list", "--json").stdout)
+        assert crash["seen"] is True
+        assert "showing" not in user.app_log()  # dismissed, not opened
+    finally:
+        user.stop(app)
