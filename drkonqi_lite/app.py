@@ -97,6 +97,8 @@ class CrashApp(QObject):
         if not await session_bus.claim_name(self.bus, self.service):
             return False
         await self.notifications.start()
+        # Parse the installed .desktop files now, not in the first crash's notification path.
+        self.programs.refresh()
         since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
         state = self.inbox.state
         handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)

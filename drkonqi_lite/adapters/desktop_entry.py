@@ -114,12 +114,16 @@ class DesktopEntryIndex:
             else:
                 self._by_name.setdefault(target, program)
 
-    def lookup(self, exe: str, comm: str) -> Program:
-        """The Program for a crashed executable; its comm (or exe's name) when no entry matches."""
+    def refresh(self) -> None:
+        """Re-read the entries if an applications directory changed (cheap otherwise)."""
         stamp = self._mtimes()
         if stamp != self._stamp:
             self._stamp = stamp
             self._rebuild()
+
+    def lookup(self, exe: str, comm: str) -> Program:
+        """The Program for a crashed executable; its comm (or exe's name) when no entry matches."""
+        self.refresh()
         if exe:
             found = self._by_path.get(exe) or self._by_name.get(Path(exe).name)
             if found is not None:
