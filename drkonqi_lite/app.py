@@ -35,7 +35,7 @@ from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.storage_watch import StorageWatch
 from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
-from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.crash import Crash, inert
 from drkonqi_lite.domain.inbox import CrashInbox
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
@@ -212,7 +212,7 @@ class CrashApp(QObject):
             log.info(
                 "crash %s: %s (pid %d, %s)%s",
                 crash.id,
-                crash.comm,
+                inert(crash.comm),
                 crash.pid,
                 crash.signal_name,
                 " [muted]" if muted else "",
@@ -243,7 +243,7 @@ class CrashApp(QObject):
             crash = self.inbox.get(ann.crash_ids[-1])
             if crash is not None:
                 self.inbox.state.mute(ann.group_key, self.program(crash).name)
-                log.info("muted %s", ann.group_key)
+                log.info("muted %s", inert(ann.group_key))
         elif action == "dismiss":
             for crash_id in ann.crash_ids:
                 self.dismiss(crash_id)

@@ -23,13 +23,12 @@ from collections.abc import Sequence
 
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
-from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.crash import Crash, inert
 from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)(\s+ago)?$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600,
           "d": 86400, "day": 86400, "days": 86400,
@@ -42,18 +41,6 @@ class UsageError(Exception):
 
 class NotFoundError(Exception):
     """No such crash (exit status 1)."""
-
-
-def inert(text: str, *, keep_newlines: bool = False) -> str:
-    """Text safe for a terminal: control and bidi characters shown as \\xNN / \\uNNNN."""
-
-    def esc(m: re.Match[str]) -> str:
-        c = m.group()
-        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-    if keep_newlines:
-        return "\n".join(_CONTROL.sub(esc, line) for line in text.split("\n"))
-    return _CONTROL.sub(esc, text.replace("\n", "\\n"))
 
 
 def parse_when(text: str, now: float | None = None) -> int:

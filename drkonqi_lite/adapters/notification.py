@@ -22,6 +22,7 @@ from dbus_next.message import Message  # noqa: TID251
 from dbus_next.signature import Variant  # noqa: TID251
 
 from drkonqi_lite.domain.announcement import Announcement, Announcer
+from drkonqi_lite.domain.crash import inert
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class AnnouncementSender:
                 self.notes[nid] = ann
                 if ann.group_key:
                     self._announcer.shown(ann.group_key, nid)
-                log.info("notified %d: %s", nid, ann.title)
+                log.info("notified %d: %s", nid, inert(ann.title))
                 return
         self._fallback(ann.title, ann.body)
-        log.info("tray balloon: %s", ann.title)
+        log.info("tray balloon: %s", inert(ann.title))

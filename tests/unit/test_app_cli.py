@@ -4,7 +4,8 @@ import datetime
 
 import pytest
 
-from drkonqi_lite.cli import UsageError, inert, parse_when
+from drkonqi_lite.cli import UsageError, parse_when
+from drkonqi_lite.domain.crash import inert
 
 NOW = 1_800_000_000.0
 
