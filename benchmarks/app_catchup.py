@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from app_latency import NotifyMonitor  # noqa: E402
+from app_latency import NotifyMonitor  # type: ignore[import-not-found]  # noqa: E402
 
 from tests.integration.desktop import desktop_session  # noqa: E402
 

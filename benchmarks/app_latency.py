@@ -125,8 +125,12 @@ def run_kernel_mode(user: User, mon: NotifyMonitor, runs: int, handler: str) -> 
                 link.unlink(missing_ok=True)
                 link.symlink_to("/bin/sleep")
                 proc = user.spawn([str(link), "1000"], "sleep")
-                wait_for(lambda p=proc: Path(f"/proc/{p.pid}/comm").read_text().strip()
-                         .startswith("sleep"))  # fmt: skip
+                comm = Path(f"/proc/{proc.pid}/comm")
+
+                def running(comm: Path = comm) -> bool:
+                    return comm.read_text().strip().startswith("sleep")
+
+                wait_for(running)
                 time.sleep(0.05)
                 t0 = time.time()
                 os.kill(proc.pid, signal.SIGSEGV)
