@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -308,6 +309,13 @@ def register_user(uid: int, home: Path) -> list[Path]:
         link.unlink(missing_ok=True)
         link.symlink_to(path.name)
         paths += [link, path]
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        for p in paths:
+            p.unlink(missing_ok=True)
+        need(False, "uid not resolvable through /run/userdb: install libnss-systemd "
+                    "(nsswitch.conf: 'passwd: files systemd')")  # fmt: skip
     return paths
 
 
