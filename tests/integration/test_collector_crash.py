@@ -281,8 +281,11 @@ def test_storage_journal_puts_the_core_in_the_entry(installed: Harness, tmp_path
     assert pid in elf_core_pids(field(e, "COREDUMP"))
     assert installed.cores() == []
     out = tmp_path / "from-journal.core"
-    subprocess.run([which("coredumpctl"), "dump", "--no-pager", str(pid), "-o", str(out)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [which("coredumpctl"), "dump", "--no-pager", str(pid), "-o", str(out)],
+        capture_output=True,
+        check=True,
+    )
     assert out.read_bytes() == field(e, "COREDUMP")
 
 
