@@ -1,0 +1,72 @@
+"""What makes two crashes "the same crash": the program plus the top frames of the crashing thread.
+
+The quick stack trace in MESSAGE uses systemd's format (DESIGN.md §2.1): `Stack trace of thread
+TID:` then `#N  0x%016x FUNC (MODULE + 0xOFF)`; the first thread listed is the one that got the
+signal (systemd-coredump and our collector both put it first). A frame without a symbol name is
+identified by module + offset, which is stable across runs (offsets are module-relative, so ASLR
+does not change them). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+from drkonqi_lite.domain.crash import Crash
+
+#: How many innermost frames identify a crash (enough to tell abort() callers apart).
+TOP_FRAMES = 3
+
+_FRAME = re.compile(
+    r"^#(?P<n>\d+)\s+0x[0-9a-fA-F]+\s+(?P<func>\S+)"
+    r"(?:\s+\((?P<module>.*) \+ (?P<off>0x[0-9a-f]+)\))?"
+)
+_THREAD = "Stack trace of thread "
+
+
+def first_thread_frames(backtrace: str, limit: int | None = None) -> list[tuple[int, str]]:
+    """(line number, frame line) of the crashing (first) thread's frames, at most `limit`."""
+    frames: list[tuple[int, str]] = []
+    seen_thread = False
+    for number, line in enumerate(backtrace.split("\n")):
+        stripped = line.strip()
+        if stripped.startswith(_THREAD):
+            if seen_thread:
+                break
+            seen_thread = True
+            continue
+        if stripped.startswith("#") and _FRAME.match(stripped):
+            frames.append((number, stripped))
+            if limit is not None and len(frames) >= limit:
+                break
+    return frames
+
+
+def crashing_frame_line(backtrace: str) -> int | None:
+    """The line number of frame #0 of the crashing thread, if the trace has one."""
+    frames = first_thread_frames(backtrace, 1)
+    return frames[0][0] if frames else None
+
+
+def top_frames(backtrace: str, count: int = TOP_FRAMES) -> tuple[str, ...]:
+    """The identities of the innermost `count` frames: the function, else module + offset."""
+    out: list[str] = []
+    for _number, line in first_thread_frames(backtrace, count):
+        match = _FRAME.match(line)
+        if match is None:  # pragma: no cover - first_thread_frames matched it already
+            continue
+        func = match["func"]
+        if func in {"n/a", "??"} and match["module"]:
+            module = match["module"].rsplit("/", 1)[-1]
+            func = f"{module}+{match['off']}"
+        out.append(func)
+    return tuple(out)
+
+
+def signature(crash: Crash) -> str:
+    """The crash's signature: signal and top frames ("SIGSEGV|f;g;main")."""
+    return f"{crash.signal_name}|" + ";".join(top_frames(crash.backtrace))
+
+
+def group_key(crash: Crash) -> tuple[str, str]:
+    """(program, signature): repeats of the same crash share it."""
+    return crash.program_key, signature(crash)
