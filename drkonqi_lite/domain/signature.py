@@ -41,9 +41,23 @@ def first_thread_frames(backtrace: str, limit: int | None = None) -> list[tuple[
     return frames
 
 
+#: Functions that only deliver the signal (abort(), assert, fortify): the crash is in a caller.
+SIGNAL_MACHINERY = frozenset({
+    "__pthread_kill_implementation", "__pthread_kill_internal", "pthread_kill", "__GI_raise",
+    "raise", "__GI_abort", "abort", "__assert_fail_base", "__assert_fail", "__libc_message",
+    "__fortify_fail", "__chk_fail", "__stack_chk_fail", "__libc_fatal", "__GI___pthread_kill",
+    "qt_assert", "qFatal", "std::terminate", "__gnu_cxx::__verbose_terminate_handler",
+})  # fmt: skip
+
+
 def crashing_frame_line(backtrace: str) -> int | None:
-    """The line number of frame #0 of the crashing thread, if the trace has one."""
-    frames = first_thread_frames(backtrace, 1)
+    """The line of the frame to look at first: the first frame of the crashing thread that is
+    not signal-delivery machinery (abort, raise, assert), else frame #0; None without frames."""
+    frames = first_thread_frames(backtrace, 16)
+    for number, line in frames:
+        match = _FRAME.match(line)
+        if match is not None and match["func"] not in SIGNAL_MACHINERY:
+            return number
     return frames[0][0] if frames else None
 
 
