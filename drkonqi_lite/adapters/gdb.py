@@ -199,18 +199,24 @@ class FullBacktraceJob:
                 start_new_session=True,  # its own process group: killpg reaches its children
             )
             self.pgid = proc.pid
+        # Read in a thread and wait on gdb itself: a child gdb left behind may hold the pipe
+        # open, so EOF alone would wait for it; the group kill below ends it.
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(proc, chunks), daemon=True)
+        reader.start()
         timed_out = False
         try:
             remaining = max(0.0, self._options.timeout_s - (time.monotonic() - start))
-            out, _ = proc.communicate(timeout=remaining)
+            proc.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_group(proc.pid)
-            out, _ = proc.communicate()
         finally:
-            kill_group(proc.pid)  # sweep anything gdb left behind, whatever happened
+            kill_group(proc.pid)  # sweep gdb and anything it left behind, whatever happened
+            proc.wait()
+            reader.join()
             with self._lock:
                 self.pgid = None
+        out = b"".join(chunks)
         text = out[:MAX_OUTPUT].decode("utf-8", errors="replace")
         if timed_out:
             return result(
@@ -222,6 +228,19 @@ class FullBacktraceJob:
         if proc.returncode != 0:
             return result(Outcome.FAILED, text, f"gdb failed (exit status {proc.returncode}).")
         return result(Outcome.DONE, text, "")
+
+
+def _drain(proc: subprocess.Popen[bytes], chunks: list[bytes]) -> None:
+    """Collect gdb's output (bounded) until EOF."""
+    pipe = proc.stdout
+    if pipe is None:  # pragma: no cover - always a pipe
+        return
+    size = 0
+    with pipe:
+        while data := os.read(pipe.fileno(), 1 << 16):
+            if size < MAX_OUTPUT:
+                chunks.append(data)
+            size += len(data)
 
 
 class GdbRunner:

@@ -31,3 +31,14 @@ def one_line(text: str, limit: int = 300) -> str:
 def multi_line(text: str) -> str:
     """Inert text that keeps its line breaks and tabs."""
     return _HIDDEN.sub(_escape, text)
+
+
+#: Zero-width space: a line-break opportunity that draws nothing (Unicode UAX #14, class ZW).
+BREAK = "\u200b"
+_LONG_RUN = re.compile(r"[^\s/]{40}(?=[^\s/])|/(?=[^\s/])")
+
+
+def wrappable(text: str) -> str:
+    """Inert `text` that a word-wrapping label can break: after each "/" and every 40 characters
+    of a run without spaces (a 4 KiB path must not widen the window past the screen)."""
+    return _LONG_RUN.sub(lambda m: m.group() + BREAK, text)

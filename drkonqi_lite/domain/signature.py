@@ -62,17 +62,22 @@ def crashing_frame_line(backtrace: str) -> int | None:
 
 
 def top_frames(backtrace: str, count: int = TOP_FRAMES) -> tuple[str, ...]:
-    """The identities of the innermost `count` frames: the function, else module + offset."""
+    """The identities of the innermost `count` frames after the signal-delivery machinery
+    (abort, raise: the same in every abort): the function, else module + offset."""
     out: list[str] = []
-    for _number, line in first_thread_frames(backtrace, count):
+    for _number, line in first_thread_frames(backtrace, count + 8):
         match = _FRAME.match(line)
         if match is None:  # pragma: no cover - first_thread_frames matched it already
             continue
         func = match["func"]
+        if not out and func in SIGNAL_MACHINERY:
+            continue
         if func in {"n/a", "??"} and match["module"]:
             module = match["module"].rsplit("/", 1)[-1]
             func = f"{module}+{match['off']}"
         out.append(func)
+        if len(out) == count:
+            break
     return tuple(out)
 
 

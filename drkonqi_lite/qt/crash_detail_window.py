@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (  # noqa: TID251
 
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite.domain.plain_text import one_line
+from drkonqi_lite.domain.plain_text import one_line, wrappable
 from drkonqi_lite.domain.report import absolute_when, relative_when, report_json, report_text
 from drkonqi_lite.qt.backtrace_view import BacktraceView, full_backtrace_blocker
 from drkonqi_lite.qt.crash_detail_tabs import DetailsTab, EnvironmentTab, LogTab, ProcessTab
@@ -135,7 +135,9 @@ class CrashDetailWindow(QWidget):
         icon = QLabel(self)
         icon.setPixmap(self.icons.program(self.program.icon).pixmap(QSize(48, 48)))
         icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.title = plain_label(f"{name} crashed with {crash.reason} ({crash.signal_name})", self)
+        self.title = plain_label(
+            wrappable(f"{name} crashed with {crash.reason} ({crash.signal_name})"), self
+        )
         font = QFont(self.title.font())
         font.setPointSizeF(font.pointSizeF() * 1.35)
         font.setBold(True)
@@ -155,10 +157,10 @@ class CrashDetailWindow(QWidget):
             rows.append(("Unit:", one_line(crash.unit, 120)))
         self.facts: dict[str, QLabel] = {}
         for key, value in rows:
-            label = plain_label(value, self)
+            label = plain_label(wrappable(value), self)
             label.setWordWrap(True)
             self.facts[key.rstrip(":")] = label
-            form.addRow(key, label)
+            form.addRow(plain_label(key, self), label)
         text = QVBoxLayout()
         text.addWidget(self.title)
         text.addLayout(form)

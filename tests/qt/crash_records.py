@@ -14,8 +14,9 @@ from drkonqi_lite_collector.schema import MESSAGE_ID
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 
 BOOT = "0123456789abcdef0123456789abcdef"
-SECRET = "s3cr3t-T0KEN-4242"
-ARG_SECRET = "hunter2-argv-secret"
+STORAGE = "/var/lib/drkonqi-lite/coredump"
+SECRET = "s3cr3t-T0KEN-4242"  # noqa: S105 (a planted marker, SECURITY.md 9)
+ARG_SECRET = "hunter2-argv-secret"  # noqa: S105
 NOW_US = 1_764_140_000_000_000
 #: Hostile texts (SECURITY.md 5): markup, bidi override, newline, terminal escape.
 HOSTILE_COMM = "<b>evil</b>\u202egnp.exe"
@@ -73,7 +74,7 @@ def fields(
         "COREDUMP_OPEN_FDS": "0:/dev/null\npos:\t0\nflags:\t0100000",
         "COREDUMP_PACKAGE_NAME": "kwrite",
         "COREDUMP_PACKAGE_VERSION": "4:22.12.3-1",
-        "COREDUMP_FILENAME": f"/var/lib/drkonqi-lite/coredump/core.{comm}.{uid}.{BOOT}.{pid}.{ts}.zst",
+        "COREDUMP_FILENAME": f"{STORAGE}/core.{comm}.{uid}.{BOOT}.{pid}.{ts}.zst",
         "_UID": "0",
         "_BOOT_ID": BOOT,
         "__REALTIME_TIMESTAMP": str(ts + 60_000),
@@ -100,7 +101,7 @@ def many(count: int, programs: int = 40, now_us: int = NOW_US) -> list[Crash]:
                 comm=f"prog{p}",
                 exe=f"/usr/bin/prog{p}",
                 ts=now_us - i * 1_000_000,
-                func=f"crash_site_{i % 3}",
+                func=f"crash_site_{(i // programs) % 3}",
             )
         )
     return out
