@@ -103,7 +103,7 @@ def batch_argv(
     if python:
         argv += ["-ex", "echo \\n=== Python frames ===\\n", "-ex", "py-bt"]
     if exe is not None:
-        argv += ["-e", exe]
+        argv += ["-se", exe]  # symbols and executable (plain -e loads no symbols)
     argv += ["-c", str(core)]
     return argv
 
@@ -312,7 +312,7 @@ def interactive_argv(terminal: Sequence[str], gdb: str, exe: str | None, core: P
     """A terminal running an interactive gdb on the executable and core."""
     argv = [*terminal, gdb, "-q", *common_options(debuginfod)]
     if exe is not None:
-        argv += ["-e", exe]
+        argv += ["-se", exe]  # symbols and executable (plain -e loads no symbols)
     return [*argv, "-c", str(core)]
 
 
