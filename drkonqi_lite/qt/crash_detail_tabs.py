@@ -64,6 +64,7 @@ class DetailsTab(QWidget):
         self.table = QTableWidget(0, 2, self)
         self.table.setHorizontalHeaderLabels(["Field", "Value"])
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setWordWrap(False)

@@ -34,6 +34,8 @@ from drkonqi_lite.domain.signature import group_key
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 CRASH_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _TOP = 0  # internalId of top-level rows; a child's is its group's serial (>= 1)
 
 
@@ -373,7 +375,7 @@ class CrashListModel(QAbstractItemModel):
     def flags(self, index: AnyIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return _FLAGS
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         group = self._group_at(index)
@@ -389,7 +391,7 @@ class CrashListModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DecorationRole and column == Column.PROGRAM and is_group:
             return self._icon(group.program)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in {Column.PID, Column.COUNT}:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return _RIGHT
         if role == Qt.ItemDataRole.FontRole and not self._seen(group, crash, is_group=is_group):
             return self._bold
         if role == CRASH_ID_ROLE:

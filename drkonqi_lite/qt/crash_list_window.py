@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut  # noqa: TID251
+from PySide6.QtGui import (  # noqa: TID251
+    QFont,
+    QFontMetrics,
+    QGuiApplication,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (  # noqa: TID251
     QAbstractItemView,
     QHeaderView,
@@ -29,9 +35,10 @@ from drkonqi_lite.domain.report import report_text
 from drkonqi_lite.qt.crash_list_model import CRASH_ID_ROLE, Column, CrashListModel
 from drkonqi_lite.qt.icons import IconSet
 
-#: Initial column widths in average characters (the Program column stretches).
-_WIDTHS = {Column.WHEN: 19, Column.REASON: 26, Column.PID: 8, Column.ORIGIN: 18,
-           Column.CORE: 12, Column.COUNT: 6}  # fmt: skip
+#: Initial column widths: a sample of the widest usual content (the Program column stretches).
+_SAMPLES = {Column.WHEN: "2026-11-26 06:55:03", Column.REASON: "Segmentation fault (SIGSEGV)",
+            Column.PID: "4194304", Column.ORIGIN: "plasma-workspace 6.0.2",
+            Column.CORE: "inaccessible", Column.COUNT: "Times"}  # fmt: skip
 
 
 class CrashListWindow(QWidget):
@@ -72,9 +79,12 @@ class CrashListWindow(QWidget):
         self.view.activated.connect(self._activated)  # Enter, and double click (or the style's)
         header = self.view.header()
         header.setStretchLastSection(False)
-        char = self.fontMetrics().averageCharWidth()
-        for column, width in _WIDTHS.items():
-            header.resizeSection(column, width * char + 16)
+        bold = QFont(self.font())
+        bold.setBold(True)  # unseen crashes are bold
+        metrics = QFontMetrics(bold)
+        for column, sample in _SAMPLES.items():
+            extra = self.view.indentation() + 8 if column == Column.WHEN else 0
+            header.resizeSection(column, metrics.horizontalAdvance(sample) + 20 + extra)
         header.setSectionResizeMode(Column.PROGRAM, QHeaderView.ResizeMode.Stretch)
 
         self.empty = QLabel(self)
@@ -95,7 +105,7 @@ class CrashListWindow(QWidget):
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_report)
         for signal in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
             signal.connect(self._update_status)
-        self.resize(980, 560)
+        self.resize(1100, 560)
         self._update_status()
 
     # --- data -------------------------------------------------------------------------------
