@@ -19,6 +19,7 @@ import fcntl
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -30,13 +31,21 @@ import zstandard
 from drkonqi_lite_collector.schema import core_filename
 from pytestqt.qtbot import QtBot
 
-from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, GdbResult, GdbRunner, Outcome
+from drkonqi_lite.adapters.gdb import (
+    FullBacktraceJob,
+    GdbOptions,
+    GdbResult,
+    GdbRunner,
+    Outcome,
+    open_in_debugger,
+)
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
+from tests.integration.desktop import Display, wait_for
 from tests.qt import crash_records as cr
 
 SCRIPT = """
@@ -184,3 +193,41 @@ def test_timeout_kills_the_real_gdb(real_crash: RealCrash) -> None:
     gdbs = subprocess.run(["pgrep", "-f", f"-c {real_crash.crash.core_filename}"],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert gdbs.stdout == ""
+
+
+def test_open_in_debugger_runs_gdb_in_a_terminal_and_cleans_up(
+    real_crash: RealCrash, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    which("xterm")
+    display = Display(tmp_path)
+    try:
+        monkeypatch.setenv("DISPLAY", display.display)
+        open_in_debugger(real_crash.crash, real_crash.policy, debuginfod=False)
+
+        def gdb_in_xterm() -> list[int]:
+            found = []
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        argv = (entry / "cmdline").read_bytes().split(b"\0")
+                        parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                        pcomm = Path(f"/proc/{parent}/comm").read_text().strip()
+                    except OSError:
+                        continue
+                    if Path(argv[0].decode()).name == "gdb" and pcomm == "xterm":
+                        found.append(int(entry.name))
+            return found
+
+        wait_for(gdb_in_xterm, timeout=20, what="gdb inside xterm")
+        gdb_pid = gdb_in_xterm()[0]
+        argv = Path(f"/proc/{gdb_pid}/cmdline").read_bytes().split(b"\0")
+        core = Path(argv[argv.index(b"-c") + 1].decode())
+        assert core.exists()
+        assert stat.S_IMODE(core.parent.stat().st_mode) == 0o700
+        assert b"set debuginfod enabled off" in argv
+        assert Path(f"/proc/{gdb_pid}").stat().st_uid == os.getuid()  # as the user, not elevated
+        xterm = int(Path(f"/proc/{gdb_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(xterm, signal.SIGTERM)
+        wait_for(lambda: not core.parent.exists(), timeout=20, what="the private dir removed")
+    finally:
+        display.close()
