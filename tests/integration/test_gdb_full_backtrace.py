@@ -39,6 +39,7 @@ from drkonqi_lite.adapters.gdb import (
     Outcome,
     open_in_debugger,
 )
+from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.trust import TrustPolicy
@@ -231,3 +232,48 @@ def test_open_in_debugger_runs_gdb_in_a_terminal_and_cleans_up(
         wait_for(lambda: not core.parent.exists(), timeout=20, what="the private dir removed")
     finally:
         display.close()
+
+
+TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
+
+
+@pytest.mark.crash
+def test_full_backtrace_from_a_real_systemd_coredump_entry(
+    journald: None, core_pattern: None, qtbot: QtBot
+) -> None:
+    """The whole path with the real systemd-coredump as the kernel's handler: its journal entry
+    read by the app's JournalSource, its stored core opened inside /var/lib/systemd/coredump,
+    and the detail window's full backtrace made by the real gdb."""
+    anchor = TOOLS / "systemd-coredump-anchor"
+    need(anchor.exists(), f"{anchor} missing (set DKL_TOOLS)")
+    python = which("python3.11-dbg")
+    out = subprocess.run([str(anchor), "start"], capture_output=True, text=True, check=True)
+    CORE_PATTERN.write_text(out.stdout.strip().splitlines()[-1])
+    source = JournalSource(trust_policy_for(os.getuid()))
+    source.seek_now()
+    proc = subprocess.Popen([python, "-c", SCRIPT], preexec_fn=_unlimited_core)  # noqa: PLW1509
+    assert proc.wait(60) == -signal.SIGSEGV
+    found: list[Crash] = []
+
+    def entry_arrived() -> bool:
+        source.process()
+        found.extend(c for c in source.read() if c.pid == proc.pid)
+        return bool(found)
+
+    try:
+        wait_for(entry_arrived, timeout=30, what="systemd-coredump's journal entry")
+    finally:
+        source.close()
+    crash = found[0]
+    assert crash.fields["SYSLOG_IDENTIFIER"] == "systemd-coredump"
+    assert crash.core_filename.startswith("/var/lib/systemd/coredump/")
+    assert crash.core_state == "present"
+    w = CrashDetailWindow(crash, Program("Python (debug)"), CrashServices(trust_policy_for(0)))
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.backtrace.finished, timeout=120_000) as blocker:
+        assert w.backtrace.generate()
+    result = blocker.args[0]
+    assert isinstance(result, GdbResult)
+    assert result.outcome is Outcome.DONE, result.message
+    assert "crash_here" in w.backtrace.text.toPlainText()
+    Path(crash.core_filename).unlink()
