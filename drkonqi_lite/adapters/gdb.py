@@ -277,7 +277,10 @@ class GdbRunner:
                 outcome = GdbResult(Outcome.FAILED, "", f"Internal error: {exc!r}", 0.0)
             with self._lock:
                 self._job = None
-            on_done(outcome)
+            # The window that asked may be gone (closed mid-run: Qt raises RuntimeError for a
+            # deleted receiver); gdb is already dead and its directory removed either way.
+            with contextlib.suppress(RuntimeError):
+                on_done(outcome)
 
         threading.Thread(target=work, name="drkonqi-lite-gdb", daemon=True).start()
         return True

@@ -102,6 +102,7 @@ class CrashListWindow(QWidget):
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.status)
         QShortcut(QKeySequence.StandardKey.Find, self, self._focus_search)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self.search, self.search.clear)
         QShortcut(QKeySequence.StandardKey.Copy, self.view, self.copy_report)
         for signal in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
             signal.connect(self._update_status)

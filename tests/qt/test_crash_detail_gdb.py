@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import zstandard
+from PySide6.QtCore import Qt  # noqa: TID251
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.gdb import GdbResult, Outcome, batch_argv, gdb_environment
@@ -207,3 +208,21 @@ def test_debuginfod_only_when_opted_in(make: Callable[..., CrashDetailWindow]) -
     assert "set debuginfod enabled on" in batch_argv("gdb", None, Path("/c"), debuginfod=True,
                                                      python=False)  # fmt: skip
     assert stat.S_IMODE(0o700) == 0o700
+
+
+def test_closing_the_window_mid_run_kills_gdb_and_frees_the_runner(
+    qtbot: QtBot, make: Callable[..., CrashDetailWindow], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("FAKE_GDB_SLEEP", "300")
+    w = make()
+    runner = w._services.runner
+    w.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # as the window factory does
+    pgid_file = tmp_path / "out" / "pgid"
+    assert w.backtrace.generate()
+    qtbot.waitUntil(lambda: pgid_file.exists() and pgid_file.read_text().strip() != "")
+    with qtbot.waitSignal(w.destroyed):
+        w.close()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=20_000)
+    assert group_alive(int(pgid_file.read_text())) == []
+    assert not Path((tmp_path / "out" / "dir").read_text().strip()).exists()
