@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
 from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QTextFormat  # noqa: TID251
 from PySide6.QtWidgets import (  # noqa: TID251
     QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -114,6 +115,12 @@ class BacktraceView(QWidget):
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.debuginfod)
         bar.addStretch(1)
+        self.view_choice = QComboBox(self)
+        self.view_choice.addItems(["Full backtrace (gdb)", "Stack trace from the crash"])
+        self.view_choice.setToolTip("Which trace to show")
+        self.view_choice.currentIndexChanged.connect(self._show_chosen)
+        self.view_choice.hide()  # until there is a full backtrace to choose
+        bar.addWidget(self.view_choice)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -159,10 +166,16 @@ class BacktraceView(QWidget):
         self.text.setExtraSelections([])
         self.text.setPlainText(multi_line(shown))
 
+    def _show_chosen(self, index: int) -> None:
+        if index == 0 and self._full:
+            self._show_full()
+        else:
+            self._show_quick()
+
     def set_revealed(self, revealed: bool) -> None:
         """Show the full backtrace with (True) or without secret values."""
         self._revealed = revealed
-        if self._full:
+        if self._full and self.view_choice.currentIndex() == 0:
             self._show_full()
 
     @property
@@ -223,6 +236,8 @@ class BacktraceView(QWidget):
         self.debuginfod.setEnabled(True)
         if result.outcome is Outcome.DONE:
             self._full = result.text
+            self.view_choice.setCurrentIndex(0)
+            self.view_choice.show()
             self._show_full()
             self.status.setText(f"Full backtrace made by gdb in {result.seconds:.1f} s.")
             self.full_backtrace_ready.emit(result.text)

@@ -124,6 +124,11 @@ def test_full_backtrace_shown_masked_and_core_dir_private_and_removed(
     w.reveal()
     assert cr.SECRET in w.backtrace.text.toPlainText()  # ...until the user reveals
     assert "Full backtrace (gdb)" in w.report()
+    w.backtrace.view_choice.setCurrentIndex(1)  # back to the stack trace from the entry
+    assert w.backtrace.text.toPlainText().startswith("Stack trace of thread 4242:")
+    assert "main (kwrite + 0x11a9)" in w.backtrace.highlighted_line()
+    w.backtrace.view_choice.setCurrentIndex(0)
+    assert cr.SECRET in w.backtrace.text.toPlainText()
     assert group_alive(int((out / "pgid").read_text())) == []  # the grandchild is gone too
 
 
