@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QWidget  # noqa: TID251
 
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_window import CrashListWindow
 from drkonqi_lite.qt.crash_services import CrashServices
@@ -41,6 +42,17 @@ class CrashWindows:
         self._open_crash = open_crash
         self.services = services
         self._list: CrashListWindow | None = None
+
+    @classmethod
+    def for_user(
+        cls,
+        crashes: CrashLookup,
+        program: Callable[[Crash], Program],
+        open_crash: Callable[[str], object],
+        policy: TrustPolicy,
+    ) -> CrashWindows:
+        """The windows with the real adapters (what the app plugs into its router)."""
+        return cls(crashes, program, open_crash, CrashServices(policy))
 
     def crash_list(self) -> QWidget:
         if self._list is None:
