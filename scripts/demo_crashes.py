@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import zstandard
-from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState, core_filename
+from drkonqi_lite_collector.schema import MESSAGE_ID, core_filename
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 
@@ -93,9 +93,11 @@ def fields(
     return out
 
 
-def record(state: CoreState = CoreState.PRESENT, **kw: object) -> Crash:
+def record(state: str = "present", **kw: object) -> Crash:
+    """A crash with `state` as its core_state (the D-Bus strings; CoreState is a StrEnum that
+    is moving from the collector's schema into domain/crash.py, so it is not imported here)."""
     crash = crash_from_entry(fields(**kw))  # type: ignore[arg-type]
-    return dataclasses.replace(crash, core_state=state)
+    return dataclasses.replace(crash, core_state=type(crash.core_state)(state))
 
 
 def demo_crashes(now_us: int | None = None) -> list[Crash]:
@@ -137,7 +139,7 @@ def demo_crashes(now_us: int | None = None) -> list[Crash]:
         )
     out += [
         record(
-            CoreState.INACCESSIBLE,
+            "inaccessible",
             pid=2211,
             comm="pkexec-helper",
             exe="/usr/lib/helper/pkexec-helper",
@@ -148,7 +150,7 @@ def demo_crashes(now_us: int | None = None) -> list[Crash]:
             DRKONQI_LITE_RESTRICTED_REASON="set-uid program",
         ),
         record(
-            CoreState.TRUNCATED,
+            "truncated",
             pid=1984,
             comm="blender",
             exe="/usr/bin/blender",
@@ -160,7 +162,7 @@ def demo_crashes(now_us: int | None = None) -> list[Crash]:
             COREDUMP_PACKAGE_VERSION="4.0.2+dfsg-1",
         ),
         record(
-            CoreState.MISSING,
+            "missing",
             pid=1200,
             comm="plasmashell",
             exe="/usr/bin/plasmashell",
