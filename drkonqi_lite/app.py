@@ -41,6 +41,7 @@ from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 from drkonqi_lite.domain.trust import STORAGE_DIRS
 from drkonqi_lite.qt.crash_window import MinimalWindows, when
+from drkonqi_lite.qt.crash_windows import CrashWindows
 from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
 
@@ -70,6 +71,9 @@ class CrashApp(QObject):
         self.programs = DesktopEntryIndex.from_environment()
         self.source = JournalSource(trust_policy_for(os.getuid()))
         self.router = WindowRouter(MinimalWindows(self.inbox, self.program, self.show_crash), self)
+        policy = trust_policy_for(os.getuid())
+        windows = CrashWindows.for_user(self.inbox, self.program, self.show_crash, policy)
+        self.router.set_factory(windows)  # issue 5's windows replace the minimal ones
         self.tray = CrashTray(
             icon("drkonqi-lite-tray", "dialog-warning"),
             always_visible=settings.tray_always,

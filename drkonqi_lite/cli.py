@@ -21,10 +21,12 @@ import sys
 import time
 from collections.abc import Sequence
 
+from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain.crash import Crash, inert
 from drkonqi_lite.domain.redaction import SECRET_FIELDS
+from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
 
@@ -175,12 +177,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_backtrace(args: argparse.Namespace) -> int:
     crash = _find(args.crash)
-    if args.full:
-        print(
-            "drkonqi-lite: full backtraces (gdb) are not available yet; "
-            "showing the quick stack trace",
-            file=sys.stderr,
-        )
+    if args.full:  # gdb on the stored core, as in the detail window (secrets masked)
+        options = GdbOptions(debuginfod=args.debuginfod)
+        result = FullBacktraceJob(crash, trust_policy_for(os.getuid()), options).run()
+        if result.outcome is not Outcome.DONE:
+            raise NotFoundError(f"no full backtrace for crash {crash.id}: {result.message}")
+        print(inert(mask_secrets(result.text, crash), keep_newlines=True))
+        return EXIT_OK
     if not crash.backtrace:
         raise NotFoundError(f"crash {crash.id} has no stack trace in its journal entry")
     print(inert(crash.backtrace, keep_newlines=True))
@@ -229,7 +232,8 @@ def parser() -> argparse.ArgumentParser:
     )
     bt = sub.add_parser("backtrace", help="print a crash's stack trace")
     bt.add_argument("crash", metavar="ID")
-    bt.add_argument("--full", action="store_true")
+    bt.add_argument("--full", action="store_true", help="run gdb on the stored core")
+    bt.add_argument("--debuginfod", action="store_true", help="let gdb download debug symbols")
     watch = sub.add_parser("watch", help="print one line per new crash")
     watch.add_argument("--json", action="store_true")
     return p
