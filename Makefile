@@ -33,6 +33,7 @@ lint: $(PY)
 typecheck: $(PY)
 	mkdir -p build/mypy && ln -sfn ../../collector build/mypy/drkonqi_lite_collector
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests benchmarks scripts/demo_crashes.py
 
 # Everything: lint, types, unit, Qt and integration tests against the real components.
 test: lint typecheck

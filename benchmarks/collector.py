@@ -106,8 +106,8 @@ def main() -> int:
             if scenario == "storm":
                 report[scenario] = {
                     "drkonqi-lite": a["results"]["storm"]["info"],  # type: ignore[index]
-                    "systemd-coredump": b["results"]["storm"]["info"],
-                }  # type: ignore[index]
+                    "systemd-coredump": b["results"]["storm"]["info"],  # type: ignore[index]
+                }
                 continue
             report[scenario] = {
                 "drkonqi-lite": medians(a, scenario),

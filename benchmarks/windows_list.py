@@ -82,9 +82,9 @@ def open_once(app: QApplication, inbox: Inbox) -> tuple[float, CrashListWindow]:
     window.show()
     QTest.qWaitForWindowExposed(window)
     app.processEvents()
+    assert isinstance(window, CrashListWindow)
     window.view.viewport().repaint()  # the first paint of the visible rows, synchronously
     elapsed = time.perf_counter() - start
-    assert isinstance(window, CrashListWindow)
     return elapsed, window
 
 

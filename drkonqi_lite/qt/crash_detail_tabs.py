@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drkonqi_lite_collector.schema import Field
 from PySide6.QtCore import QPoint, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence, QShortcut  # noqa: TID251
 from PySide6.QtWidgets import (  # noqa: TID251
@@ -34,6 +33,7 @@ from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import multi_line, one_line
 from drkonqi_lite.domain.redaction import REDACTED, SECRET_FIELDS
 from drkonqi_lite.qt.icons import IconSet
+from drkonqi_lite_collector.schema import Field
 
 #: The Process tab's sections: label → journal field.
 PROCESS_SECTIONS: tuple[tuple[str, str], ...] = (

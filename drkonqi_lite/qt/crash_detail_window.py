@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from drkonqi_lite_collector.schema import escape_name
 from PySide6.QtCore import QObject, QSize, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
 from PySide6.QtGui import QCloseEvent, QFont, QGuiApplication  # noqa: TID251
 from PySide6.QtWidgets import (  # noqa: TID251
@@ -37,6 +36,7 @@ from drkonqi_lite.qt.backtrace_view import BacktraceView, full_backtrace_blocker
 from drkonqi_lite.qt.crash_detail_tabs import DetailsTab, EnvironmentTab, LogTab, ProcessTab
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.icons import IconSet
+from drkonqi_lite_collector.schema import escape_name
 
 
 def plain_label(text: str, parent: QWidget) -> QLabel:

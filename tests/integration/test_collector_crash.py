@@ -244,7 +244,7 @@ def test_status_names_the_active_handler(installed: Harness) -> None:
 
 
 @pytest.fixture
-def saved_pattern(core_pattern: None) -> Iterator[Path]:
+def saved_pattern(core_pattern: None) -> Path:
     return Path("/proc/sys/kernel/core_pattern")
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from drkonqi_lite_collector.schema import core_filename
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.gdb import (
@@ -45,6 +44,7 @@ from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
+from drkonqi_lite_collector.schema import core_filename
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
 from tests.integration.desktop import Display, wait_for
 from tests.qt import crash_records as cr

@@ -163,14 +163,14 @@ def test_dpkg_owner_reads_the_database(tmp_path: Path) -> None:
         "Version: 9.1-1\nDescription: x\n multi-line\n"
     )
     # usr-merge: the process maps /usr/bin/sleep, dpkg knows /bin/sleep.
-    assert dpkg_owner("/usr/bin/sleep", tmp_path) == {
+    assert dpkg_owner("/usr/bin/sleep", str(tmp_path)) == {
         "type": "deb",
         "name": "coreutils",
         "version": "9.1-1",
         "architecture": "amd64",
     }
-    assert dpkg_owner("/usr/bin/nothing", tmp_path) is None
-    assert dpkg_owner("/usr/bin/sleep", tmp_path / "missing") is None
+    assert dpkg_owner("/usr/bin/nothing", str(tmp_path)) is None
+    assert dpkg_owner("/usr/bin/sleep", str(tmp_path / "missing")) is None
 
 
 def test_frame_format_is_systemds() -> None:
