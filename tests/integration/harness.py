@@ -96,7 +96,7 @@ class Harness:
         """Point core_pattern at the collector (caller holds the `core_pattern` fixture)."""
         paths = config.Paths(str(self.prefix))
         pat = pattern.make_pattern(pattern.write_launcher(paths), paths.prefix)
-        Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
+        Path("/proc/sys/kernel/core_pipe_limit").write_text(f"{pattern.PIPE_LIMIT}\n")
         Path("/proc/sys/kernel/core_pattern").write_text(pat + "\n")
         return pat
 

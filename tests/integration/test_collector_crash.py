@@ -266,7 +266,7 @@ def test_install_refuses_to_take_over_and_uninstall_restores(
         [cli, f"--prefix={harness.prefix}", "install", "--force"], check=True, capture_output=True
     )
     assert pattern.handler_kind(saved_pattern.read_text().strip()) == "drkonqi-lite-collector"
-    assert Path("/proc/sys/kernel/core_pipe_limit").read_text().strip() == "16"
+    assert Path("/proc/sys/kernel/core_pipe_limit").read_text().strip() == str(pattern.PIPE_LIMIT)
     subprocess.run(
         [cli, f"--prefix={harness.prefix}", "uninstall"], check=True, capture_output=True
     )
