@@ -22,9 +22,12 @@ $(PY):
 
 venv: $(PY)
 
-# The main job: a real crash through the real pipeline on this machine (root).
+# The main job: a real crash through the real pipeline on this machine (root): the
+# notification and the detail window are saved in demo-output/.
 demo: $(PY)
-	scripts/demo
+	@command -v Xvfb >/dev/null && command -v dunst >/dev/null && command -v coredumpctl \
+		>/dev/null && command -v import >/dev/null || $(MAKE) deps
+	$(VENV)/bin/drkonqi-lite demo --output demo-output
 
 lint: $(PY)
 	$(VENV)/bin/ruff check .

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
@@ -236,13 +237,34 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--debuginfod", action="store_true", help="let gdb download debug symbols")
     watch = sub.add_parser("watch", help="print one line per new crash")
     watch.add_argument("--json", action="store_true")
+    demo = sub.add_parser(
+        "demo",
+        help="(root) the whole pipeline on this machine: a real crash, its notification and "
+        "detail window, saved as screenshots",
+    )
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo-output"),
+        metavar="DIR",
+        help="where to save the screenshots and the journal entry (demo-output)",
+    )
     return p
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from drkonqi_lite import demo  # noqa: PLC0415 (root-only orchestration)
+
+    try:
+        return demo.run(args.output)
+    except demo.DemoError as exc:
+        raise NotFoundError(f"demo: {exc}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
-                "watch": cmd_watch}  # fmt: skip
+                "watch": cmd_watch, "demo": cmd_demo}  # fmt: skip
     try:
         if args.command is None:
             from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
