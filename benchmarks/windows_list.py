@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "build" / "mypy"))
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402, TID251
-from PySide6.QtTest import QTest  # noqa: E402, TID251
-from PySide6.QtWidgets import QApplication  # noqa: E402, TID251
+from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from drkonqi_lite.domain.announcement import Program  # noqa: E402
 from drkonqi_lite.domain.crash import Crash  # noqa: E402

@@ -21,10 +21,10 @@ import time
 from collections.abc import Coroutine
 from pathlib import Path
 
-import qasync  # noqa: TID251 (the composition root owns the loop)
-from PySide6.QtCore import QObject, QSocketNotifier, QTimer  # noqa: TID251
-from PySide6.QtGui import QIcon  # noqa: TID251
-from PySide6.QtWidgets import QApplication  # noqa: TID251
+import qasync
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
 
 from drkonqi_lite.adapters import session_bus
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex

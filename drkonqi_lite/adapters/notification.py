@@ -16,10 +16,10 @@ import html
 import logging
 from collections.abc import Callable, Sequence
 
-from dbus_next.aio.message_bus import MessageBus  # noqa: TID251
-from dbus_next.constants import MessageType  # noqa: TID251 (adapters own D-Bus)
-from dbus_next.message import Message  # noqa: TID251
-from dbus_next.signature import Variant  # noqa: TID251
+from dbus_next.aio.message_bus import MessageBus
+from dbus_next.constants import MessageType
+from dbus_next.message import Message
+from dbus_next.signature import Variant
 
 from drkonqi_lite.domain.announcement import Announcement, Announcer
 from drkonqi_lite.domain.crash import inert

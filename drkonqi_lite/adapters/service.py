@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
-from dbus_next.constants import PropertyAccess  # noqa: TID251 (adapters own D-Bus)
-from dbus_next.errors import DBusError  # noqa: TID251
-from dbus_next.service import ServiceInterface, dbus_property, method, signal  # noqa: TID251
-from dbus_next.signature import Variant  # noqa: TID251
+from dbus_next.constants import PropertyAccess
+from dbus_next.errors import DBusError
+from dbus_next.service import ServiceInterface, dbus_property, method, signal
+from dbus_next.signature import Variant
 
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 

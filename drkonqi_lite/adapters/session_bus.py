@@ -7,9 +7,9 @@ owner to ShowCrashList, and exits. Only the uid that started a session bus may c
 
 from __future__ import annotations
 
-from dbus_next.aio.message_bus import MessageBus, _MessageWriter  # noqa: TID251
-from dbus_next.constants import NameFlag, RequestNameReply  # noqa: TID251 (adapters own D-Bus)
-from dbus_next.message import Message  # noqa: TID251
+from dbus_next.aio.message_bus import MessageBus, _MessageWriter
+from dbus_next.constants import NameFlag, RequestNameReply
+from dbus_next.message import Message
 
 from drkonqi_lite.adapters.notification import bus_call
 from drkonqi_lite.adapters.service import BUS_NAME, INTERFACE, OBJECT_PATH, CrashNotifierService

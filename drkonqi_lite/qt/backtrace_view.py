@@ -11,9 +11,9 @@ values of environment variables and arguments masked until the user reveals them
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QTextFormat  # noqa: TID251
-from PySide6.QtWidgets import (  # noqa: TID251
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QTextFormat
+from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,

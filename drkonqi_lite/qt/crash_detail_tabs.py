@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPoint, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence, QShortcut  # noqa: TID251
-from PySide6.QtWidgets import (  # noqa: TID251
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, Signal  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QCloseEvent, QFont, QGuiApplication  # noqa: TID251
-from PySide6.QtWidgets import (  # noqa: TID251
+from PySide6.QtCore import QObject, QSize, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QFont, QGuiApplication
+from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,

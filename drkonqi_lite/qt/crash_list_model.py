@@ -17,14 +17,14 @@ import dataclasses
 import enum
 from collections.abc import Callable, Iterable, Sequence
 
-from PySide6.QtCore import (  # noqa: TID251 (qt/ owns Qt)
+from PySide6.QtCore import (
     QAbstractItemModel,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
     Qt,
 )
-from PySide6.QtGui import QFont, QIcon  # noqa: TID251
+from PySide6.QtGui import QFont, QIcon
 
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash

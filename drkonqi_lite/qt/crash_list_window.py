@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import (  # noqa: TID251
+from PySide6.QtCore import QModelIndex, QPoint, Qt
+from PySide6.QtGui import (
     QFont,
     QFontMetrics,
     QGuiApplication,
     QKeySequence,
     QShortcut,
 )
-from PySide6.QtWidgets import (  # noqa: TID251
+from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
     QLabel,

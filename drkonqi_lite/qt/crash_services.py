@@ -13,8 +13,8 @@ import pwd
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QUrl  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QDesktopServices  # noqa: TID251
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
 
 from drkonqi_lite.adapters import desktop_launch, gdb, stored_core
 from drkonqi_lite.adapters.gdb import GdbOptions, GdbRunner

@@ -10,9 +10,9 @@ import datetime
 from collections.abc import Callable
 from typing import Protocol
 
-from PySide6.QtCore import Qt  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QFontDatabase  # noqa: TID251
-from PySide6.QtWidgets import (  # noqa: TID251
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QTreeWidget,

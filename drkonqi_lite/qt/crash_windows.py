@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from PySide6.QtCore import Qt  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtWidgets import QWidget  # noqa: TID251
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
 
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QRectF, QSize, Qt  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QIcon, QPainter, QPalette, QPixmap  # noqa: TID251
-from PySide6.QtSvg import QSvgRenderer  # noqa: TID251
+from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
+from PySide6.QtGui import QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtSvg import QSvgRenderer
 
 ICON_DIR = Path(__file__).resolve().parent.parent.parent / "resources" / "icons"
 APP_ICON = ICON_DIR.parent / "drkonqi-lite.svg"

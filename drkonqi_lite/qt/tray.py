@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QObject, Signal  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtGui import QAction, QIcon  # noqa: TID251
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon  # noqa: TID251
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 
 def menu_text(text: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from PySide6.QtCore import QObject, Signal  # noqa: TID251 (qt/ owns Qt)
-from PySide6.QtWidgets import QWidget  # noqa: TID251
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
 
 log = logging.getLogger(__name__)
 

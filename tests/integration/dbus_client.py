@@ -10,10 +10,10 @@ import asyncio
 import json
 import sys
 
-from dbus_next.aio.message_bus import MessageBus  # noqa: TID251 (a D-Bus client, on purpose)
-from dbus_next.constants import MessageType  # noqa: TID251
-from dbus_next.message import Message  # noqa: TID251
-from dbus_next.signature import Variant  # noqa: TID251
+from dbus_next.aio.message_bus import MessageBus
+from dbus_next.constants import MessageType
+from dbus_next.message import Message
+from dbus_next.signature import Variant
 
 NAME = "org.drkonqi_lite.CrashNotifier"
 PATH = "/org/drkonqi_lite/CrashNotifier"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from PySide6.QtCore import QObject, Signal  # noqa: TID251 (tests/qt owns Qt)
+from PySide6.QtCore import QObject, Signal
 
 
 class _Emitter(QObject):

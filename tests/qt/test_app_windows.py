@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import Qt  # noqa: TID251 (tests/qt owns Qt)
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget  # noqa: TID251
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.domain.announcement import Program
@@ -106,6 +106,6 @@ def test_menu_text_is_inert() -> None:
 
 
 def _top_level() -> list[QWidget]:
-    from PySide6.QtWidgets import QApplication  # noqa: PLC0415, TID251
+    from PySide6.QtWidgets import QApplication  # noqa: PLC0415
 
     return [w for w in QApplication.topLevelWidgets() if w.isVisible()]

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
-from PySide6.QtGui import QFontMetrics, QGuiApplication  # noqa: TID251
-from PySide6.QtWidgets import QLabel, QLineEdit, QPlainTextEdit, QTableWidget, QWidget  # noqa: TID251
+from PySide6.QtGui import QFontMetrics, QGuiApplication
+from PySide6.QtWidgets import QLabel, QLineEdit, QPlainTextEdit, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters import stored_core

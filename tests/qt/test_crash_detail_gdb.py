@@ -15,7 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import zstandard
-from PySide6.QtCore import Qt  # noqa: TID251
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.gdb import GdbResult, Outcome, batch_argv, gdb_environment

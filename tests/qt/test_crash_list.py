@@ -8,9 +8,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt  # noqa: TID251
-from PySide6.QtGui import QFont  # noqa: TID251
-from PySide6.QtTest import QAbstractItemModelTester  # noqa: TID251
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QFont
+from PySide6.QtTest import QAbstractItemModelTester
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.domain.announcement import Program
