@@ -72,7 +72,14 @@ class CrashApp(QObject):
         self.source = JournalSource(trust_policy_for(os.getuid()))
         self.router = WindowRouter(MinimalWindows(self.inbox, self.program, self.show_crash), self)
         policy = trust_policy_for(os.getuid())
-        windows = CrashWindows.for_user(self.inbox, self.program, self.show_crash, policy)
+        windows = CrashWindows.for_user(
+            self.inbox,
+            self.program,
+            self.show_crash,
+            policy,
+            debuginfod=settings.debuginfod,
+            remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
+        )
         self.router.set_factory(windows)  # issue 5's windows replace the minimal ones
         self.tray = CrashTray(
             icon("drkonqi-lite-tray", "dialog-warning"),

@@ -179,7 +179,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_backtrace(args: argparse.Namespace) -> int:
     crash = _find(args.crash)
     if args.full:  # gdb on the stored core, as in the detail window (secrets masked)
-        options = GdbOptions(debuginfod=args.debuginfod)
+        options = GdbOptions(
+            debuginfod=args.debuginfod or StateStore.from_environment().settings().debuginfod
+        )
         result = FullBacktraceJob(crash, trust_policy_for(os.getuid()), options).run()
         if result.outcome is not Outcome.DONE:
             raise NotFoundError(f"no full backtrace for crash {crash.id}: {result.message}")

@@ -106,3 +106,28 @@ class StateStore:
             log.warning("cannot read %s: %s", path, exc)
             return Settings()
         return parse_settings(text, log.warning)
+
+    def save_setting(self, key: str, value: str) -> None:
+        """Set one key of settings.ini's [App] section, keeping the others (atomic rename)."""
+        import configparser  # noqa: PLC0415 - only when the user changes a setting
+
+        path = self._config / "settings.ini"
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            pass
+        except (OSError, configparser.Error) as exc:
+            log.warning("not saving %s=%s: %s is unreadable (%s)", key, value, path, exc)
+            return
+        if not parser.has_section("App"):
+            parser.add_section("App")
+        parser.set("App", key, value)
+        try:
+            self._config.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".settings.ini.{os.getpid()}")
+            with tmp.open("w", encoding="utf-8") as f:
+                parser.write(f)
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot save %s: %s", path, exc)

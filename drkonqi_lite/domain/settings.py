@@ -31,6 +31,10 @@ class Settings:
     group_window_s: float = 600.0
     #: How many recent crashes the tray menu lists.
     tray_menu_items: int = 10
+    #: Let gdb download missing debug symbols from the distribution's debuginfod server when
+    #: it makes a full backtrace (this sends the build-ids of the crashed program's libraries
+    #: over the network, so it is off until the user opts in).
+    debuginfod: bool = False
 
 
 def parse_settings(text: str, warn: Callable[[str], None]) -> Settings:

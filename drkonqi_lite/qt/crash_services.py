@@ -71,5 +71,9 @@ class CrashServices:
             gdb=self.gdb_path, timeout_s=self.gdb_timeout_s, debuginfod=self.debuginfod
         )
 
+    #: Called with the new opt-in when the user changes it (the app saves it in settings.ini).
+    remember_debuginfod: Callable[[bool], None] = lambda _enabled: None
+
     def set_debuginfod(self, enabled: bool) -> None:
         self.debuginfod = enabled
+        self.remember_debuginfod(enabled)

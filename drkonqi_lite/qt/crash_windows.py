@@ -50,9 +50,15 @@ class CrashWindows:
         program: Callable[[Crash], Program],
         open_crash: Callable[[str], object],
         policy: TrustPolicy,
+        debuginfod: bool = False,
+        remember_debuginfod: Callable[[bool], None] = lambda _enabled: None,
     ) -> CrashWindows:
-        """The windows with the real adapters (what the app plugs into its router)."""
-        return cls(crashes, program, open_crash, CrashServices(policy))
+        """The windows with the real adapters (what the app plugs into its router);
+        `debuginfod` is the user's saved opt-in, `remember_debuginfod` saves a change."""
+        services = CrashServices(
+            policy, debuginfod=debuginfod, remember_debuginfod=remember_debuginfod
+        )
+        return cls(crashes, program, open_crash, services)
 
     def crash_list(self) -> QWidget:
         if self._list is None:

@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.gdb import GdbResult, Outcome, batch_argv, gdb_environment
+from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
@@ -231,3 +232,28 @@ def test_closing_the_window_mid_run_kills_gdb_and_frees_the_runner(
     qtbot.waitUntil(lambda: not runner.busy, timeout=20_000)
     assert group_alive(int(pgid_file.read_text())) == []
     assert not Path((tmp_path / "out" / "dir").read_text().strip()).exists()
+
+
+def test_debuginfod_opt_in_is_saved_in_settings_and_honoured_next_time(
+    make: Callable[..., CrashDetailWindow], tmp_path: Path
+) -> None:
+    """Issue 5: debuginfod only when the user opted in, as a setting that lasts."""
+    store = StateStore(tmp_path / "state", tmp_path / "config")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/settings.ini").write_text("[App]\ntray_always = yes\n")
+    assert store.settings().debuginfod is False
+    base = make()._services
+    services = dataclasses.replace(
+        base,
+        debuginfod=store.settings().debuginfod,
+        remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
+    )
+    w = make(services_=services)
+    assert not w.backtrace.debuginfod.isChecked()
+    w.backtrace.debuginfod.setChecked(True)
+    assert store.settings().debuginfod is True, "the tick is saved"
+    assert store.settings().tray_always is True, "other settings are kept"
+    again = make(services_=dataclasses.replace(base, debuginfod=store.settings().debuginfod))
+    assert again.backtrace.debuginfod.isChecked(), "the next window starts opted in"
+    w.backtrace.debuginfod.setChecked(False)
+    assert store.settings().debuginfod is False
