@@ -379,6 +379,32 @@ def coredump_fields(
     return fields
 
 
+_UIDS = iter(range(random.randint(52000, 58000), 60000))
+
+
+def _in_journal(uid: int) -> bool:
+    from systemd import journal  # noqa: PLC0415
+
+    for field in ("COREDUMP_UID", "_UID"):
+        reader = journal.Reader()
+        try:
+            reader.add_match(MESSAGE_ID=MESSAGE_ID, **{field: str(uid)})
+            if reader.get_next():
+                return True
+        finally:
+            reader.close()
+    return False
+
+
+def fresh_uid() -> int:
+    """A test user's uid that no crash entry has ever named: the journal is persistent, and a
+    reused uid would see (and announce) an earlier test's crashes as its own."""
+    for uid in _UIDS:
+        if not _in_journal(uid):
+            return uid
+    raise RuntimeError("no unused test uid left")
+
+
 class Desktop:
     """Factory of fresh users on the shared display."""
 
@@ -386,11 +412,9 @@ class Desktop:
         self.workdir = workdir
         self.display = display
         self._users: list[User] = []
-        self._next = random.randint(52000, 59000) * 1
 
     def user(self, *, with_display: bool = True) -> User:
-        self._next += 1
-        user = User(self._next, self.workdir, self.display if with_display else None)
+        user = User(fresh_uid(), self.workdir, self.display if with_display else None)
         self._users.append(user)
         return user
 

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,9 +124,15 @@ def test_restart_runs_the_desktop_files_exec_without_field_codes(
     for key, value in xdg.items():
         monkeypatch.setenv(key, value)
     assert desktop_launch.restart_blocker("org.example.Editor", "/nonexistent/editor") == ""
-    pid = desktop_launch.restart("org.example.Editor", "/nonexistent/editor")
-    os.waitpid(pid, 0)
-    assert (tmp_path / "started").read_text().strip() == "--new-window"
+    assert desktop_launch.restart("org.example.Editor", "/nonexistent/editor") > 0
+    # What the user notices: the program started (not our child to wait for: it is detached,
+    # and subprocess may reap it on its own when another Popen is made).
+    started = tmp_path / "started"
+    deadline = time.monotonic() + 10
+    while not (started.exists() and started.read_text().strip()):
+        assert time.monotonic() < deadline, "the program was not started"
+        time.sleep(0.02)
+    assert started.read_text().strip() == "--new-window"
     assert "never restarted" in desktop_launch.restart_blocker("org.unknown", "/usr/bin/x")
     assert desktop_launch.desktop_file("../../etc/passwd") is None
 
