@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: all deps venv demo test lint typecheck unit integration bench clean
+.PHONY: all deps venv demo test lint typecheck unit integration bench clean deb
 
 all: test
 
@@ -37,6 +37,11 @@ test: lint typecheck
 
 unit: $(PY)
 	$(PYTEST) -q tests/unit
+
+# The Debian package (build/deb/drkonqi-lite_VERSION_ARCH.deb); tests/packaging/test_deb.py
+# installs it when DRKONQI_LITE_DEB names it (.ci/run does).
+deb:
+	scripts/build-deb
 
 bench: $(PY)
 	$(PY) benchmarks/collector.py
