@@ -1,0 +1,237 @@
+"""The Debian package, installed on this machine: files, a real crash, removal and purge.
+
+Runs only when DRKONQI_LITE_DEB names a built package (`make deb`; .ci/run sets it under CI).
+It installs the package with apt-get, so it changes the machine: everything happens while this
+test holds the global core_pattern lock (tests/conftest.py `core_pattern`, which restores
+core_pattern and core_pipe_limit at the end whatever happens), and the package is purged on the
+way out. Without systemd as PID 1 the socket unit is not running: the packaged collector handles
+crashes in-process, and the socket-activated path is run with systemd-socket-activate playing the
+INSTALLED socket unit, with the INSTALLED service's ExecStart.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
+from tests.integration.harness import crash, field, wait_entry_since
+from tests.packaging.units import directives, value
+
+DEB = os.environ.get("DRKONQI_LITE_DEB", "")
+PACKAGE = "drkonqi-lite"
+LAUNCHER = Path("/usr/libexec/drkonqi-lite-collector")
+VENV = Path("/usr/lib/drkonqi-lite/venv")
+STATE = Path("/var/lib/drkonqi-lite")
+SYSCTL_FILE = Path("/etc/sysctl.d/60-drkonqi-lite.conf")
+UNITS = Path("/lib/systemd/system")
+USER = 1000
+#: A pipe handler that is not ours (the package must leave it alone).
+FOREIGN = "|/bin/false %p"
+
+pytestmark = pytest.mark.skipif(not DEB, reason="DRKONQI_LITE_DEB is not set (make deb)")
+
+
+def apt(*args: str) -> str:
+    """apt-get, non-interactive; returns its output (stdout and stderr), fails with it."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    out = subprocess.run(
+        ["apt-get", "-y", "-q", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, f"apt-get {' '.join(args)} failed:\n{text}"
+    return text
+
+
+def installed() -> str:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Abbrev}", PACKAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def set_pattern(pattern: str, pipe_limit: str) -> None:
+    CORE_PATTERN.write_text(pattern + "\n")
+    CORE_PIPE_LIMIT.write_text(pipe_limit + "\n")
+
+
+def current_pattern() -> str:
+    return CORE_PATTERN.read_text().rstrip("\n")
+
+
+def check_files() -> None:
+    """What the package put where, with which modes."""
+    st = LAUNCHER.stat()
+    assert st.st_uid == 0
+    assert stat.S_IMODE(st.st_mode) == 0o755
+    head = LAUNCHER.read_text().splitlines()
+    assert head[0] == "#!/usr/bin/python3 -IS", "Debian's Python, isolated, no site"
+    assert any(str(VENV) in line and "sys.path" in line for line in head), "explicit sys.path"
+    assert Path("/usr/bin/drkonqi-lite-collector").resolve() == LAUNCHER
+    assert Path("/usr/bin/drkonqi-lite").resolve() == VENV / "bin/drkonqi-lite"
+    assert (VENV / "bin/drkonqi-lite").read_text().startswith(f"#!{VENV}/bin/python")
+    for path in (
+        UNITS / "drkonqi-lite-collector.socket",
+        UNITS / "drkonqi-lite-collector@.service",
+        UNITS / "drkonqi-lite-collector-replay.service",
+        Path("/usr/lib/tmpfiles.d/drkonqi-lite.conf"),
+        Path("/usr/lib/sysusers.d/drkonqi-lite.conf"),
+        Path("/usr/share/man/man1/drkonqi-lite.1.gz"),
+        Path("/usr/share/man/man8/drkonqi-lite-collector.8.gz"),
+        Path("/usr/share/man/man5/drkonqi-lite-collector.conf.5.gz"),
+        Path("/usr/share/applications/drkonqi-lite-crash-reports.desktop"),
+        Path("/usr/share/metainfo/org.drkonqi_lite.CrashReports.metainfo.xml"),
+    ):
+        assert path.is_file(), f"{path} missing"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    # Nothing in the venv still points into the build tree, and nobody but root can change it.
+    leftovers = subprocess.run(
+        ["grep", "-rlI", "-e", "/debian/drkonqi-lite/", "-e", "build/deb/", str(VENV)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert not leftovers, f"build-tree paths in:\n{leftovers}"
+    for dirpath, dirnames, filenames in os.walk(VENV):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            assert st.st_uid == 0, name
+            assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, f"{name} is writable"
+    # The directories (tmpfiles.d) and the system user (sysusers.d), made by postinst.
+    for rel, mode in (("", 0o755), ("coredump", 0o755), ("spool", 0o700)):
+        st = (STATE / rel).stat()
+        assert st.st_uid == 0
+        assert stat.S_IMODE(st.st_mode) == mode, f"{STATE / rel}: {oct(st.st_mode)}"
+    assert Path("/run/drkonqi-lite").is_dir()
+    user = pwd.getpwnam("drkonqi-lite")
+    assert user.pw_uid < 1000, "a system user"
+
+
+def check_took_over(before: str) -> None:
+    pattern = current_pattern()
+    assert pattern.startswith(f"|{LAUNCHER} "), f"core_pattern is {pattern!r}, was {before!r}"
+    assert CORE_PIPE_LIMIT.read_text().strip() == "16"
+    assert f"kernel.core_pattern={pattern}\n" in SYSCTL_FILE.read_text(), "persisted for boot"
+    status = subprocess.run(
+        ["/usr/bin/drkonqi-lite-collector", "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "crash handler:   drkonqi-lite-collector" in status
+
+
+def check_crash(since: float) -> None:
+    """A real crash of a user's program reaches the journal through the packaged collector."""
+    pid = crash(["/bin/sleep", "1000"], USER, USER, sig=signal.SIGSEGV)
+    entry = wait_entry_since(since, COREDUMP_PID=pid)
+    assert field(entry, "_UID") == str(USER).encode(), "sent as the crashing user"
+    assert field(entry, "COREDUMP_COMM") == b"sleep"
+    assert field(entry, "DRKONQI_LITE_IDENTITY") == b"verified"
+    assert b"Stack trace of thread" in field(entry, "MESSAGE")
+    core = Path(os.fsdecode(field(entry, "COREDUMP_FILENAME")))
+    assert core.parent == STATE / "coredump"
+    assert core.is_file()
+    assert core.stat().st_uid == 0
+
+
+def check_socket_activated(tmp_path: Path, since: float) -> None:
+    """The split, with the installed units: systemd-socket-activate listens where the socket
+    unit says and runs the service's ExecStart per connection (LISTEN_FDS=1, as Accept=yes)."""
+    activate = which("systemd-socket-activate")
+    sock_unit = UNITS / "drkonqi-lite-collector.socket"
+    address = value(sock_unit, "Socket", "ListenSequentialPacket")
+    mode = int(value(sock_unit, "Socket", "SocketMode"), 8)
+    exec_start = shlex.split(
+        value(UNITS / "drkonqi-lite-collector@.service", "Service", "ExecStart")
+    )
+    assert [d.key for d in directives(sock_unit)].count("Accept") == 1
+    sock = Path(address)
+    sock.unlink(missing_ok=True)
+    log = tmp_path / "socket-activate.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [activate, "--seqpacket", "--accept", "-l", address, *exec_start],
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        for _ in range(100):
+            if sock.is_socket():
+                break
+            time.sleep(0.05)
+        sock.chmod(mode)
+        pid = crash(["/bin/sleep", "1000"], USER, USER)
+        entry = wait_entry_since(since, COREDUMP_PID=pid)
+        text = log.read_text()
+        assert "Accepted" in text or "Communication attempt" in text, text
+        assert field(entry, "DRKONQI_LITE_IDENTITY") == b"verified", "pidfd + dirfd handed over"
+        assert Path(os.fsdecode(field(entry, "COREDUMP_FILENAME"))).parent == STATE / "coredump"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        sock.unlink(missing_ok=True)
+
+
+@pytest.mark.usefixtures("journald")
+def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
+    """install (takes over a non-pipe core_pattern) → files → crash → the split → remove
+    (pattern restored) → install over a foreign pipe handler (left alone) → purge (dirs gone)."""
+    deb = Path(DEB).resolve()
+    assert deb.is_file(), f"DRKONQI_LITE_DEB={DEB}: no such file"
+    if installed():
+        apt("purge", PACKAGE)
+    SYSCTL_FILE.unlink(missing_ok=True)
+    try:
+        # The kernel writes core files itself: the package takes over, and saves that.
+        set_pattern("core", "0")
+        since = time.time()
+        apt("install", str(deb))
+        assert installed() == "ii"
+        check_files()
+        check_took_over("core")
+        check_crash(since)
+        check_socket_activated(tmp_path, since)
+
+        apt("remove", PACKAGE)
+        assert installed() == "rc", "removed, configuration kept"
+        assert current_pattern() == "core", "core_pattern is what it was before install"
+        assert CORE_PIPE_LIMIT.read_text().strip() == "0"
+        assert not SYSCTL_FILE.exists()
+        assert STATE.is_dir(), "remove keeps the data"
+
+        # Another pipe handler is active: installing must not take over, and must say how to.
+        set_pattern(FOREIGN, "0")
+        output = apt("install", str(deb))
+        assert current_pattern() == FOREIGN
+        assert "NOT made the kernel's crash handler" in output, output
+        assert "drkonqi-lite-collector install --force" in output, output
+        assert not SYSCTL_FILE.exists()
+
+        apt("purge", PACKAGE)
+        assert not installed()
+        assert current_pattern() == FOREIGN, "purge leaves another handler alone"
+        for gone in (STATE, Path("/etc/drkonqi-lite"), Path("/run/drkonqi-lite")):
+            assert not gone.exists(), f"{gone} survived the purge"
+        pwd.getpwnam("drkonqi-lite")  # the system user stays (Debian policy)
+    finally:
+        if installed():
+            subprocess.run(
+                ["apt-get", "-y", "-q", "purge", PACKAGE], capture_output=True, check=False
+            )
