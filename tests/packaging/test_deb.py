@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
 from tests.integration.harness import crash, field, wait_entry_since
-from tests.packaging.units import directives, value
+from tests.packaging.units import ROOT, directives, value
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
 PACKAGE = "drkonqi-lite"
@@ -36,6 +36,16 @@ UNITS = Path("/lib/systemd/system")
 USER = 1000
 #: A pipe handler that is not ours (the package must leave it alone).
 FOREIGN = "|/bin/false %p"
+
+#: Files of the tray app's branch (packaging/debian/rules installs them when present).
+FROM_APP_BRANCH = {
+    "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
+    "packaging/drkonqi-lite.service": Path("/usr/lib/systemd/user/drkonqi-lite.service"),
+    "packaging/org.drkonqi_lite.CrashNotifier.service": Path(
+        "/usr/share/dbus-1/services/org.drkonqi_lite.CrashNotifier.service"
+    ),
+    "resources/drkonqi-lite.svg": Path("/usr/share/icons/hicolor/scalable/apps/drkonqi-lite.svg"),
+}
 
 pytestmark = pytest.mark.skipif(not DEB, reason="DRKONQI_LITE_DEB is not set (make deb)")
 
@@ -100,6 +110,12 @@ def check_files() -> None:
     ):
         assert path.is_file(), f"{path} missing"
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    # What the tray app's branch brings is packaged once it is in the tree.
+    for source, target in FROM_APP_BRANCH.items():
+        if (ROOT / source).exists():
+            assert target.is_file(), f"{source} is in the tree but {target} was not installed"
+    if (ROOT / "drkonqi_lite/cli.py").exists():
+        subprocess.run(["/usr/bin/drkonqi-lite", "--help"], capture_output=True, check=True)
     # Nothing in the venv still points into the build tree, and nobody but root can change it.
     leftovers = subprocess.run(
         ["grep", "-rlI", "-e", "/debian/drkonqi-lite/", "-e", "build/deb/", str(VENV)],
