@@ -11,19 +11,22 @@ INSTALLED socket unit, with the INSTALLED service's ExecStart.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
-from tests.integration.harness import crash, field, wait_entry_since
+from tests.integration.harness import crash, field, spawn_as, wait_entry_since
 from tests.packaging.units import ROOT, directives, value
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
@@ -37,6 +40,11 @@ USER = 1000
 #: A pipe handler that is not ours (the package must leave it alone).
 FOREIGN = "|/bin/false %p"
 
+#: What the installed app and collector import (PySide6-Essentials' modules that we use).
+IMPORTS = (
+    "import PySide6.QtCore, PySide6.QtGui, PySide6.QtWidgets, PySide6.QtDBus, PySide6.QtSvg; "
+    "import dbus_next, qasync, systemd.journal, zstandard, drkonqi_lite_collector.main"
+)
 #: Files of the tray app's branch (packaging/debian/rules installs them when present).
 FROM_APP_BRANCH = {
     "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
@@ -114,8 +122,10 @@ def check_files() -> None:
     for source, target in FROM_APP_BRANCH.items():
         if (ROOT / source).exists():
             assert target.is_file(), f"{source} is in the tree but {target} was not installed"
-    if (ROOT / "drkonqi_lite/cli.py").exists():
-        subprocess.run(["/usr/bin/drkonqi-lite", "--help"], capture_output=True, check=True)
+    # The private venv has every run-time dependency, C extensions and Qt included.
+    subprocess.run(
+        [f"{VENV}/bin/python", "-c", IMPORTS], capture_output=True, check=True, timeout=60
+    )
     # Nothing in the venv still points into the build tree, and nobody but root can change it.
     leftovers = subprocess.run(
         ["grep", "-rlI", "-e", "/debian/drkonqi-lite/", "-e", "build/deb/", str(VENV)],
@@ -165,6 +175,24 @@ def check_crash(since: float) -> None:
     assert core.parent == STATE / "coredump"
     assert core.is_file()
     assert core.stat().st_uid == 0
+    if (ROOT / "drkonqi_lite/cli.py").exists():
+        # The installed app, as that user, finds the crash in the user's own journal.
+        home = Path(tempfile.mkdtemp(prefix="dkl-home-"))
+        os.chown(home, USER, USER)
+        try:
+            proc = spawn_as(
+                ["/usr/bin/drkonqi-lite", "list", "--json"],
+                USER,
+                USER,
+                env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = proc.communicate(timeout=60)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        assert proc.returncode == 0, err
+        assert pid in [c["pid"] for c in json.loads(out)], out
 
 
 def check_socket_activated(tmp_path: Path, since: float) -> None:
