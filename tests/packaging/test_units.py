@@ -7,6 +7,8 @@ do). A directive counts as commented when the block of lines it stands in opens 
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, which
-from tests.packaging.units import PACKAGING, SYSTEM_UNITS, directives, value
+from tests.packaging.units import PACKAGING, SYSTEM_UNITS, directives, exec_paths, value
 
 SERVICE = PACKAGING / "systemd/drkonqi-lite-collector@.service"
 #: What the per-crash service must set (issue 6, item 1), beyond ExecStart.
@@ -194,3 +196,38 @@ def test_unwinder_works_under_memory_deny_write_execute(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Stack trace of thread" in out.stdout, out.stdout + out.stderr
     assert "nanosleep" in out.stdout, "symbols resolved through the ctypes callbacks"
+
+
+def _exposure(analyze: str, root: Path, unit: str) -> float:
+    out = subprocess.run(
+        [analyze, "security", "--offline=yes", f"--root={root}", "--no-pager", unit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out.stdout + out.stderr)
+    assert match, out.stdout + out.stderr
+    return float(match[1])
+
+
+def test_exposure_is_lower_than_systemd_coredumps(tmp_path: Path) -> None:
+    """`systemd-analyze security` (offline, v250+) scores what the sandbox leaves exposed
+    (0 best, 10 worst). Ours must stay well below systemd-coredump@.service's, which runs the
+    same job on the same machine."""
+    analyze = which("systemd-analyze")
+    host_units = Path("/lib/systemd/system")
+    root = tmp_path / "root"
+    unit_dir = root / "usr/lib/systemd/system"
+    shutil.copytree(host_units, unit_dir, symlinks=True)
+    for unit in SYSTEM_UNITS:
+        shutil.copy(unit, unit_dir / unit.name)
+        for program in exec_paths(unit):
+            stub = root / program.lstrip("/")
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            stub.write_text("#!/bin/sh\n")
+            stub.chmod(0o755)
+    ours = _exposure(analyze, root, "drkonqi-lite-collector@1.service")
+    assert ours <= 3.0, f"exposure {ours}"
+    assert _exposure(analyze, root, "drkonqi-lite-collector-replay.service") <= 2.0
+    if (unit_dir / "systemd-coredump@.service").exists():
+        assert ours < _exposure(analyze, root, "systemd-coredump@1.service")
