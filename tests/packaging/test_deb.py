@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite_collector.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
-from tests.integration.harness import crash, field, spawn_as, wait_entry_since
+from tests.integration.harness import children, crash, field, spawn_as, wait_entry_since
 from tests.packaging.units import ROOT, directives, value
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
@@ -233,6 +234,92 @@ def check_socket_activated(tmp_path: Path, since: float) -> None:
         sock.unlink(missing_ok=True)
 
 
+def _in_container(leader: int, *cmd: str, check: bool = True) -> str:
+    """Run `cmd` in the container whose PID 1 is `leader` (all its namespaces)."""
+    out = subprocess.run(
+        ["nsenter", "-t", str(leader), "-a", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 or not check, f"{cmd}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def _boot_container(nspawn: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """systemd as PID 1 of a throw-away container on this machine's /usr (--volatile=yes: a
+    tmpfs root, so nothing it does stays), sharing /run/drkonqi-lite with the host so that the
+    host's kernel-facing stage reaches the container's socket unit. nspawn drops
+    CAP_CHECKPOINT_RESTORE by default; the service needs it for map_files."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [nspawn, "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
+             "-M", "dkl-deb-test", "--bind=/run/drkonqi-lite",
+             "--capability=CAP_CHECKPOINT_RESTORE", "-b", "systemd.firstboot=off"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    leader = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if not leader:
+            leader = next(iter(children(proc.pid)), 0)
+        elif _in_container(leader, "systemctl", "is-system-running", check=False).strip() in {
+            "running",
+            "degraded",
+        }:
+            return proc, leader
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"the container did not boot:\n{log.read_text()[-3000:]}")
+
+
+def check_under_systemd(tmp_path: Path, since: float) -> None:
+    """The installed socket and service under a real systemd (PID 1 of a container): the
+    kernel-facing stage on the host hands the crash over, and the sandboxed instance (every
+    hardening line of the unit in force) stores the core, unwinds and sends the entry.
+
+    Not checked here: identity. The service's PID namespace is the container's, where the
+    crashed host process has no PID, so it records "unverified", as it must; with systemd as
+    the host's PID 1 both stages share one PID namespace."""
+    nspawn = which("systemd-nspawn")
+    proc, leader = _boot_container(nspawn, tmp_path / "container.log")
+    sock = Path("/run/drkonqi-lite/collector.socket")
+    try:
+        _in_container(leader, "systemctl", "start", "drkonqi-lite-collector.socket")
+        assert sock.is_socket()
+        pid = crash(["/bin/sleep", "1000"], USER, USER)
+        deadline = time.monotonic() + 30
+        found = ""
+        while not found and time.monotonic() < deadline:
+            found = _in_container(
+                leader, "journalctl", "--no-pager", "-o", "json",
+                f"MESSAGE_ID={MESSAGE_ID}", f"COREDUMP_PID={pid}",
+            ).strip()  # fmt: skip
+            time.sleep(0.2)
+        units = _in_container(leader, "journalctl", "--no-pager", "-u", "drkonqi-lite-collector@*")
+        assert found, f"no entry from the sandboxed service; its log:\n{units}"
+        entry = json.loads(found.splitlines()[-1])
+        assert entry["_SYSTEMD_UNIT"].startswith("drkonqi-lite-collector@"), entry["_SYSTEMD_UNIT"]
+        assert entry["_UID"] == str(USER), "sent as the crashing user from inside the sandbox"
+        assert entry["DRKONQI_LITE_STACKTRACE"] == "ok", units
+        assert "Stack trace of thread" in entry["MESSAGE"]
+        core = Path(f"/proc/{leader}/root") / entry["COREDUMP_FILENAME"].lstrip("/")
+        st = core.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
+        assert "Failed with result" not in units, units
+        assert since < time.time()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        sock.unlink(missing_ok=True)
+
+
 @pytest.mark.usefixtures("journald")
 def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
     """install (takes over a non-pipe core_pattern) → files → crash → the split → remove
@@ -252,6 +339,7 @@ def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
         check_took_over("core")
         check_crash(since)
         check_socket_activated(tmp_path, since)
+        check_under_systemd(tmp_path, since)
 
         apt("remove", PACKAGE)
         assert installed() == "rc", "removed, configuration kept"
