@@ -301,15 +301,19 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
         units = _in_container(leader, "journalctl", "--no-pager", "-u", "drkonqi-lite-collector@*")
         assert found, f"no entry from the sandboxed service; its log:\n{units}"
         entry = json.loads(found.splitlines()[-1])
-        assert entry["_SYSTEMD_UNIT"].startswith("drkonqi-lite-collector@"), entry["_SYSTEMD_UNIT"]
+        # Only the container's collector can write to the container's journal, and systemd
+        # started it as an instance of the template (journald may miss _SYSTEMD_UNIT= of the
+        # short-lived sending child, so the unit's own log is the proof).
+        assert "Started drkonqi-lite-collector@" in units, units
         assert entry["_UID"] == str(USER), "sent as the crashing user from inside the sandbox"
         assert entry["DRKONQI_LITE_STACKTRACE"] == "ok", units
         assert "Stack trace of thread" in entry["MESSAGE"]
+        # Symbols: the sandbox's capabilities open /proc/PID/map_files without CAP_SYS_ADMIN.
+        assert "nanosleep" in entry["MESSAGE"], entry["MESSAGE"]
         core = Path(f"/proc/{leader}/root") / entry["COREDUMP_FILENAME"].lstrip("/")
         st = core.stat()
         assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
         assert "Failed with result" not in units, units
-        assert since < time.time()
     finally:
         proc.terminate()
         try:
