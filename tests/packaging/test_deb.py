@@ -110,6 +110,7 @@ def check_files() -> None:
         UNITS / "drkonqi-lite-collector@.service",
         UNITS / "drkonqi-lite-collector-replay.service",
         Path("/usr/lib/tmpfiles.d/drkonqi-lite.conf"),
+        Path("/etc/drkonqi-lite/collector.conf"),
         Path("/usr/lib/sysusers.d/drkonqi-lite.conf"),
         Path("/usr/share/man/man1/drkonqi-lite.1.gz"),
         Path("/usr/share/man/man8/drkonqi-lite-collector.8.gz"),

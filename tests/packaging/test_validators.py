@@ -8,6 +8,7 @@ file nobody checked. None of these needs root or systemd as PID 1.
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shutil
@@ -246,3 +247,36 @@ def test_maintainer_scripts_parse(script: Path) -> None:
     assert "#DEBHELPER#" in text
     out = run(["bash", "-n", str(script)])
     assert out.returncode == 0, out.stderr
+
+
+def test_shipped_configuration_states_the_defaults(tmp_path: Path) -> None:
+    """/etc/drkonqi-lite/collector.conf lists every key with its default, commented out:
+    uncommented, it must configure exactly the defaults and be read without a warning."""
+    text = (PACKAGING / "collector.conf").read_text()
+    conf = tmp_path / "etc/drkonqi-lite/collector.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(re.sub(r"^#(\w+=\S+)$", r"\1", text, flags=re.MULTILINE))
+    loaded = config.load(config.Paths(str(tmp_path)))
+    assert loaded.warnings == ()
+    defaults = config.Config()
+    for attr in config.Config.__slots__:
+        assert getattr(loaded, attr) == getattr(defaults, attr), attr
+    documented = {m.lower() for m in re.findall(r"^#(\w+)=", text, flags=re.MULTILINE)}
+    assert documented == set(config._KEYS), "every key the collector reads, and no other"
+
+
+def test_dbus_activation_file_matches_the_app() -> None:
+    """The session bus starts the app for a client (DESIGN.md §2.3): the file's name is the bus
+    name, Exec= is what the package installs, and systemd sessions go through the user unit."""
+    service = PACKAGING / "org.drkonqi_lite.CrashNotifier.service"
+    if not service.exists():
+        pytest.skip(f"{service.name} comes with the tray app's branch")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(service.read_text())
+    section = parser["D-BUS Service"]
+    assert section["Name"] == service.stem
+    assert section["Exec"].split()[0] == "/usr/bin/drkonqi-lite", "the package's link"
+    assert section["SystemdService"] == USER_UNIT.name
+    assert USER_UNIT.exists()
+    assert value(USER_UNIT, "Service", "BusName") == service.stem
