@@ -1,5 +1,8 @@
 # drkonqi-lite: the two commands of the README are `make demo` and `make test`.
 VENV   ?= .venv
+# Debian's interpreter, not a per-user one (pyenv's lives under /root, mode 0700): tests run
+# the app and the collector's readers as unprivileged users, who must be able to start it.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
@@ -13,15 +16,18 @@ deps:
 		$$(grep -v '^#' packaging/debian-build-deps.txt) >/dev/null
 
 $(PY):
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 
 venv: $(PY)
 
-# The main job: a real crash through the real pipeline on this machine (root).
+# The main job: a real crash through the real pipeline on this machine (root): the
+# notification and the detail window are saved in demo-output/.
 demo: $(PY)
-	scripts/demo
+	@command -v Xvfb >/dev/null && command -v dunst >/dev/null && command -v coredumpctl \
+		>/dev/null && command -v import >/dev/null || $(MAKE) deps
+	$(VENV)/bin/drkonqi-lite demo --output demo-output
 
 lint: $(PY)
 	$(VENV)/bin/ruff check .
@@ -30,6 +36,7 @@ lint: $(PY)
 typecheck: $(PY)
 	mkdir -p build/mypy && ln -sfn ../../collector build/mypy/drkonqi_lite_collector
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests benchmarks scripts/demo_crashes.py
 
 # Everything: lint, types, unit, Qt and integration tests against the real components.
 test: lint typecheck

@@ -28,24 +28,38 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "tools"
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
-METRICS = [("journal_ms", "crash → entry in journal (ms)"),
-           ("exit_ms", "crash → process reaped, i.e. frozen (ms)")]
+METRICS = [
+    ("journal_ms", "crash → entry in journal (ms)"),
+    ("exit_ms", "crash → process reaped, i.e. frozen (ms)"),
+]
 HANDLER_METRICS = [("cpu_ms", "handler CPU (ms)"), ("rss_mib", "handler peak RSS (MiB)")]
 
 
 def our_pattern() -> str:
     collector = Path(sys.executable).with_name("drkonqi-lite-collector")
-    out = subprocess.run([str(collector), "install", "--force"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(collector), "install", "--force"], capture_output=True, text=True, check=True
+    ).stdout
     subprocess.run([str(collector), "uninstall"], capture_output=True, check=True)
     return out.split("core_pattern = ", 1)[1].strip()
 
 
-def run(crashbench: Path, pattern: str, label: str, scenario: str, extra: list[str],
-        comm: str | None) -> dict[str, object]:
+def run(
+    crashbench: Path, pattern: str, label: str, scenario: str, extra: list[str], comm: str | None
+) -> dict[str, object]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, str(crashbench), pattern, "--label", label, "--scenarios",
-               scenario, "--json", out.name, *extra]
+        cmd = [
+            sys.executable,
+            str(crashbench),
+            pattern,
+            "--label",
+            label,
+            "--scenarios",
+            scenario,
+            "--json",
+            out.name,
+            *extra,
+        ]
         if comm:
             cmd += ["--handler-comm", comm]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -72,8 +86,9 @@ def main() -> int:
     ap.add_argument("--crashbench", type=Path, default=SHARED / "crashbench.py")
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
     args = ap.parse_args()
-    subprocess.run([str(SHARED / "systemd-coredump-anchor"), "start"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(SHARED / "systemd-coredump-anchor"), "start"], check=True, stdout=subprocess.DEVNULL
+    )
     runs = {
         "small": ["--small-runs", "5" if args.quick else "30", "--gap", "0.2"],
         "threads": ["--thread-runs", "2" if args.quick else "5"],
@@ -89,11 +104,15 @@ def main() -> int:
             a = run(args.crashbench, ours, "drkonqi-lite", scenario, extra, "collector")
             b = run(args.crashbench, SYSTEMD, "systemd-coredump", scenario, extra, None)
             if scenario == "storm":
-                report[scenario] = {"drkonqi-lite": a["results"]["storm"]["info"],  # type: ignore[index]
-                                    "systemd-coredump": b["results"]["storm"]["info"]}  # type: ignore[index]
+                report[scenario] = {
+                    "drkonqi-lite": a["results"]["storm"]["info"],  # type: ignore[index]
+                    "systemd-coredump": b["results"]["storm"]["info"],  # type: ignore[index]
+                }
                 continue
-            report[scenario] = {"drkonqi-lite": medians(a, scenario),
-                                "systemd-coredump": medians(b, scenario)}
+            report[scenario] = {
+                "drkonqi-lite": medians(a, scenario),
+                "systemd-coredump": medians(b, scenario),
+            }
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M")
     out = HERE / "results" / f"collector-{stamp}.json"
     out.parent.mkdir(exist_ok=True)

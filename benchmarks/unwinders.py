@@ -30,8 +30,10 @@ HANDLER = ROOT / "tests" / "fixtures" / "tap_handler.py"
 PATTERN = Path("/proc/sys/kernel/core_pattern")
 PIPE_LIMIT = Path("/proc/sys/kernel/core_pipe_limit")
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
-BIG = ("import os,signal,time; b=bytearray(os.urandom(512<<20)); print('ready',flush=True); "
-       "os.kill(os.getpid(), signal.SIGSEGV)")
+BIG = (
+    "import os,signal,time; b=bytearray(os.urandom(512<<20)); print('ready',flush=True); "
+    "os.kill(os.getpid(), signal.SIGSEGV)"
+)
 
 
 def crash(argv: list[str], extra: str = "", *, kill: bool = True) -> tuple[dict[str, Any], Path]:
@@ -66,10 +68,19 @@ def systemd_trace(argv: list[str]) -> str:
     proc.send_signal(11)
     proc.wait()
     for _ in range(100):
-        out = subprocess.run(["journalctl", "-o", "json", "--no-pager",
-                              "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1",
-                              f"COREDUMP_PID={proc.pid}"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            [
+                "journalctl",
+                "-o",
+                "json",
+                "--no-pager",
+                "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1",
+                f"COREDUMP_PID={proc.pid}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         if out.strip():
             return str(json.loads(out.splitlines()[-1])["MESSAGE"])
         time.sleep(0.1)
@@ -84,17 +95,23 @@ def compare_with_systemd(argv: list[str]) -> dict[str, Any]:
 
     def shape(text: str) -> list[list[str]]:
         blocks = [b for b in text.split("\n\n") if b.startswith("Stack trace of thread")]
-        return [[line.split()[2] for line in b.splitlines()[1:] if line.startswith("#")]
-                for b in blocks]
+        return [
+            [line.split()[2] for line in b.splitlines()[1:] if line.startswith("#")] for b in blocks
+        ]
 
     a, b = shape(ours["text"]), shape(theirs)
-    return {"argv": argv[-1], "threads_ours": len(a), "threads_systemd": len(b),
-            "frames_ours": sum(map(len, a)), "frames_systemd": sum(map(len, b)),
-            "named_ours": sum(f != "n/a" for t in a for f in t),
-            "named_systemd": sum(f != "n/a" for t in b for f in t),
-            "crashing_thread_ours": a[0] if a else [],
-            "crashing_thread_systemd": b[0] if b else [],
-            "systemd_text": theirs}
+    return {
+        "argv": argv[-1],
+        "threads_ours": len(a),
+        "threads_systemd": len(b),
+        "frames_ours": sum(map(len, a)),
+        "frames_systemd": sum(map(len, b)),
+        "named_ours": sum(f != "n/a" for t in a for f in t),
+        "named_systemd": sum(f != "n/a" for t in b for f in t),
+        "crashing_thread_ours": a[0] if a else [],
+        "crashing_thread_systemd": b[0] if b else [],
+        "systemd_text": theirs,
+    }
 
 
 def timed(argv: list[str]) -> tuple[float, int, str]:
@@ -110,14 +127,20 @@ def timed(argv: list[str]) -> tuple[float, int, str]:
 def named_frames(text: str, prefix: str) -> tuple[int, int]:
     """(frames, frames with a function name) in a trace printed by one of the tools."""
     frames = [line for line in text.splitlines() if line.lstrip().startswith(prefix)]
-    unnamed = sum(1 for f in frames if " n/a " in f or (f.rstrip().endswith(
-        tuple("0123456789abcdef")) and len(f.split()) == 2))
+    unnamed = sum(
+        1
+        for f in frames
+        if " n/a " in f or (f.rstrip().endswith(tuple("0123456789abcdef")) and len(f.split()) == 2)
+    )
     return len(frames), len(frames) - unnamed
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
-            "max": round(max(values), 1)}
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
 
 
 def bench_target(name: str, argv: list[str], exe: str, runs: int) -> dict[str, Any]:
@@ -132,8 +155,10 @@ def bench_target(name: str, argv: list[str], exe: str, runs: int) -> dict[str, A
         plain.append(doc["analyze_ms"])
         shutil.rmtree(core.parent, ignore_errors=True)
     eu = [timed(["eu-stack", "--core", str(c), "-e", exe]) for c in cores]
-    gdb = [timed(["gdb", "-batch", "-nx", "-ex", "thread apply all bt", exe, str(c)])
-           for c in cores[:3]]
+    gdb = [
+        timed(["gdb", "-batch", "-nx", "-ex", "thread apply all bt", exe, str(c)])
+        for c in cores[:3]
+    ]
     res = {
         "target": name,
         "core_bytes": cores[0].stat().st_size,
@@ -159,16 +184,22 @@ def bench_target(name: str, argv: list[str], exe: str, runs: int) -> dict[str, A
 def bench_big() -> dict[str, Any]:
     doc, core = crash([sys.executable, "-c", BIG], extra="nosave", kill=False)
     shutil.rmtree(core.parent, ignore_errors=True)
-    return {"target": "python 512 MiB (core streamed, not saved)",
-            "stream_ms": round(doc["stream_ms"], 1), "analyze_ms": round(doc["analyze_ms"], 1),
-            "handler_maxrss_kib": doc["handler_maxrss_kib"],
-            "unwinder_maxrss_kib": doc["unwinder_maxrss_kib"], "status": doc["status"]}
+    return {
+        "target": "python 512 MiB (core streamed, not saved)",
+        "stream_ms": round(doc["stream_ms"], 1),
+        "analyze_ms": round(doc["analyze_ms"], 1),
+        "handler_maxrss_kib": doc["handler_maxrss_kib"],
+        "unwinder_maxrss_kib": doc["unwinder_maxrss_kib"],
+        "status": doc["status"],
+    }
 
 
 def build_dir_exe(name: str, flags: list[str]) -> Path:
     exe = Path(tempfile.mkdtemp(prefix="dkl-bin-")) / name
-    subprocess.run(["gcc", *flags, "-pthread", "-o", exe,
-                    ROOT / "tests" / "fixtures" / "crasher.c"], check=True)
+    subprocess.run(
+        ["gcc", *flags, "-pthread", "-o", exe, ROOT / "tests" / "fixtures" / "crasher.c"],
+        check=True,
+    )
     if "-g" not in flags:
         subprocess.run(["strip", exe], check=True)
     return exe
@@ -177,13 +208,18 @@ def build_dir_exe(name: str, flags: list[str]) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--systemd", action="store_true",
-                    help="also compare traces with systemd-coredump's (anchor running)")
+    ap.add_argument(
+        "--systemd",
+        action="store_true",
+        help="also compare traces with systemd-coredump's (anchor running)",
+    )
     args = ap.parse_args()
     build = Path(tempfile.mkdtemp(prefix="dkl-bin-"))
     crasher = build / "crash_o2"
-    subprocess.run(["gcc", "-O2", "-pthread", "-o", crasher,
-                    ROOT / "tests" / "fixtures" / "crasher.c"], check=True)
+    subprocess.run(
+        ["gcc", "-O2", "-pthread", "-o", crasher, ROOT / "tests" / "fixtures" / "crasher.c"],
+        check=True,
+    )
     subprocess.run(["strip", crasher], check=True)
     sleep = shutil.which("sleep") or "/bin/sleep"
     LOCK.parent.mkdir(parents=True, exist_ok=True)
@@ -193,10 +229,18 @@ def main() -> None:
         try:
             PIPE_LIMIT.write_text("16")
             results = [
-                bench_target("sleep", ["sh", "-c", f"echo ready; exec {sleep} 1000"],
-                             os.path.realpath(sleep), args.runs),
-                bench_target("crasher -O2 stripped, 9 threads", [str(crasher), "threads"],
-                             str(crasher), args.runs),
+                bench_target(
+                    "sleep",
+                    ["sh", "-c", f"echo ready; exec {sleep} 1000"],
+                    os.path.realpath(sleep),
+                    args.runs,
+                ),
+                bench_target(
+                    "crasher -O2 stripped, 9 threads",
+                    [str(crasher), "threads"],
+                    str(crasher),
+                    args.runs,
+                ),
                 bench_big(),
             ]
             if args.systemd:

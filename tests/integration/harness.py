@@ -50,8 +50,7 @@ def entries(**match: str | int) -> list[Entry]:
         for key, value in match.items():
             reader.add_match(**{key: str(value)})
         reader.seek_realtime(_not_before_us[0] / 1e6)
-        return [dict(e) for e in reader
-                if int(e["__REALTIME_TIMESTAMP"]) >= _not_before_us[0]]
+        return [dict(e) for e in reader if int(e["__REALTIME_TIMESTAMP"]) >= _not_before_us[0]]
     finally:
         reader.close()
 
@@ -97,7 +96,7 @@ class Harness:
         """Point core_pattern at the collector (caller holds the `core_pattern` fixture)."""
         paths = config.Paths(str(self.prefix))
         pat = pattern.make_pattern(pattern.write_launcher(paths), paths.prefix)
-        Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
+        Path("/proc/sys/kernel/core_pipe_limit").write_text(f"{pattern.PIPE_LIMIT}\n")
         Path("/proc/sys/kernel/core_pattern").write_text(pat + "\n")
         return pat
 
@@ -369,9 +368,15 @@ def run_measured(
     """
     time_bin = shutil.which("time") or "/usr/bin/time"
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as out, core.open("rb") as f:
-        proc = subprocess.run([time_bin, "-f", "%x %M", "-o", out.name, *argv], stdin=f,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              pass_fds=pass_fds, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [time_bin, "-f", "%x %M", "-o", out.name, *argv],
+            stdin=f,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=pass_fds,
+            timeout=timeout,
+            check=False,
+        )
         words = out.read().split()
     assert len(words) >= 2, f"GNU time printed {words} (exit {proc.returncode})"
     return int(words[-2]), int(words[-1])

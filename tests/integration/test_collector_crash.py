@@ -244,7 +244,7 @@ def test_status_names_the_active_handler(installed: Harness) -> None:
 
 
 @pytest.fixture
-def saved_pattern(core_pattern: None) -> Iterator[Path]:
+def saved_pattern(core_pattern: None) -> Path:
     return Path("/proc/sys/kernel/core_pattern")
 
 
@@ -266,7 +266,7 @@ def test_install_refuses_to_take_over_and_uninstall_restores(
         [cli, f"--prefix={harness.prefix}", "install", "--force"], check=True, capture_output=True
     )
     assert pattern.handler_kind(saved_pattern.read_text().strip()) == "drkonqi-lite-collector"
-    assert Path("/proc/sys/kernel/core_pipe_limit").read_text().strip() == "16"
+    assert Path("/proc/sys/kernel/core_pipe_limit").read_text().strip() == str(pattern.PIPE_LIMIT)
     subprocess.run(
         [cli, f"--prefix={harness.prefix}", "uninstall"], check=True, capture_output=True
     )
@@ -281,8 +281,11 @@ def test_storage_journal_puts_the_core_in_the_entry(installed: Harness, tmp_path
     assert pid in elf_core_pids(field(e, "COREDUMP"))
     assert installed.cores() == []
     out = tmp_path / "from-journal.core"
-    subprocess.run([which("coredumpctl"), "dump", "--no-pager", str(pid), "-o", str(out)],
-                   capture_output=True, check=True)
+    subprocess.run(
+        [which("coredumpctl"), "dump", "--no-pager", str(pid), "-o", str(out)],
+        capture_output=True,
+        check=True,
+    )
     assert out.read_bytes() == field(e, "COREDUMP")
 
 

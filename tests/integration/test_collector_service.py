@@ -33,8 +33,11 @@ def service(harness: Harness, core_pattern: None) -> Iterator[Path]:
     sock.parent.mkdir(parents=True, mode=0o755)
     log = harness.prefix / "socket-activate.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([activate, "--seqpacket", "--accept", "-l", str(sock),
-                                 str(launcher), "--service"], stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [activate, "--seqpacket", "--accept", "-l", str(sock), str(launcher), "--service"],
+            stdout=out,
+            stderr=out,
+        )
     try:
         for _ in range(100):
             if sock.is_socket():
@@ -57,8 +60,12 @@ def test_crash_goes_through_the_service(harness: Harness, service: Path) -> None
     assert b"sleep 1000" in field(e, "COREDUMP_CMDLINE")
     core = Path(os.fsdecode(field(e, "COREDUMP_FILENAME")))
     assert core.parent == harness.storage
-    assert "user:1000:r" in subprocess.run(["getfacl", "-cpn", str(core)], capture_output=True,
-                                             text=True, check=True).stdout
+    assert (
+        "user:1000:r"
+        in subprocess.run(
+            ["getfacl", "-cpn", str(core)], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 def test_no_listener_means_in_process(harness: Harness, core_pattern: None) -> None:

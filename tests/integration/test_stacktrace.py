@@ -47,9 +47,21 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("bin")
     src = str(FIXTURES / "crasher.c")
     subprocess.run([gcc, "-g", "-O0", "-pthread", "-o", out / "crash_g", src], check=True)
-    subprocess.run([gcc, "-O2", "-fomit-frame-pointer", "-pthread", "-o", out / "crash_o2", src,
-                    "-Xlinker", '--package-metadata={"type":"deb","name":"crasher",'
-                    '"version":"1.2-3","architecture":"amd64"}'], check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-O2",
+            "-fomit-frame-pointer",
+            "-pthread",
+            "-o",
+            out / "crash_o2",
+            src,
+            "-Xlinker",
+            '--package-metadata={"type":"deb","name":"crasher",'
+            '"version":"1.2-3","architecture":"amd64"}',
+        ],
+        check=True,
+    )
     subprocess.run(["strip", out / "crash_o2"], check=True)
     return {"g": out / "crash_g", "o2": out / "crash_o2"}
 
@@ -62,12 +74,12 @@ def start(argv: list[str]) -> subprocess.Popen[bytes]:
     return proc
 
 
-def gcore_trace(proc: subprocess.Popen[bytes], tmp: Path,
-                limit: int | None = None) -> tuple[StackTraceResult, Path]:
+def gcore_trace(
+    proc: subprocess.Popen[bytes], tmp: Path, limit: int | None = None
+) -> tuple[StackTraceResult, Path]:
     """gcore the live target, stop it, and run the engine as the collector would."""
     gcore = which("gcore")
-    subprocess.run([gcore, "-o", str(tmp / "core"), str(proc.pid)], check=True,
-                   capture_output=True)
+    subprocess.run([gcore, "-o", str(tmp / "core"), str(proc.pid)], check=True, capture_output=True)
     core = tmp / f"core.{proc.pid}"
     os.kill(proc.pid, signal.SIGSTOP)
     try:
@@ -102,8 +114,12 @@ def threads(text: str) -> dict[int, list[tuple[int, str, str]]]:
 
 def eu_stack(core: Path, exe: Path) -> dict[int, list[tuple[int, str | None]]]:
     """eu-stack's view of the same core: {tid: [(pc, function or None)]}."""
-    out = subprocess.run([which("eu-stack"), "--core", str(core), "-e", str(exe)],
-                         capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [which("eu-stack"), "--core", str(core), "-e", str(exe)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     res: dict[int, list[tuple[int, str | None]]] = {}
     tid = -1
     for line in out.splitlines():
@@ -139,9 +155,13 @@ def test_eight_threads_with_debug_info(binaries: dict[str, Path], tmp_path: Path
     main = [fn for _, fn, _ in next(iter(ts.values()))]
     assert "main" in main
     for chain in worker_chains(result):
-        assert chain[-5:] == ["worker_leaf", "worker_middle", "worker", "start_thread",
-                              "__clone3"] or chain[-4:-1] == ["worker_middle", "worker",
-                                                               "start_thread"]
+        assert chain[-5:] == [
+            "worker_leaf",
+            "worker_middle",
+            "worker",
+            "start_thread",
+            "__clone3",
+        ] or chain[-4:-1] == ["worker_middle", "worker", "start_thread"]
         assert "park" in chain
     assert f"{binaries['g']} " in result.modules
     # Module labels as systemd prints them: a library by its soname, the program by its path.
@@ -170,8 +190,7 @@ def test_eight_threads_optimized_and_stripped(binaries: dict[str, Path], tmp_pat
 
 
 def test_python_process(tmp_path: Path) -> None:
-    proc = start([sys.executable, "-c", "import time; print('ready', flush=True); "
-                  "time.sleep(100)"])
+    proc = start([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(100)"])
     result, core = gcore_trace(proc, tmp_path)
     assert result.status == "ok"
     names = [fn for _, fn, _ in next(iter(threads(result.text).values()))]
@@ -181,8 +200,7 @@ def test_python_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fraction", [0.0001, 0.01, 0.5, 0.9])
-def test_truncated_gcore_core(binaries: dict[str, Path], tmp_path: Path,
-                              fraction: float) -> None:
+def test_truncated_gcore_core(binaries: dict[str, Path], tmp_path: Path, fraction: float) -> None:
     probe = tmp_path / "probe"
     probe.mkdir()
     gcore_trace(start([str(binaries["o2"])]), probe)
@@ -243,8 +261,9 @@ def kernel_crash(core_pattern: None) -> Iterator[object]:
 
 @pytest.mark.crash
 @pytest.mark.parametrize("build", ["g", "o2"])
-def test_kernel_crash_eight_threads(kernel_crash: object, binaries: dict[str, Path],
-                                    build: str) -> None:
+def test_kernel_crash_eight_threads(
+    kernel_crash: object, binaries: dict[str, Path], build: str
+) -> None:
     doc, core = kernel_crash([str(binaries[build]), "segv"])  # type: ignore[operator]
     result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
     assert result.status == "ok", result.status
@@ -283,8 +302,9 @@ def test_kernel_crash_smashed_stack(kernel_crash: object, binaries: dict[str, Pa
 
 
 @pytest.mark.crash
-def test_kernel_core_truncated_at_size_limit(kernel_crash: object,
-                                             binaries: dict[str, Path]) -> None:
+def test_kernel_core_truncated_at_size_limit(
+    kernel_crash: object, binaries: dict[str, Path]
+) -> None:
     doc, _ = kernel_crash([str(binaries["g"]), "segv"], limit=256 * 1024)  # type: ignore[operator]
     status = str(doc["status"])
     assert status.startswith(("partial:", "none:"))
@@ -293,8 +313,9 @@ def test_kernel_core_truncated_at_size_limit(kernel_crash: object,
 
 
 @pytest.mark.crash
-def test_kernel_crash_elf_replaced_after_start(kernel_crash: object, binaries: dict[str, Path],
-                                               tmp_path: Path) -> None:
+def test_kernel_crash_elf_replaced_after_start(
+    kernel_crash: object, binaries: dict[str, Path], tmp_path: Path
+) -> None:
     prog = tmp_path / "prog"
     shutil.copy(binaries["g"], prog)
     # The target replaces its own file on disk before crashing, as a package upgrade would
@@ -319,8 +340,11 @@ def test_four_gib_sparse_core_stays_small(binaries: dict[str, Path], tmp_path: P
     """A 4 GiB core (here: a real core followed by zeros, as a pipe delivers untouched memory)
     streams through the tap without growing it, and still unwinds."""
     proc = start([str(binaries["g"])])
-    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
+        check=True,
+        capture_output=True,
+    )
     os.kill(proc.pid, signal.SIGSTOP)
     zeros = bytes(1 << 20)
     try:
@@ -340,11 +364,15 @@ def test_four_gib_sparse_core_stays_small(binaries: dict[str, Path], tmp_path: P
     assert result.status == "ok"
 
 
-def test_timeout_kills_the_unwinder_and_keeps_what_it_had(binaries: dict[str, Path],
-                                                         tmp_path: Path) -> None:
+def test_timeout_kills_the_unwinder_and_keeps_what_it_had(
+    binaries: dict[str, Path], tmp_path: Path
+) -> None:
     proc = start([str(binaries["g"])])
-    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
+        check=True,
+        capture_output=True,
+    )
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
         with open_module_files(proc_fd) as modules, CoreTap() as tap:
@@ -362,8 +390,11 @@ def test_timeout_kills_the_unwinder_and_keeps_what_it_had(binaries: dict[str, Pa
 def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
     """prepare() before the core streams gives the same trace; an unused one leaves nothing."""
     proc = start([str(binaries["o2"])])
-    subprocess.run([which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
+        check=True,
+        capture_output=True,
+    )
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
         with open_module_files(proc_fd) as modules:
@@ -392,9 +423,12 @@ def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
 def test_module_files_are_the_mapped_elf_objects_only(tmp_path: Path) -> None:
     data = tmp_path / "data.bin"
     data.write_bytes(b"not an ELF file" * 1000)
-    with data.open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as _m, \
-            Path("/dev/zero").open("rb") as z, mmap.mmap(z.fileno(), 4096,
-                                                      prot=mmap.PROT_READ) as _z:
+    with (
+        data.open("rb") as f,
+        mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as _m,
+        Path("/dev/zero").open("rb") as z,
+        mmap.mmap(z.fileno(), 4096, prot=mmap.PROT_READ) as _z,
+    ):
         proc_fd = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
         modules = open_module_files(proc_fd)
         os.close(proc_fd)
@@ -413,9 +447,9 @@ def test_module_files_are_the_mapped_elf_objects_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.crash
-def test_kernel_crash_paths_in_the_core_are_never_opened(kernel_crash: object,
-                                                         binaries: dict[str, Path],
-                                                         tmp_path: Path) -> None:
+def test_kernel_crash_paths_in_the_core_are_never_opened(
+    kernel_crash: object, binaries: dict[str, Path], tmp_path: Path
+) -> None:
     """SECURITY.md §4: the core names its files by path as the crashed process saw them (its
     mount namespace); libdwfl would open() those paths, blocking, in our root.  Here the path
     is a FIFO in ours: it must neither hang the trace nor feed it.
@@ -431,8 +465,15 @@ def test_kernel_crash_paths_in_the_core_are_never_opened(kernel_crash: object,
     shutil.copy(binaries["g"], real / "prog")
     os.mkfifo(planted / "prog", 0o666)
     (planted / "prog").chmod(0o666)
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f"mount --bind {real} {planted} && exec {planted}/prog segv"]
+    argv = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f"mount --bind {real} {planted} && exec {planted}/prog segv",
+    ]
     t0 = time.monotonic()
     try:
         doc, _ = kernel_crash(argv)  # type: ignore[operator]

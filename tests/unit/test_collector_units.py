@@ -123,7 +123,8 @@ def test_cmdline_and_environ_keep_bytes() -> None:
 
 
 def test_native_protocol_round_trips_binary_fields() -> None:
-    fields = [("MESSAGE", "line1\nline2"), ("COREDUMP_COMM", b"a\x00b\xff"), ("X", 42)]
+    fields: list[tuple[str, journal.FieldValue]] = [
+        ("MESSAGE", "line1\nline2"), ("COREDUMP_COMM", b"a\x00b\xff"), ("X", 42)]
     payload = journal.serialize(fields)
     assert payload.startswith(b"MESSAGE\n" + struct.pack("<Q", 11) + b"line1\nline2\n")
     assert journal.entry_fields(payload) == {
@@ -173,9 +174,11 @@ def test_spool_replays_in_order_and_stops_at_the_first_failure(tmp_path: Path) -
 
         assert spool.replay(fd, flaky) == (2, 1)
         assert sent == [b"entry 0", b"entry 1"]
-        assert spool.replay(
-            fd, lambda p, c: sent.append(journal.entry_fields(p)["MESSAGE"]) or 0
-        ) == (1, 0)
+        def working(payload: bytes, who: journal.Credentials) -> int:
+            sent.append(journal.entry_fields(payload)["MESSAGE"])
+            return 0
+
+        assert spool.replay(fd, working) == (1, 0)
         assert sent[-1] == b"entry 2"
         assert spool.pending(fd) == []
         assert "DRKONQI_LITE_SPOOLED_AT" in journal.entry_fields(

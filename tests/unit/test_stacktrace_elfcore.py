@@ -48,10 +48,10 @@ def build_core(sp: int) -> tuple[bytes, int]:
     struct.pack_into("<Q", ehdr, 32, 64)
     struct.pack_into("<HHHH", ehdr, 52, 64, 56, phnum, 64)
     phdrs = struct.pack("<IIQQQQQQ", elfcore.PT_NOTE, 4, notes_off, 0, 0, len(notes), 0, 1)
-    phdrs += struct.pack("<IIQQQQQQ", elfcore.PT_LOAD, 5, text_off, TEXT_VA, 0, 65536, 65536,
-                         4096)
-    phdrs += struct.pack("<IIQQQQQQ", elfcore.PT_LOAD, 6, stack_off, STACK_VA, 0, STACK_SIZE,
-                         STACK_SIZE, 4096)
+    phdrs += struct.pack("<IIQQQQQQ", elfcore.PT_LOAD, 5, text_off, TEXT_VA, 0, 65536, 65536, 4096)
+    phdrs += struct.pack(
+        "<IIQQQQQQ", elfcore.PT_LOAD, 6, stack_off, STACK_VA, 0, STACK_SIZE, STACK_SIZE, 4096
+    )
     body = bytearray(stack_off + STACK_SIZE)
     body[: 64 + len(phdrs)] = ehdr + phdrs
     body[notes_off : notes_off + len(notes)] = notes
@@ -122,8 +122,12 @@ def test_not_a_core(garbage: bytes) -> None:
 
 
 def test_plan_budget_is_bounded_for_many_threads() -> None:
-    segs = tuple(elfcore.Segment(elfcore.PT_LOAD, 6, 4096 * (1 + i * 2048), 0x1000_0000 * i,
-                                 8 << 20, 8 << 20) for i in range(1, 200))
+    segs = tuple(
+        elfcore.Segment(
+            elfcore.PT_LOAD, 6, 4096 * (1 + i * 2048), 0x1000_0000 * i, 8 << 20, 8 << 20
+        )
+        for i in range(1, 200)
+    )
     head = elfcore.CoreHead(elfcore.EM_X86_64, segs, 4096)
     sps = [s.vaddr + (4 << 20) for s in segs]
     plan = elfcore.keep_plan(head, sps)
@@ -156,18 +160,24 @@ def test_dpkg_owner_reads_the_database(tmp_path: Path) -> None:
     (tmp_path / "status").write_text(
         "Package: other\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n"
         "Package: coreutils\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Version: 9.1-1\nDescription: x\n multi-line\n")
+        "Version: 9.1-1\nDescription: x\n multi-line\n"
+    )
     # usr-merge: the process maps /usr/bin/sleep, dpkg knows /bin/sleep.
-    assert dpkg_owner("/usr/bin/sleep", tmp_path) == {
-        "type": "deb", "name": "coreutils", "version": "9.1-1", "architecture": "amd64"}
-    assert dpkg_owner("/usr/bin/nothing", tmp_path) is None
-    assert dpkg_owner("/usr/bin/sleep", tmp_path / "missing") is None
+    assert dpkg_owner("/usr/bin/sleep", str(tmp_path)) == {
+        "type": "deb",
+        "name": "coreutils",
+        "version": "9.1-1",
+        "architecture": "amd64",
+    }
+    assert dpkg_owner("/usr/bin/nothing", str(tmp_path)) is None
+    assert dpkg_owner("/usr/bin/sleep", str(tmp_path / "missing")) is None
 
 
 def test_frame_format_is_systemds() -> None:
     # elf-util.c: "#%-2u 0x%016" PRIx64 " %s (%s + 0x%" PRIx64 ")\n", strna() for NULL.
     assert format_frame(0, 0x7F00, "raise", "libc.so.6", 0x3E8EC) == (
-        "#0  0x0000000000007f00 raise (libc.so.6 + 0x3e8ec)")
+        "#0  0x0000000000007f00 raise (libc.so.6 + 0x3e8ec)"
+    )
     assert format_frame(12, 0x10, None, None, None) == "#12 0x0000000000000010 n/a (n/a + 0x0)"
 
 

@@ -1,0 +1,7 @@
+"""`python -m drkonqi_lite`: the same as the `drkonqi-lite` command."""
+
+import sys
+
+from drkonqi_lite.cli import main
+
+sys.exit(main())

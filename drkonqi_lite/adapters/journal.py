@@ -1,0 +1,189 @@
+"""The crash source: this user's coredump entries in the journal, as trusted crash records.
+
+Reads with `add_match(MESSAGE_ID=…)` (journald's index; never scanning), `data_threshold = 0`,
+and exposes `fileno()`/`process()` so the Qt loop can watch the journal fd with a
+QSocketNotifier (TESTING.md: idle cost zero; the slot must call `process()` or the fd stays
+readable). Untrusted and malformed entries are skipped with a log line, never raised. The core
+file named by an entry is probed (opened, never read) only inside the storage directories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pwd
+import time
+from collections.abc import Callable, Iterator
+
+from systemd import journal
+
+from drkonqi_lite.adapters.core_file import probe_core
+from drkonqi_lite.domain.crash import (
+    CURSOR,
+    REALTIME,
+    Crash,
+    MalformedEntryError,
+    crash_from_entry,
+)
+from drkonqi_lite.domain.trust import COLLECTOR_USERS, CoreProbe, TrustPolicy, decide_core_state
+from drkonqi_lite_collector.schema import MESSAGE_ID
+
+log = logging.getLogger(__name__)
+
+#: Entries read per drain before yielding to the event loop (KDE DrKonqi drains 128 at a time).
+BATCH = 128
+
+Entry = dict[str, str | bytes]
+
+
+def trust_policy_for(uid: int) -> TrustPolicy:
+    """The policy for `uid`: root, the collector system users that exist here, and `uid`."""
+    collectors: set[int] = set()
+    for name in COLLECTOR_USERS:
+        try:
+            collectors.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            continue
+    return TrustPolicy.for_user(uid, frozenset(collectors))
+
+
+def _keep(value: object) -> object:
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Position:
+    """Where the reader stands: the cursor and realtime of the last entry read."""
+
+    cursor: str
+    realtime_us: int
+
+
+class JournalSource:
+    """Trusted crash records of one user from the local journal (or a directory, for tests)."""
+
+    def __init__(
+        self,
+        policy: TrustPolicy,
+        *,
+        path: str | None = None,
+        probe: Callable[[TrustPolicy, str], CoreProbe] = probe_core,
+    ) -> None:
+        self._policy = policy
+        self._probe = probe
+        self._reader = journal.Reader(path=path) if path else journal.Reader()
+        # Raw values: our converters only for the fields the reader synthesises; every journal
+        # field is decoded as UTF-8 (bytes kept when invalid, the domain replaces them).
+        self._reader.converters = {REALTIME: int, CURSOR: str, "__MONOTONIC_TIMESTAMP": _keep}
+        self._reader.data_threshold = 0
+        self._reader.add_match(MESSAGE_ID=MESSAGE_ID)
+        self.position = Position("", 0)
+        self.skipped = 0
+        self.last_read = 0
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def fileno(self) -> int:
+        """The fd to watch for readability (journald's inotify wake-ups)."""
+        return int(self._reader.fileno())
+
+    def process(self) -> None:
+        """Acknowledge the fd's event (also picks up journal files created since)."""
+        self._reader.process()
+
+    def seek_realtime(self, realtime_us: int) -> None:
+        """Seek near `realtime_us`; sd_journal may land on a slightly earlier entry ("the next
+        closest", sd_journal_seek_realtime_usec(3)), so callers filter by realtime too."""
+        # An int is taken as µs as is (a float would be seconds, rounded through a double).
+        self._reader.seek_realtime(int(realtime_us))
+
+    def seek_after_cursor(self, cursor: str) -> bool:
+        """Stand right after the entry at `cursor`; False (position unchanged) if it is gone."""
+        try:
+            self._reader.seek_cursor(cursor)
+        except (OSError, ValueError):
+            return False
+        raw = self._reader.get_next()
+        # seek_cursor then next returns the cursor's own entry when it still exists.
+        if raw and self._reader.test_cursor(cursor):
+            return True
+        if raw:
+            self._reader.get_previous()
+        return False
+
+    def seek_now(self) -> None:
+        """Only entries from now on (never seek_tail with a match: TESTING.md)."""
+        self._reader.seek_realtime(int(time.time() * 1e6))
+
+    def raw_entries(self, limit: int | None = None) -> Iterator[Entry]:
+        """The next entries as raw field dicts (advances `position`)."""
+        n = 0
+        while limit is None or n < limit:
+            raw = self._reader.get_next()
+            if not raw:
+                return
+            n += 1
+            cursor = str(raw.get(CURSOR, ""))
+            realtime = raw.get(REALTIME, 0)
+            self.position = Position(cursor, realtime if isinstance(realtime, int) else 0)
+            yield {k: v for k, v in raw.items() if isinstance(v, str | bytes)} | {
+                REALTIME: str(realtime)
+            }
+
+    def crash(self, entry: Entry) -> Crash | None:
+        """The trusted record of one entry, or None (logged) when untrusted or malformed."""
+        try:
+            crash = crash_from_entry(entry)
+        except MalformedEntryError as exc:
+            self.skipped += 1
+            log.warning("skipped a malformed coredump entry at %s: %s", entry.get(CURSOR), exc)
+            return None
+        if not self._policy.accepts(crash):
+            self.skipped += 1
+            log.info("ignored an untrusted coredump entry (sender uid %d)", crash.sender_uid)
+            return None
+        probe = self._probe(self._policy, crash.core_filename) if crash.core_filename else None
+        return dataclasses.replace(crash, core_state=decide_core_state(crash, probe))
+
+    def read(self, limit: int | None = None) -> list[Crash]:
+        """The next trusted crashes (up to `limit` entries read; `last_read` says how many)."""
+        out = []
+        self.last_read = 0
+        for entry in self.raw_entries(limit):
+            self.last_read += 1
+            crash = self.crash(entry)
+            if crash is not None:
+                out.append(crash)
+        return out
+
+    def history(
+        self, since_us: int, cursor: str, cursor_realtime_us: int
+    ) -> tuple[list[Crash], list[Crash]]:
+        """(already handled, new) trusted crashes since `since_us`, split at the saved cursor.
+
+        Entries up to and including the cursor's own entry were handled in an earlier run. If
+        that entry is gone (vacuumed, or older than `since_us`), its realtime decides.
+        Leaves the reader after the last entry, ready for the live watch.
+        """
+        self.seek_realtime(since_us)
+        handled: list[Crash] = []
+        new: list[Crash] = []
+        found = False
+        rows: list[tuple[str, int, Crash | None]] = []
+        for entry in self.raw_entries():
+            if self.position.realtime_us < since_us:
+                continue
+            crash = self.crash(entry)
+            rows.append((self.position.cursor, self.position.realtime_us, crash))
+            found = found or (bool(cursor) and self.position.cursor == cursor)
+        after = not cursor
+        for row_cursor, realtime, crash in rows:
+            if found:
+                is_new = after
+                after = after or row_cursor == cursor
+            else:
+                is_new = not cursor or realtime > cursor_realtime_us
+            if crash is not None:
+                (new if is_new else handled).append(crash)
+        return handled, new

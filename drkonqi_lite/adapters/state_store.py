@@ -1,0 +1,108 @@
+"""Persistence of the user's seen-state and settings, in the XDG base directories.
+
+`$XDG_STATE_HOME/drkonqi-lite/state.json` (cursor, seen crashes, muted programs) is replaced
+atomically (write a temporary file in the same directory, fsync, rename(2)), so a crash or power
+loss leaves the old or the new state, never a torn one: a torn cursor would announce crashes
+twice. Settings are read from `$XDG_CONFIG_HOME/drkonqi-lite/settings.ini`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from drkonqi_lite.domain.seen import SeenState
+from drkonqi_lite.domain.settings import Settings, parse_settings
+
+log = logging.getLogger(__name__)
+APP_DIR = "drkonqi-lite"
+#: A state file larger than this is not ours (or is corrupt): ignored, not loaded.
+MAX_STATE_BYTES = 4 << 20
+
+
+def _base(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    value = env.get(var, "")
+    if value.startswith("/"):
+        return Path(value)
+    home = env.get("HOME", "")
+    if not home.startswith("/"):
+        # Path.home() falls back to the passwd entry; a uid without one needs $HOME or $XDG_*.
+        try:
+            return Path.home() / fallback
+        except (RuntimeError, KeyError) as exc:
+            raise OSError(f"neither ${var} nor $HOME is set") from exc
+    return Path(home) / fallback
+
+
+def state_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return _base(env, "XDG_STATE_HOME", ".local/state") / APP_DIR
+
+
+def config_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return _base(env, "XDG_CONFIG_HOME", ".config") / APP_DIR
+
+
+class StateStore:
+    """Loads and atomically saves SeenState; reads Settings."""
+
+    def __init__(self, state_directory: Path, config_directory: Path) -> None:
+        self._dir = state_directory
+        self._config = config_directory
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] = os.environ) -> StateStore:
+        return cls(state_dir(env), config_dir(env))
+
+    @property
+    def path(self) -> Path:
+        return self._dir / "state.json"
+
+    def load(self) -> SeenState:
+        try:
+            with self.path.open("rb") as f:
+                data = f.read(MAX_STATE_BYTES + 1)
+        except FileNotFoundError:
+            return SeenState()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", self.path, exc)
+            return SeenState()
+        if len(data) > MAX_STATE_BYTES:
+            log.warning("ignoring oversized %s", self.path)
+            return SeenState()
+        try:
+            return SeenState.from_json(json.loads(data))
+        except ValueError as exc:
+            log.warning("ignoring corrupt %s: %s", self.path, exc)
+            return SeenState()
+
+    def save(self, state: SeenState) -> None:
+        """Write atomically; errors are logged (the app keeps working from memory)."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self._dir)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(state.to_json(), f, separators=(",", ":"))
+                    f.flush()
+                    os.fsync(f.fileno())
+                Path(tmp).replace(self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning("cannot save %s: %s", self.path, exc)
+
+    def settings(self) -> Settings:
+        path = self._config / "settings.ini"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return Settings()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            return Settings()
+        return parse_settings(text, log.warning)

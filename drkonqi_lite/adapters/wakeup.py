@@ -1,0 +1,100 @@
+"""The fast wake-up socket: the collector pokes the user's running app right after a crash.
+
+An AF_UNIX SOCK_DGRAM socket at `$XDG_RUNTIME_DIR/drkonqi-lite/wakeup` (dir 0700, socket 0600,
+owned by the user; the collector's child sends as the crashing user). A datagram carries
+nothing the app trusts: its content is discarded and the app only re-reads the journal, so a
+poke from any process of the user costs one journal read. journald itself wakes readers
+250-500 ms late (it batches inotify events, TESTING.md); this path gets the notification out in
+a few ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+#: Datagrams read per wake-up at most (a flood must not keep the GUI thread busy).
+MAX_DATAGRAMS = 256
+
+
+def wakeup_path(runtime_dir: str) -> Path:
+    return Path(runtime_dir) / "drkonqi-lite" / "wakeup"
+
+
+class WakeupSocket:
+    """The bound socket; `fileno()` for a QSocketNotifier, `drain()` in its slot."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        self._ino = 0
+
+    def open(self) -> None:
+        """Create the directory and bind. Raises OSError if the directory is not safely ours."""
+        directory = self.path.parent
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        st = directory.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise OSError(f"{directory} is not a directory owned by this user")
+        directory.chmod(0o700)
+        # Only one app per session holds the D-Bus name, so a leftover socket is stale.
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        )
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        self.path.chmod(0o600)
+        self._ino = self.path.lstat().st_ino
+        self._sock = sock
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("wake-up socket not open")
+        return self._sock.fileno()
+
+    def drain(self) -> int:
+        """Discard pending datagrams; how many there were."""
+        if self._sock is None:
+            return 0
+        n = 0
+        while n < MAX_DATAGRAMS:
+            try:
+                self._sock.recv(64)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                log.warning("wake-up socket: %s", exc)
+                break
+            n += 1
+        return n
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        self._sock.close()
+        self._sock = None
+        # Remove the path only if it is still ours (a newer instance may have re-bound it).
+        with contextlib.suppress(OSError):
+            if self.path.lstat().st_ino == self._ino:
+                self.path.unlink()
+
+
+def poke(path: Path) -> bool:
+    """Send one empty datagram (what the collector does; used by tests and `drkonqi-lite`)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(b"", str(path))
+        except OSError:
+            return False
+    return True

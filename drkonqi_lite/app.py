@@ -1,0 +1,409 @@
+"""Composition root of the tray app: QApplication + asyncio on Qt's loop (qasync) + wiring.
+
+Sources of crashes: the catch-up read at start (entries after the saved cursor, bounded to the
+last `catchup_days`), the journal fd watched by a QSocketNotifier (no timer, zero idle
+wake-ups), and the collector's wake-up datagram, after which the journal is drained at once
+and retried briefly (journald may need a few ms to write the entry). Each new trusted crash:
+CrashDetected on D-Bus, a notification (grouped by program; muted ones counted only), the tray.
+Decisions live in domain/, I/O in adapters/, widgets in qt/; this module only connects them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+
+import qasync
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from drkonqi_lite.adapters import session_bus
+from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
+from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
+from drkonqi_lite.adapters.notification import AnnouncementSender, NotificationsClient
+from drkonqi_lite.adapters.service import CrashNotifierService
+from drkonqi_lite.adapters.state_store import StateStore
+from drkonqi_lite.adapters.storage_watch import StorageWatch
+from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
+from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
+from drkonqi_lite.domain.crash import Crash, inert
+from drkonqi_lite.domain.inbox import CrashInbox
+from drkonqi_lite.domain.settings import Settings
+from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
+from drkonqi_lite.domain.trust import STORAGE_DIRS
+from drkonqi_lite.qt.crash_window import MinimalWindows, when
+from drkonqi_lite.qt.crash_windows import CrashWindows
+from drkonqi_lite.qt.tray import CrashTray
+from drkonqi_lite.qt.window_router import WindowRouter
+
+log = logging.getLogger("drkonqi_lite")
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+#: After a wake-up (datagram, or our core appearing in storage): re-read the journal after these
+#: delays (ms) until the entry shows. journald usually needs a few ms; systemd-coredump sends
+#: its entry ~50-100 ms after linking the core (it unwinds the stack in between). ~0.5 s bound.
+WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
+
+
+def icon(name: str, fallback: str) -> QIcon:
+    path = RESOURCES / f"{name}.svg"
+    return QIcon(str(path)) if path.exists() else QIcon.fromTheme(fallback)
+
+
+class CrashApp(QObject):
+    """The running app; also the D-Bus service's backend (service.CrashBackend)."""
+
+    def __init__(self, bus: session_bus.MessageBus, store: StateStore, settings: Settings) -> None:
+        super().__init__()
+        self.bus = bus
+        self.store = store
+        self.settings = settings
+        self.inbox = CrashInbox(store.load())
+        self.announcer = Announcer(int(settings.group_window_s * 1e6))
+        self.programs = DesktopEntryIndex.from_environment()
+        self.source = JournalSource(trust_policy_for(os.getuid()))
+        self.router = WindowRouter(MinimalWindows(self.inbox, self.program, self.show_crash), self)
+        policy = trust_policy_for(os.getuid())
+        windows = CrashWindows.for_user(self.inbox, self.program, self.show_crash, policy)
+        self.router.set_factory(windows)  # issue 5's windows replace the minimal ones
+        self.tray = CrashTray(
+            icon("drkonqi-lite-tray", "dialog-warning"),
+            always_visible=settings.tray_always,
+            parent=self,
+        )
+        self.tray.show_crash.connect(self.show_crash)
+        self.tray.show_list.connect(self.show_crash_list)
+        self.tray.unmute.connect(self.unmute)
+        self.service = CrashNotifierService(self)
+        self.notifications = NotificationsClient(bus, self._on_action, self._on_closed)
+        self.quit_event = asyncio.Event()
+        self.outbox = AnnouncementSender(
+            self.notifications, self.announcer, fallback=self.tray.balloon, after=self._save
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._read_total = 0
+        self._wakeup_gen = 0
+        self._notifiers: list[QSocketNotifier] = []
+        self._wakeup: WakeupSocket | None = None
+        self._storage: StorageWatch | None = None
+
+    # --- start-up -------------------------------------------------------------------------
+    async def start(self) -> bool:
+        """Claim the bus name, catch up, start watching. False if another instance runs."""
+        if not await session_bus.claim_name(self.bus, self.service):
+            return False
+        await self.notifications.start()
+        # Parse the installed .desktop files now, not in the first crash's notification path.
+        self.programs.refresh()
+        since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
+        state = self.inbox.state
+        handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
+        for crash in handled + new:
+            self.inbox.add(crash)
+        self._watch(self.source.fileno(), self._on_journal)
+        self._open_wakeup()
+        self._open_storage_watch()
+        self._refresh()
+        log.info(
+            "started: %d crashes in the last %g days, %d new since last run",
+            len(handled) + len(new),
+            self.settings.catchup_days,
+            len(new),
+        )
+        self._spawn(self._catch_up(new, self.source.position))
+        return True
+
+    def _open_wakeup(self) -> None:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if not runtime.startswith("/"):
+            log.warning("no $XDG_RUNTIME_DIR: no fast wake-up path (the journal still works)")
+            return
+        wakeup = WakeupSocket(wakeup_path(runtime))
+        try:
+            wakeup.open()
+        except OSError as exc:
+            log.warning("no fast wake-up path: %s", exc)
+            return
+        self._wakeup = wakeup
+        self._watch(wakeup.fileno(), self._on_wakeup)
+
+    def _open_storage_watch(self) -> None:
+        try:
+            storage = StorageWatch(os.getuid())
+        except OSError as exc:
+            log.info("no storage watch: %s", exc)
+            return
+        storage.watch(STORAGE_DIRS)
+        self._storage = storage
+        self._watch(storage.fileno(), self._on_storage)
+
+    def _on_storage(self) -> None:
+        if self._storage is not None and self._storage.drain():
+            self._expect_entry()
+
+    def _watch(self, fd: int, slot: object) -> None:
+        notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+        notifier.activated.connect(slot)
+        self._notifiers.append(notifier)
+
+    async def _catch_up(self, new: list[Crash], position: Position) -> None:
+        self.outbox.server = await self.notifications.wait_available(
+            self.settings.notification_server_wait_ms / 1000
+        )
+        if self.settings.catchup_delay_ms:
+            await asyncio.sleep(self.settings.catchup_delay_ms / 1000)
+        state = self.inbox.state
+        announce = []
+        for crash in new:
+            self.service.announce(self.inbox.summary(crash.id) or _never())
+            if state.is_muted(crash.program_key):
+                self.announcer.muted_counts[crash.program_key] = (
+                    self.announcer.muted_counts.get(crash.program_key, 0) + 1
+                )
+            else:
+                announce.append((crash, self.program(crash)))
+        grouped = catch_up(announce)
+        if grouped is not None:
+            await self.outbox.present(grouped)
+        # Announced (or deliberately not): never again, across restarts.
+        state.advance(position.cursor, position.realtime_us)
+        self._save()
+
+    # --- live -----------------------------------------------------------------------------
+    def _on_journal(self) -> None:
+        self.source.process()
+        self.drain()
+
+    def _on_wakeup(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.drain()
+        self._expect_entry()
+
+    def _expect_entry(self) -> None:
+        """A crash entry is on its way: read now, then retry briefly until it shows up."""
+        self._wakeup_gen += 1
+        self._retry_wakeup(self._wakeup_gen, self._read_total, 0)
+
+    def _retry_wakeup(self, gen: int, read_before: int, step: int) -> None:
+        if gen != self._wakeup_gen:
+            return  # a newer wake-up took over
+        self.source.process()  # picks up a user journal file created just now
+        self.drain()
+        if self._read_total > read_before or step + 1 >= len(WAKEUP_RETRIES_MS):
+            return
+        QTimer.singleShot(
+            WAKEUP_RETRIES_MS[step + 1], lambda: self._retry_wakeup(gen, read_before, step + 1)
+        )
+
+    def drain(self) -> None:
+        """Read new entries (a batch; the rest on the next loop iteration)."""
+        crashes = self.source.read(BATCH)
+        self._read_total += self.source.last_read
+        for crash in crashes:
+            if not self.inbox.add(crash):
+                continue
+            self.service.announce(self.inbox.summary(crash.id) or _never())
+            muted = self.inbox.state.is_muted(crash.program_key)
+            announcement = self.announcer.live(crash, self.program(crash), muted=muted)
+            log.info(
+                "crash %s: %s (pid %d, %s)%s",
+                crash.id,
+                inert(crash.comm),
+                crash.pid,
+                crash.signal_name,
+                " [muted]" if muted else "",
+            )
+            if announcement is not None:
+                self._spawn(self.outbox.present(announcement))
+        if self.source.last_read:
+            self.inbox.state.advance(self.source.position.cursor, self.source.position.realtime_us)
+            self._refresh()
+            if not self.outbox.busy:
+                self._save()
+        if self.source.last_read == BATCH:
+            QTimer.singleShot(0, self.drain)
+
+    # --- notifications --------------------------------------------------------------------
+    def _on_action(self, nid: int, action: str) -> None:
+        ann = self.outbox.notes.get(nid)
+        if ann is None:
+            return
+        log.info("notification %d action %s", nid, action)
+        if action in {"default", "details"}:
+            if ann.kind is Kind.CATCHUP or len(ann.crash_ids) != 1:
+                self.show_crash_list()
+                self._mark_seen(list(ann.crash_ids))
+            else:
+                self.show_crash(ann.crash_ids[-1])
+        elif action == "mute" and ann.kind is Kind.CRASH:
+            crash = self.inbox.get(ann.crash_ids[-1])
+            if crash is not None:
+                self.inbox.state.mute(ann.group_key, self.program(crash).name)
+                log.info("muted %s", inert(ann.group_key))
+        elif action == "dismiss":
+            for crash_id in ann.crash_ids:
+                self.dismiss(crash_id)
+        self._spawn(self.notifications.close(nid))
+        self._refresh()
+        self._save()
+
+    def _on_closed(self, nid: int, _reason: int) -> None:
+        self.announcer.closed(nid)
+        self.outbox.notes.pop(nid, None)
+
+    # --- requests (D-Bus backend, tray, notifications) --------------------------------------
+    def program(self, crash: Crash) -> Program:
+        return self.programs.lookup(crash.exe, crash.comm)
+
+    def list_crashes(self) -> list[CrashSummary]:
+        return self.inbox.summaries()
+
+    def get_crash(self, crash_id: str) -> CrashDetail | None:
+        return self.inbox.detail(crash_id)
+
+    def show_crash(self, crash_id: str) -> bool:
+        shown = self.router.show_crash(crash_id)
+        if shown:
+            self._mark_seen([crash_id])
+        return shown
+
+    def show_crash_list(self) -> None:
+        self.router.show_crash_list()
+
+    def dismiss(self, crash_id: str) -> bool:
+        if self.inbox.get(crash_id) is None:
+            return False
+        self._mark_seen([crash_id])
+        self.service.dismissed(crash_id)
+        return True
+
+    def dismiss_all(self) -> None:
+        for crash in self.inbox.unseen():
+            self.dismiss(crash.id)
+
+    def unseen_count(self) -> int:
+        return self.inbox.unseen_count()
+
+    def unmute(self, key: str) -> None:
+        self.inbox.state.unmute(key)
+        self._refresh()
+        self._save()
+
+    def _mark_seen(self, ids: list[str]) -> None:
+        if self.inbox.mark_seen(ids):
+            self._refresh()
+            self._save()
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        recent = [
+            (c.id, f"{self.program(c).name} — {c.reason} ({when(c.timestamp_us)})")
+            for c in self.inbox.newest_first()[: self.settings.tray_menu_items]
+        ]
+        counts = self.announcer.muted_counts
+        muted = [
+            (key, name + (f" ({counts[key]} crashes not announced)" if counts.get(key) else ""))
+            for key, name in sorted(self.inbox.state.muted.items(), key=lambda kv: kv[1])
+        ]
+        self.tray.update_state(self.inbox.unseen_count(), recent, muted)
+        self.service.refresh_unseen()
+        self.router.crashes_changed()
+
+    def _save(self) -> None:
+        self.store.save(self.inbox.state)
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error: %r", task.exception())
+
+    def close(self) -> None:
+        self._save()
+        for notifier in self._notifiers:
+            notifier.setEnabled(False)
+        if self._wakeup is not None:
+            self._wakeup.close()
+        if self._storage is not None:
+            self._storage.close()
+        self.source.close()
+
+
+def _never() -> CrashSummary:
+    raise RuntimeError("a crash just added to the inbox is missing")
+
+
+def _quit_on_signals(app: CrashApp) -> QSocketNotifier:
+    """SIGTERM/SIGINT end the app cleanly: the handler only writes to a socket Qt watches."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signo, lambda *_: None)
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+
+    def on_signal() -> None:
+        with contextlib.suppress(BlockingIOError):
+            reader.recv(64)
+        app.quit_event.set()
+
+    notifier.activated.connect(on_signal)
+    notifier.setProperty("sockets", (reader, writer))  # keep them alive with the notifier
+    return notifier
+
+
+async def _main(qapp: QApplication, settings: Settings, store: StateStore, autostart: bool) -> int:
+    bus = await session_bus.connect()
+    app = CrashApp(bus, store, settings)
+    if not await app.start():
+        if not autostart:  # a user's second start means "show me"; a login's means nothing
+            log.info("already running: asking it to show the crash list")
+            await session_bus.call_running(bus, "ShowCrashList")
+        session_bus.disconnect(bus)
+        return 0
+    keep = _quit_on_signals(app)
+    app.tray.quit_requested.connect(app.quit_event.set)
+    disconnected = asyncio.ensure_future(session_bus.wait_closed(bus))
+    quit_wait = asyncio.ensure_future(app.quit_event.wait())
+    await asyncio.wait({disconnected, quit_wait}, return_when=asyncio.FIRST_COMPLETED)
+    app.close()
+    del keep
+    session_bus.disconnect(bus)
+    qapp.quit()
+    return 0
+
+
+def run(*, autostart: bool = False) -> int:
+    """The tray app (`drkonqi-lite` without a subcommand; `--autostart` from the session)."""
+    if os.geteuid() == 0:
+        print(
+            "drkonqi-lite: refusing to run the tray app as root (run it as your user)",
+            file=sys.stderr,
+        )
+        return 1
+    logging.basicConfig(level=logging.INFO, format="drkonqi-lite: %(message)s")
+    store = StateStore.from_environment()
+    settings = store.settings()
+    qapp = QApplication.instance() or QApplication([sys.argv[0]])
+    assert isinstance(qapp, QApplication)  # noqa: S101 (narrowing for mypy)
+    qapp.setApplicationName("drkonqi-lite")
+    qapp.setDesktopFileName("drkonqi-lite")
+    qapp.setQuitOnLastWindowClosed(False)
+    qapp.setWindowIcon(icon("drkonqi-lite", "dialog-warning"))
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    with loop:
+        return int(loop.run_until_complete(_main(qapp, settings, store, autostart)))

@@ -1,0 +1,164 @@
+"""When and how a crash is announced: grouping, crash loops, muting, the login catch-up.
+
+Pure policy: it says what a notification should say and which earlier notification it
+replaces; the app sends it. A program crashing in a loop updates one notification with a
+growing count (`replaces_id`), muted programs are counted but not announced, and crashes that
+happened while the user was away become one grouped notification at login.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+
+from drkonqi_lite.domain.crash import Crash, bounded
+
+#: Names listed in the catch-up body before "and N more".
+CATCHUP_NAMES = 5
+
+
+class Kind(enum.StrEnum):
+    CRASH = "crash"
+    CATCHUP = "catchup"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Announcement:
+    """One notification to send (or to update, when `replaces_id` is not 0)."""
+
+    kind: Kind
+    group_key: str
+    title: str
+    body: str
+    crash_ids: tuple[str, ...]
+    replaces_id: int
+    #: desktop-entry hint (the .desktop id without ".desktop"), "" when unknown.
+    desktop_entry: str = ""
+    icon: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class _Group:
+    name: str
+    count: int
+    last_us: int
+    crash_ids: list[str]
+    notification_id: int = 0
+    open: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Program:
+    """How to present a program: its real name and icon when a .desktop file names it."""
+
+    name: str
+    icon: str = ""
+    desktop_entry: str = ""
+
+
+def crash_title(name: str, count: int) -> str:
+    return f"{name} crashed" if count == 1 else f"{name} crashed {count} times"
+
+
+class Announcer:
+    """The grouping state of the running app (one instance, owned by the composition root)."""
+
+    def __init__(self, group_window_us: int) -> None:
+        self._window = group_window_us
+        self._groups: dict[str, _Group] = {}
+        self.muted_counts: dict[str, int] = {}
+
+    def live(self, crash: Crash, program: Program, *, muted: bool) -> Announcement | None:
+        """The notification for a crash seen live, or None when the program is muted."""
+        key = crash.program_key
+        if muted:
+            self.muted_counts[key] = self.muted_counts.get(key, 0) + 1
+            return None
+        group = self._groups.get(key)
+        fresh = (
+            group is not None and group.open and crash.timestamp_us - group.last_us <= self._window
+        )
+        if group is None or not fresh:
+            group = _Group(name=program.name, count=0, last_us=crash.timestamp_us, crash_ids=[])
+            self._groups[key] = group
+        group.count += 1
+        group.last_us = max(group.last_us, crash.timestamp_us)
+        group.crash_ids.append(crash.id)
+        return Announcement(
+            kind=Kind.CRASH,
+            group_key=key,
+            title=crash_title(bounded(program.name, 80), group.count),
+            body=crash.reason,
+            crash_ids=tuple(group.crash_ids),
+            replaces_id=group.notification_id,
+            desktop_entry=program.desktop_entry,
+            icon=program.icon,
+        )
+
+    def shown(self, group_key: str, notification_id: int) -> None:
+        """The server accepted the group's notification under `notification_id`."""
+        group = self._groups.get(group_key)
+        if group is not None:
+            group.notification_id = notification_id
+
+    def notification_id(self, group_key: str) -> int:
+        """The id to replace for the group (0: a new notification)."""
+        group = self._groups.get(group_key)
+        return group.notification_id if group is not None and group.open else 0
+
+    def closed(self, notification_id: int) -> str | None:
+        """The server closed a notification; the next crash of that program starts a new one."""
+        for key, group in self._groups.items():
+            if group.notification_id == notification_id and notification_id:
+                group.open = False
+                group.notification_id = 0
+                return key
+        return None
+
+    def group_of(self, notification_id: int) -> tuple[str, tuple[str, ...]] | None:
+        """(group key, crash ids) of a shown notification."""
+        for key, group in self._groups.items():
+            if group.notification_id == notification_id and notification_id:
+                return key, tuple(group.crash_ids)
+        return None
+
+
+def catch_up(crashes: Sequence[tuple[Crash, Program]]) -> Announcement | None:
+    """ONE grouped notification for the crashes that happened while the user was away.
+
+    `crashes` excludes muted programs (they are counted, not announced). None when empty.
+    """
+    if not crashes:
+        return None
+    counts: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for crash, program in crashes:
+        counts[crash.program_key] = counts.get(crash.program_key, 0) + 1
+        names.setdefault(crash.program_key, bounded(program.name, 80))
+    ordered = sorted(counts, key=lambda k: -counts[k])
+    listed = [
+        names[k] if counts[k] == 1 else f"{names[k]} ({counts[k]} times)"
+        for k in ordered[:CATCHUP_NAMES]
+    ]
+    if len(ordered) > CATCHUP_NAMES:
+        listed.append(f"and {len(ordered) - CATCHUP_NAMES} more")
+    n = len(ordered)
+    title = (
+        f"{names[ordered[0]]} crashed since you last logged in"
+        if n == 1
+        else f"{n} programs crashed since you last logged in"
+    )
+    body = (f"{n} programs crashed since you last logged in: " if n > 1 else "") + ", ".join(listed)
+    if n == 1:
+        body = f"{crashes[-1][0].reason}" + (
+            "" if counts[ordered[0]] == 1 else f", {counts[ordered[0]]} times"
+        )
+    return Announcement(
+        kind=Kind.CATCHUP,
+        group_key="",
+        title=title,
+        body=body,
+        crash_ids=tuple(c.id for c, _ in crashes),
+        replaces_id=0,
+    )

@@ -1,0 +1,225 @@
+"""The crash record: one trusted coredump journal entry, as every part of the app sees it.
+
+Built from the raw journal fields (our collector's and systemd-coredump's entries share the
+schema of DESIGN.md §2.1). This is the record the crash windows, the D-Bus service, the CLI and
+the notifications all use. Pure and synchronous: it must not touch the journal, files or Qt, and
+it must never execute or evaluate anything an entry says. Every text in it is hostile input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import re
+import signal
+from collections.abc import Mapping
+
+from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState, Field
+
+#: Bounds for hostile text (a 128 KiB argv[0] must not become a 128 KiB notification).
+MAX_NAME_CHARS = 256
+MAX_FIELD_CHARS = 1 << 20
+
+#: Journal fields stamped by journald itself (trusted: the sender cannot forge them).
+TRUSTED_UID = "_UID"
+BOOT_ID = "_BOOT_ID"
+REALTIME = "__REALTIME_TIMESTAMP"
+CURSOR = "__CURSOR"
+
+#: The plain-words reason for the signals that dump core (signal(7)), as a user would say it.
+_REASONS: dict[int, str] = {
+    signal.SIGSEGV: "Segmentation fault",
+    signal.SIGABRT: "Aborted",
+    signal.SIGBUS: "Bus error",
+    signal.SIGFPE: "Arithmetic error",
+    signal.SIGILL: "Illegal instruction",
+    signal.SIGTRAP: "Trace or breakpoint trap",
+    signal.SIGSYS: "Bad system call",
+    signal.SIGQUIT: "Quit",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "File size limit exceeded",
+}
+
+
+class MalformedEntryError(ValueError):
+    """A coredump entry that lacks what a crash record needs (skipped with a log line)."""
+
+
+class Source(enum.StrEnum):
+    """Who wrote the entry (from SYSLOG_IDENTIFIER; informative only, not a trust signal)."""
+
+    DRKONQI_LITE = "drkonqi-lite-collector"
+    SYSTEMD_COREDUMP = "systemd-coredump"
+    OTHER = "other"
+
+
+def crash_id(boot_id: str, pid: int, timestamp_us: int) -> str:
+    """An opaque id, stable across restarts: the same crash always gets the same id.
+
+    (boot, pid, timestamp) names one crash: PIDs are reused, but not within the same µs of one
+    boot. Hashed so that nobody parses it; 20 hex digits, prefixed so it is never all digits
+    (`drkonqi-lite show ID|PID` tells them apart).
+    """
+    digest = hashlib.blake2b(f"{boot_id}:{pid}:{timestamp_us}".encode(), digest_size=10)
+    return "c" + digest.hexdigest()
+
+
+def reason_text(signo: int) -> str:
+    """ "Segmentation fault" for 11; a generic wording for signals outside the core-dump set."""
+    if signo in _REASONS:
+        return _REASONS[signo]
+    try:
+        return f"Killed by signal {signal.Signals(signo).name}"
+    except ValueError:
+        return f"Killed by signal {signo}"
+
+
+def bounded(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str, *, keep_newlines: bool = False) -> str:
+    """Text safe for a terminal or a log line: control and bidi characters as \\xNN / \\uNNNN
+    (a comm must not move the cursor, forge a log line or reorder what follows it)."""
+
+    def esc(m: re.Match[str]) -> str:
+        c = m.group()
+        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+    if keep_newlines:
+        return "\n".join(_CONTROL.sub(esc, line) for line in text.split("\n"))
+    return _CONTROL.sub(esc, text.replace("\n", "\\n"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Crash:
+    """One crash, as read from one trusted journal entry.
+
+    `fields` holds every text field of the entry (including the environment: use
+    `redaction.public_fields` before showing or exporting them). `core_state` is decided by the
+    core file adapter (it needs the file system) and set with `dataclasses.replace`.
+    """
+
+    id: str
+    pid: int
+    uid: int
+    gid: int
+    signal: int
+    signal_name: str
+    comm: str
+    exe: str
+    cmdline: str
+    timestamp_us: int
+    hostname: str
+    unit: str
+    package: str
+    package_version: str
+    boot_id: str
+    cursor: str
+    sender_uid: int
+    source: Source
+    core_filename: str
+    core_truncated: bool
+    core_in_journal: bool
+    restricted: bool
+    restricted_reason: str
+    core_missing_reason: str
+    message: str
+    fields: Mapping[str, str]
+    #: One of CoreState's values (plain strings: the schema keeps the collector enum-free).
+    core_state: str = CoreState.NONE
+
+    @property
+    def reason(self) -> str:
+        """The reason in plain words ("Segmentation fault")."""
+        return reason_text(self.signal)
+
+    @property
+    def program_key(self) -> str:
+        """What "the same program" means for grouping and muting: the executable, else comm."""
+        return self.exe or self.comm
+
+    @property
+    def backtrace(self) -> str:
+        """The quick stack trace: MESSAGE after its head line and the blank line."""
+        _head, sep, rest = self.message.partition("\n\n")
+        return rest if sep else ""
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _int(fields: Mapping[str, str], key: str, *, required: bool) -> int:
+    raw = fields.get(key, "")
+    try:
+        return int(raw)
+    except ValueError:
+        if required:
+            raise MalformedEntryError(f"{key}={bounded(raw, 40)!r} is not an integer") from None
+        return -1
+
+
+def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
+    """Build the record from one journal entry (field name → text or bytes).
+
+    The caller decides trust (`trust.TrustPolicy`) before or after; this only checks shape.
+    Raises MalformedEntryError for an entry that is not a usable coredump record.
+    """
+    fields = {
+        k: bounded(_text(v), MAX_FIELD_CHARS) for k, v in entry.items() if k != Field.COREDUMP
+    }
+    if fields.get(Field.MESSAGE_ID) != MESSAGE_ID:
+        raise MalformedEntryError("not a coredump entry")
+    pid = _int(fields, Field.PID, required=True)
+    uid = _int(fields, Field.UID, required=True)
+    signo = _int(fields, Field.SIGNAL, required=True)
+    realtime = _int(fields, REALTIME, required=False)
+    # COREDUMP_TIMESTAMP is the kernel's %t in µs; fall back to when journald got the entry.
+    timestamp = _int(fields, Field.TIMESTAMP, required=False)
+    if timestamp < 0:
+        timestamp = realtime
+    if timestamp < 0:
+        raise MalformedEntryError("no timestamp")
+    boot_id = fields.get(BOOT_ID, "")
+    try:
+        signal_name = signal.Signals(signo).name
+    except ValueError:
+        signal_name = fields.get(Field.SIGNAL_NAME, "")
+    ident = fields.get(Field.SYSLOG_IDENTIFIER, "")
+    source = Source(ident) if ident in set(Source) else Source.OTHER
+    return Crash(
+        id=crash_id(boot_id, pid, timestamp),
+        pid=pid,
+        uid=uid,
+        gid=_int(fields, Field.GID, required=False),
+        signal=signo,
+        signal_name=bounded(signal_name, 32),
+        comm=bounded(fields.get(Field.COMM, "")),
+        exe=bounded(fields.get(Field.EXE, ""), 4096),
+        cmdline=bounded(fields.get(Field.CMDLINE, ""), 4096),
+        timestamp_us=timestamp,
+        hostname=bounded(fields.get(Field.HOSTNAME, "")),
+        unit=bounded(fields.get(Field.USER_UNIT) or fields.get(Field.UNIT, "")),
+        package=bounded(fields.get(Field.PACKAGE_NAME, "")),
+        package_version=bounded(fields.get(Field.PACKAGE_VERSION, "")),
+        boot_id=boot_id,
+        cursor=fields.get(CURSOR, ""),
+        sender_uid=_int(fields, TRUSTED_UID, required=False),
+        source=source,
+        core_filename=fields.get(Field.FILENAME, ""),
+        core_truncated=fields.get(Field.TRUNCATED, "") == "1",
+        core_in_journal=Field.COREDUMP in entry,
+        restricted=fields.get(Field.RESTRICTED, "") == "1",
+        restricted_reason=bounded(fields.get(Field.RESTRICTED_REASON, "")),
+        core_missing_reason=bounded(fields.get(Field.CORE_MISSING, "")),
+        message=fields.get(Field.MESSAGE, ""),
+        fields=fields,
+    )

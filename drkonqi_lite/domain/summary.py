@@ -1,0 +1,62 @@
+"""The crash dict of the D-Bus API and of `--json` output (DESIGN.md §2.3), as plain values.
+
+One place defines the keys so the D-Bus service, the CLI and the windows agree. `detail` adds
+the backtrace and every field except the environment (privacy, SECURITY.md 9). Pure.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.redaction import public_fields
+
+
+class CrashSummary(TypedDict):
+    id: str
+    pid: int
+    uid: int
+    signal: int
+    signal_name: str
+    comm: str
+    exe: str
+    timestamp: int
+    hostname: str
+    unit: str
+    package: str
+    core_state: str
+    seen: bool
+
+
+class CrashDetail(CrashSummary):
+    backtrace: str
+    fields: dict[str, str]
+
+
+def summary(crash: Crash, *, seen: bool) -> CrashSummary:
+    """The D-Bus crash dict (`ListCrashes`, `CrashDetected`)."""
+    return CrashSummary(
+        id=crash.id,
+        pid=crash.pid,
+        uid=crash.uid,
+        signal=crash.signal,
+        signal_name=crash.signal_name,
+        comm=crash.comm,
+        exe=crash.exe,
+        timestamp=crash.timestamp_us,
+        hostname=crash.hostname,
+        unit=crash.unit,
+        package=crash.package,
+        core_state=str(crash.core_state),
+        seen=seen,
+    )
+
+
+def detail(crash: Crash, *, seen: bool) -> CrashDetail:
+    """`GetCrash`: the summary plus the quick backtrace and the non-secret fields."""
+    base = summary(crash, seen=seen)
+    return CrashDetail(
+        **base,
+        backtrace=crash.backtrace,
+        fields=public_fields(crash.fields),
+    )

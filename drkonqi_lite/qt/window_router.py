@@ -1,0 +1,72 @@
+"""The one place where "show crash X" and "show the crash list" requests go.
+
+Notifications (Details), the tray menu, D-Bus ShowCrash/ShowCrashList, a second start of the
+app and `drkonqi-lite show` all end here. The windows themselves come from a WindowFactory:
+issue 5 plugs in the full crash list and detail windows by passing its own factory; the
+minimal ones in crash_window.py are the default. Keeps one window per crash and raises it
+when asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+log = logging.getLogger(__name__)
+
+
+class WindowFactory(Protocol):
+    """Makes the windows; returns None for a crash it cannot show."""
+
+    def crash_list(self) -> QWidget: ...
+    def crash_detail(self, crash_id: str) -> QWidget | None: ...
+    def crashes_changed(self) -> None: ...
+
+
+class WindowRouter(QObject):
+    """Opens or raises windows; emits what it showed (tests and the app listen)."""
+
+    crash_shown = Signal(str)
+    list_shown = Signal()
+
+    def __init__(self, factory: WindowFactory, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self._list: QWidget | None = None
+        self._details: dict[str, QWidget] = {}
+
+    def set_factory(self, factory: WindowFactory) -> None:
+        """Swap the windows (issue 5); open windows stay until closed."""
+        self._factory = factory
+
+    @staticmethod
+    def _raise(window: QWidget) -> None:
+        window.show()
+        window.raise_()
+        window.activateWindow()
+
+    def show_crash(self, crash_id: str) -> bool:
+        window = self._details.get(crash_id)
+        if window is None:
+            window = self._factory.crash_detail(crash_id)
+            if window is None:
+                return False
+            self._details[crash_id] = window
+            window.destroyed.connect(lambda _=None, c=crash_id: self._details.pop(c, None))
+        self._raise(window)
+        log.info("showing crash %s", crash_id)
+        self.crash_shown.emit(crash_id)
+        return True
+
+    def show_crash_list(self) -> None:
+        if self._list is None:
+            self._list = self._factory.crash_list()
+        self._raise(self._list)
+        log.info("showing the crash list")
+        self.list_shown.emit()
+
+    def crashes_changed(self) -> None:
+        self._factory.crashes_changed()

@@ -1,0 +1,187 @@
+"""A crash reaches its user: dunst shows it, Details opens the detail view, Mute mutes.
+
+Real journald (host namespace), real dunst on the user's own session bus, Xvfb + trayer; the
+app runs as an unprivileged uid. Entries are filed exactly as the collector files them (a child
+drops to the crashing uid and sends, then pokes the wake-up socket).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from tests.integration import desktop as dk
+from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
+
+app_desktop = dk.app_desktop
+
+
+def _started(user: User, log: str = "app", catch_up: bool = True) -> subprocess.Popen[bytes]:
+    proc = user.start_app(log)
+    user.wait_log("started:", log)
+    if catch_up:  # the catch-up step (waiting for the notification server) has run
+        time.sleep(0.3)
+    return proc
+
+
+def _install_kate(user: User) -> None:
+    apps = user.home / "share" / "applications"
+    apps.mkdir(parents=True)
+    (apps / "org.kde.kate.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=Kate\nIcon=kate\nExec=kate -b %U\n"
+    )
+
+
+def test_crash_notified_details_opens_detail_view(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    _install_kate(user)
+    user.start_dunst()
+    app = _started(user)
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
+        user.wait_log("notified")
+        assert user.displayed() == 1
+        # The program's real name from its installed .desktop file (Exec=kate).
+        assert ": Kate crashed" in user.app_log()
+        assert app_desktop.display is not None
+        # Kept with DKL_KEEP=1 (look at it: the bubble, and the tray icon top right).
+        shot = app_desktop.display.screenshot(app_desktop.workdir / "app-notification.png")
+        assert shot.stat().st_size > 0
+        # Details = dunst's default action: the app asks for the detail view and closes the bubble.
+        user.dunstctl("action", "0")
+        user.wait_log("showing crash c")
+        wait_for(lambda: user.run(["xdotool", "search", "--name", "Kate crash"]).returncode == 0,
+                 what="the detail window")  # fmt: skip
+        time.sleep(0.3)
+        app_desktop.display.screenshot(app_desktop.workdir / "app-detail.png")
+        wait_for(lambda: user.displayed() == 0, what="the bubble closed by the app")
+        (seen,) = json.loads(user.cli("list", "--json").stdout)
+        assert seen["seen"] is True
+    finally:
+        user.stop(app)
+
+
+def test_mute_this_program(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    user.start_dunst(dmenu_choice="Mute this program")
+    app = _started(user)
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
+        user.wait_log("notified")
+        user.dunstctl("context")  # dunst's menu: the dmenu stand-in picks "Mute this program"
+        user.wait_log("muted /usr/bin/dolphin")
+        wait_for(lambda: user.displayed() == 0, what="the bubble closed")
+        history = len(user.notifications())
+        user.send_entry(coredump_fields(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
+        user.wait_log("[muted]")
+        user.send_entry(coredump_fields(user.uid, comm="kwrite", exe="/usr/bin/kwrite"))
+        user.wait_log("notified", timeout=10)
+        wait_for(lambda: user.app_log().count("notified") == 2, what="kwrite notified")
+        titles = [n["summary"] for n in user.notifications()]
+        assert len(titles) == history + 1  # kwrite only: the muted dolphin was counted, not shown
+        assert titles[0] == "kwrite crashed"
+        state = json.loads((user.home / ".local/state/drkonqi-lite/state.json").read_text())
+        assert "/usr/bin/dolphin" in state["muted"]
+    finally:
+        user.stop(app)
+
+
+def test_crash_loop_is_one_notification_with_a_count(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    user.start_dunst()
+    app = _started(user)
+    try:
+        for _ in range(50):
+            user.send_entry(coredump_fields(user.uid, comm="plasmashell",
+                                              exe="/usr/bin/plasmashell", signo=6))  # fmt: skip
+        wait_for(lambda: user.app_log().count("crash c") == 50, 30, "50 crashes read")
+        user.wait_log("notified", timeout=10)
+        wait_for(lambda: "plasmashell crashed 50 times" in user.app_log(), 10, "count 50")
+        assert user.displayed() == 1
+        notes = user.notifications()
+        assert [n["summary"] for n in notes] == ["plasmashell crashed 50 times"]
+        assert notes[0]["body"] == "Aborted"
+    finally:
+        user.stop(app)
+
+
+def test_login_catch_up_once(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    user.start_dunst()
+    first = _started(user, "run1")
+    user.stop(first)
+    # Crashes while the app is not running (no wake-up socket: the poke just fails).
+    user.send_entry(coredump_fields(user.uid, comm="plasmashell", exe="/usr/bin/plasmashell"))
+    user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
+    user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
+    user.send_entry(coredump_fields(user.uid, comm="konsole", exe="/usr/bin/konsole"))
+    time.sleep(0.5)  # journald writes asynchronously
+    second = _started(user, "run2")
+    try:
+        user.wait_log("notified", "run2")
+        time.sleep(0.5)
+    finally:
+        user.stop(second)
+    third = _started(user, "run3")
+    try:
+        time.sleep(1.0)
+        assert "notified" not in user.app_log("run3")
+        assert "0 new since last run" in user.app_log("run3")
+    finally:
+        user.stop(third)
+    notes = user.notifications()
+    assert len(notes) == 1, notes
+    assert notes[0]["summary"] == "3 programs crashed since you last logged in"
+    assert "kate (2 times)" in notes[0]["body"]
+    assert "plasmashell" in notes[0]["body"]
+    assert "konsole" in notes[0]["body"]
+
+
+def test_second_start_shows_the_list_of_the_first(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    app = _started(user, catch_up=False)
+    try:
+        second = user.run([dk.PYTHON, "-m", "drkonqi_lite"], timeout=20)
+        assert second.returncode == 0
+        user.wait_log("showing the crash list")
+        quiet = user.run([dk.PYTHON, "-m", "drkonqi_lite", "--autostart"], timeout=20)
+        assert quiet.returncode == 0
+        assert app.poll() is None
+        assert user.app_log().count("showing the crash list") == 1
+    finally:
+        user.stop(app)
+
+
+def test_no_notification_server_uses_the_tray(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    (user.home / ".config/drkonqi-lite").mkdir(parents=True)
+    (user.home / ".config/drkonqi-lite/settings.ini").write_text(
+        "[App]\nnotification_server_wait_ms = 200\n")  # fmt: skip
+    for path in (user.home / ".config", user.home / ".config/drkonqi-lite",
+                 user.home / ".config/drkonqi-lite/settings.ini"):  # fmt: skip
+        os.chown(path, user.uid, user.uid)
+    app = _started(user)
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="okular", exe="/usr/bin/okular"))
+        user.wait_log("tray balloon: okular crashed")
+    finally:
+        user.stop(app)
+
+
+def test_dismiss_action_marks_seen(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    user.start_dunst(dmenu_choice="Dismiss")
+    app = _started(user)
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="ark", exe="/usr/bin/ark"))
+        user.wait_log("notified")
+        user.dunstctl("context")
+        user.wait_log("action dismiss")
+        wait_for(lambda: user.displayed() == 0, what="the bubble closed")
+        (crash,) = json.loads(user.cli("list", "--json").stdout)
+        assert crash["seen"] is True
+        assert "showing" not in user.app_log()  # dismissed, not opened
+    finally:
+        user.stop(app)

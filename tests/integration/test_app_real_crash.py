@@ -1,0 +1,76 @@
+"""Real crashes through the kernel's core_pattern with the real systemd-coredump as handler.
+
+The app must work when systemd-coredump (not our collector) files the entries: same schema,
+no wake-up datagram, so the journal fd is the path (journald's ~500 ms reader delay applies).
+core_pattern is global: the `core_pattern` fixture holds the shared lock and restores it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORE_PATTERN, need
+from tests.integration import desktop as dk
+from tests.integration.desktop import Desktop, User, wait_for
+
+app_desktop = dk.app_desktop
+TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
+
+
+@pytest.fixture
+def systemd_coredump(core_pattern: None) -> None:
+    """The real systemd-coredump as the kernel's handler, for this test only."""
+    anchor = TOOLS / "systemd-coredump-anchor"
+    need(anchor.exists(), f"{anchor} missing (set DKL_TOOLS)")
+    out = subprocess.run([str(anchor), "start"], capture_output=True, text=True, check=True)
+    pattern = out.stdout.strip().splitlines()[-1]
+    assert pattern.startswith("|/lib/systemd/systemd-coredump"), out.stdout
+    CORE_PATTERN.write_text(pattern)  # restored by the core_pattern fixture
+
+
+def _crash(user: User, signo: int = signal.SIGSEGV) -> int:
+    """Start `sleep` as the user, wait until it really is sleep, kill it with `signo`."""
+    proc = user.spawn(["sleep", "1000"], "sleep")
+    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep",
+             what="sleep to run")  # fmt: skip
+    os.kill(proc.pid, signo)
+    proc.wait(10)
+    return proc.pid
+
+
+@pytest.mark.crash
+def test_systemd_coredump_crash_notified_details_and_mute(
+    app_desktop: Desktop, systemd_coredump: None
+) -> None:
+    user = app_desktop.user()
+    user.start_dunst(dmenu_choice="Mute this program")
+    app = user.start_app()
+    user.wait_log("started:")
+    try:
+        pid = _crash(user)
+        user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
+        user.wait_log(": sleep crashed")
+        # The real entry: systemd-coredump's fields, its stored core readable by the user.
+        info = json.loads(user.cli("show", str(pid), "--json").stdout)
+        assert info["pid"] == pid
+        assert info["uid"] == user.uid
+        assert info["fields"]["SYSLOG_IDENTIFIER"] == "systemd-coredump"
+        assert info["core_state"] == "present"  # root-owned 0640 + a read ACL for the user
+        user.dunstctl("action", "0")  # Details
+        user.wait_log(f"showing crash {info['id']}")
+        second = _crash(user, signal.SIGABRT)
+        user.wait_log(f"(pid {second}, SIGABRT)", timeout=20)
+        wait_for(lambda: user.displayed() == 1, what="the second bubble")
+        user.dunstctl("context")  # Mute this program
+        user.wait_log("muted /usr/bin/sleep")
+        third = _crash(user)
+        user.wait_log(f"(pid {third}, SIGSEGV) [muted]", timeout=20)
+    finally:
+        user.stop(app)
+    assert user.app_log().count("notified") == 2

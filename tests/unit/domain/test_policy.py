@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
+from drkonqi_lite.domain.crash import crash_from_entry
+from drkonqi_lite.domain.seen import MAX_SEEN_IDS, SeenState
+from drkonqi_lite.domain.settings import Settings, parse_settings
+
+from .entries import entry
+
+KATE = Program("Kate", "kate", "org.kde.kate")
+
+
+def test_crash_loop_is_one_growing_notification() -> None:
+    announcer = Announcer(group_window_us=600_000_000)
+    first = announcer.live(crash_from_entry(entry(pid=1)), KATE, muted=False)
+    assert first is not None
+    assert first.title == "Kate crashed"
+    assert first.replaces_id == 0
+    assert first.body == "Segmentation fault"
+    assert first.desktop_entry == "org.kde.kate"
+    announcer.shown(first.group_key, 77)
+    last = None
+    for pid in range(2, 51):
+        last = announcer.live(
+            crash_from_entry(entry(pid=pid, ts=1_700_000_000_000_000 + pid)), KATE, muted=False
+        )
+    assert last is not None
+    assert last.title == "Kate crashed 50 times"
+    assert last.replaces_id == 77
+
+
+def test_closed_notification_starts_a_new_group() -> None:
+    announcer = Announcer(group_window_us=600_000_000)
+    a = announcer.live(crash_from_entry(entry(pid=1)), KATE, muted=False)
+    assert a is not None
+    announcer.shown(a.group_key, 5)
+    assert announcer.closed(5) == a.group_key
+    b = announcer.live(crash_from_entry(entry(pid=2)), KATE, muted=False)
+    assert b is not None
+    assert b.replaces_id == 0
+    assert b.title == "Kate crashed"
+
+
+def test_muted_is_counted_not_announced() -> None:
+    announcer = Announcer(group_window_us=600_000_000)
+    crash = crash_from_entry(entry())
+    assert announcer.live(crash, KATE, muted=True) is None
+    assert announcer.muted_counts == {crash.program_key: 1}
+
+
+def test_catch_up_is_one_grouped_notification() -> None:
+    crashes = [
+        (crash_from_entry(entry(pid=1, exe="/usr/bin/kate")), KATE),
+        (crash_from_entry(entry(pid=2, exe="/usr/bin/kate")), KATE),
+        (crash_from_entry(entry(pid=3, exe="/usr/bin/plasmashell")), Program("Plasma")),
+        (crash_from_entry(entry(pid=4, exe="/usr/bin/dolphin")), Program("Dolphin")),
+    ]
+    a = catch_up(crashes)
+    assert a is not None
+    assert a.kind is Kind.CATCHUP
+    assert a.title == "3 programs crashed since you last logged in"
+    assert "Kate (2 times)" in a.body
+    assert "Plasma" in a.body
+    assert len(a.crash_ids) == 4
+    assert catch_up([]) is None
+
+
+def test_seen_state_round_trip_and_bounds() -> None:
+    state = SeenState()
+    state.advance("cur", 10)
+    state.advance("older", 5)
+    state.mute("/usr/bin/kate", "Kate")
+    state.mark_seen(f"c{i}" for i in range(MAX_SEEN_IDS + 10))
+    again = SeenState.from_json(state.to_json())
+    assert again.cursor == "cur"
+    assert again.is_muted("/usr/bin/kate")
+    assert len(again.seen_ids) == MAX_SEEN_IDS
+    assert again.is_seen(f"c{MAX_SEEN_IDS + 9}")
+    assert SeenState.from_json({"cursor": 3, "seen": "x", "muted": []}).cursor == ""
+
+
+def test_settings_parse_with_bad_values() -> None:
+    warnings: list[str] = []
+    s = parse_settings("[App]\ncatchup_days = 7\ntray_always = maybe\nfoo = 1\n", warnings.append)
+    assert s.catchup_days == 7.0
+    assert s.tray_always is False
+    assert len(warnings) == 2
+    assert parse_settings("garbage", warnings.append) == Settings()

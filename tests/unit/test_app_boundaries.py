@@ -1,0 +1,37 @@
+"""The folder is the boundary (STYLE.md): domain imports no Qt/D-Bus/journald, adapters no Qt.
+
+Each module is imported in a fresh interpreter and its sys.modules inspected.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "drkonqi_lite"
+FORBIDDEN = {
+    "domain": ("PySide6", "dbus_next", "qasync", "systemd"),
+    "adapters": ("PySide6", "qasync"),
+    "qt": ("dbus_next", "qasync", "systemd"),
+}
+
+
+def _modules(folder: str) -> list[str]:
+    return [f"drkonqi_lite.{folder}.{p.stem}" for p in sorted((PKG / folder).glob("*.py"))
+            if p.stem != "__init__"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "banned"),
+    [(m, banned) for folder, banned in FORBIDDEN.items() for m in _modules(folder)],
+)
+def test_import_boundary(module: str, banned: tuple[str, ...]) -> None:
+    code = (f"import sys, {module}\n"
+            f"bad = [m for m in sys.modules if m.split('.')[0] in {banned!r}]\n"
+            "print(','.join(sorted(set(m.split('.')[0] for m in bad))))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
