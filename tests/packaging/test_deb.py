@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite_collector.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
 from tests.integration.harness import children, crash, field, spawn_as, wait_entry_since
@@ -154,7 +155,7 @@ def check_files() -> None:
 def check_took_over(before: str) -> None:
     pattern = current_pattern()
     assert pattern.startswith(f"|{LAUNCHER} "), f"core_pattern is {pattern!r}, was {before!r}"
-    assert CORE_PIPE_LIMIT.read_text().strip() == "16"
+    assert CORE_PIPE_LIMIT.read_text().strip() == str(PIPE_LIMIT)
     assert f"kernel.core_pattern={pattern}\n" in SYSCTL_FILE.read_text(), "persisted for boot"
     status = subprocess.run(
         ["/usr/bin/drkonqi-lite-collector", "status"],
