@@ -47,6 +47,13 @@ IMPORTS = (
     "import PySide6.QtCore, PySide6.QtGui, PySide6.QtWidgets, PySide6.QtDBus, PySide6.QtSvg; "
     "import dbus_next, qasync, systemd.journal, zstandard, drkonqi_lite_collector.main"
 )
+#: The resource files the installed app can see, where it looks for them.
+RESOURCES_OF_APP = (
+    "import drkonqi_lite.app as a, drkonqi_lite.qt.icons as i; "
+    "assert i.ICON_DIR.parent == a.RESOURCES, (i.ICON_DIR, a.RESOURCES); "
+    "print(*sorted(str(p.relative_to(a.RESOURCES)) for p in a.RESOURCES.rglob('*') "
+    "if p.is_file()))"
+)
 #: Files of the tray app's branch (packaging/debian/rules installs them when present).
 FROM_APP_BRANCH = {
     "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
@@ -129,6 +136,21 @@ def check_files() -> None:
     subprocess.run(
         [f"{VENV}/bin/python", "-c", IMPORTS], capture_output=True, check=True, timeout=60
     )
+    # The installed app finds every resource it ships (icons, the D-Bus interface XML).
+    if (ROOT / "drkonqi_lite/app.py").exists():
+        found = subprocess.run(
+            [f"{VENV}/bin/python", "-c", RESOURCES_OF_APP],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split()
+        shipped = sorted(
+            str(p.relative_to(ROOT / "resources"))
+            for p in (ROOT / "resources").rglob("*")
+            if p.is_file()
+        )
+        assert found == shipped, f"the installed app sees {found}, the tree has {shipped}"
     # Nothing in the venv still points into the build tree, and nobody but root can change it.
     leftovers = subprocess.run(
         ["grep", "-rlI", "-e", "/debian/drkonqi-lite/", "-e", "build/deb/", str(VENV)],
