@@ -299,6 +299,44 @@ def _boot_container(nspawn: str, log: Path) -> tuple[subprocess.Popen[bytes], in
     raise AssertionError(f"the container did not boot:\n{log.read_text()[-3000:]}")
 
 
+#: Spools one entry the way the collector does when journald is unreachable (handler.deliver).
+SPOOL_ONE = (
+    "import os, sys; from drkonqi_lite_collector import journal, spool, storage; "
+    "state = storage.open_dir('/var/lib/drkonqi-lite', create=True); "
+    "fd = storage.open_subdir(state, 'spool', mode=0o700); "
+    "payload = journal.serialize([('MESSAGE', sys.argv[1]), ('PRIORITY', 6), "
+    "('SYSLOG_IDENTIFIER', 'drkonqi-lite-test')]); "
+    "print(spool.spool(fd, payload, journal.Credentials(int(sys.argv[2]), int(sys.argv[2]))))"
+)
+
+
+def check_replay_under_systemd(leader: int) -> None:
+    """drkonqi-lite-collector-replay.service, sandboxed, sends a spooled entry as the user it
+    was spooled for and empties the spool."""
+    token = f"dkl-replay-probe-{os.getpid()}-{time.time_ns()}"
+    _in_container(leader, f"{VENV}/bin/python", "-I", "-c", SPOOL_ONE, token, str(USER))
+    _in_container(leader, "systemctl", "start", "drkonqi-lite-collector-replay.service")
+    result = _in_container(
+        leader, "systemctl", "show", "-P", "Result", "drkonqi-lite-collector-replay.service"
+    )
+    log = _in_container(
+        leader, "journalctl", "--no-pager", "-u", "drkonqi-lite-collector-replay.service"
+    )
+    assert result.strip() == "success", log
+    sent = _in_container(leader, "journalctl", "--no-pager", "-o", "json", f"MESSAGE={token}")
+    assert sent.strip(), f"the spooled entry was not sent; the unit's log:\n{log}"
+    assert json.loads(sent.splitlines()[-1])["_UID"] == str(USER)
+    left = _in_container(leader, "ls", "/var/lib/drkonqi-lite/spool")
+    assert not left.strip(), f"still spooled: {left}"
+    # Nothing left (the replay's hidden lock file does not count): the next boot skips it.
+    _in_container(leader, "systemctl", "start", "drkonqi-lite-collector-replay.service")
+    condition = _in_container(
+        leader, "systemctl", "show", "-P", "ConditionResult",
+        "drkonqi-lite-collector-replay.service",
+    )  # fmt: skip
+    assert condition.strip() == "no", "ConditionDirectoryNotEmpty= skips an empty spool"
+
+
 def check_under_systemd(tmp_path: Path, since: float) -> None:
     """The installed socket and service under a real systemd (PID 1 of a container): the
     kernel-facing stage on the host hands the crash over, and the sandboxed instance (every
@@ -338,6 +376,7 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
         st = core.stat()
         assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
         assert "Failed with result" not in units, units
+        check_replay_under_systemd(leader)
     finally:
         proc.terminate()
         try:
