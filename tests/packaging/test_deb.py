@@ -389,7 +389,8 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
 
 @pytest.mark.usefixtures("journald")
 def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
-    """install (takes over a non-pipe core_pattern) → files → crash → the split → remove
+    """install (takes over a non-pipe core_pattern) → files → crash → the split (emulated, then
+    under a real systemd) → reinstall (still ours) → remove
     (pattern restored) → install over a foreign pipe handler (left alone) → purge (dirs gone)."""
     deb = Path(DEB).resolve()
     assert deb.is_file(), f"DRKONQI_LITE_DEB={DEB}: no such file"
@@ -407,6 +408,10 @@ def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
         check_crash(since)
         check_socket_activated(tmp_path, since)
         check_under_systemd(tmp_path, since)
+
+        # An upgrade (here: a reinstall) keeps us as the handler, and keeps what we replaced.
+        apt("install", "--reinstall", str(deb))
+        check_took_over("core")
 
         apt("remove", PACKAGE)
         assert installed() == "rc", "removed, configuration kept"
