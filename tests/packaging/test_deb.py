@@ -5,8 +5,10 @@ It installs the package with apt-get, so it changes the machine: everything happ
 test holds the global core_pattern lock (tests/conftest.py `core_pattern`, which restores
 core_pattern and core_pipe_limit at the end whatever happens), and the package is purged on the
 way out. Without systemd as PID 1 the socket unit is not running: the packaged collector handles
-crashes in-process, and the socket-activated path is run with systemd-socket-activate playing the
-INSTALLED socket unit, with the INSTALLED service's ExecStart.
+crashes in-process, and the socket-activated path is run twice: with systemd-socket-activate
+playing the INSTALLED socket unit with the INSTALLED service's ExecStart, and under a real
+systemd (PID 1 of a throw-away systemd-nspawn container on this machine's /usr) that runs the
+installed units with every hardening line in force.
 """
 
 from __future__ import annotations
