@@ -6,7 +6,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || ech
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: all deps venv demo test lint typecheck unit integration bench clean
+.PHONY: all deps venv demo test lint typecheck unit integration bench clean deb
 
 all: test
 
@@ -44,6 +44,11 @@ test: lint typecheck
 
 unit: $(PY)
 	$(PYTEST) -q tests/unit
+
+# The Debian package (build/deb/drkonqi-lite_VERSION_ARCH.deb); tests/packaging/test_deb.py
+# installs it when DRKONQI_LITE_DEB names it (.ci/run does).
+deb:
+	scripts/build-deb
 
 bench: $(PY)
 	$(PY) benchmarks/collector.py

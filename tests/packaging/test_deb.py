@@ -1,0 +1,443 @@
+"""The Debian package, installed on this machine: files, a real crash, removal and purge.
+
+Runs only when DRKONQI_LITE_DEB names a built package (`make deb`; .ci/run sets it under CI).
+It installs the package with apt-get, so it changes the machine: everything happens while this
+test holds the global core_pattern lock (tests/conftest.py `core_pattern`, which restores
+core_pattern and core_pipe_limit at the end whatever happens), and the package is purged on the
+way out. Without systemd as PID 1 the socket unit is not running: the packaged collector handles
+crashes in-process, and the socket-activated path is run twice: with systemd-socket-activate
+playing the INSTALLED socket unit with the INSTALLED service's ExecStart, and under a real
+systemd (PID 1 of a throw-away systemd-nspawn container on this machine's /usr) that runs the
+installed units with every hardening line in force.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from drkonqi_lite_collector.pattern import PIPE_LIMIT
+from drkonqi_lite_collector.schema import MESSAGE_ID
+from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
+from tests.integration.harness import children, crash, field, spawn_as, wait_entry_since
+from tests.packaging.units import ROOT, directives, value
+
+DEB = os.environ.get("DRKONQI_LITE_DEB", "")
+PACKAGE = "drkonqi-lite"
+LAUNCHER = Path("/usr/libexec/drkonqi-lite-collector")
+VENV = Path("/usr/lib/drkonqi-lite/venv")
+STATE = Path("/var/lib/drkonqi-lite")
+SYSCTL_FILE = Path("/etc/sysctl.d/60-drkonqi-lite.conf")
+UNITS = Path("/lib/systemd/system")
+USER = 1000
+#: A pipe handler that is not ours (the package must leave it alone).
+FOREIGN = "|/bin/false %p"
+
+#: What the installed app and collector import (PySide6-Essentials' modules that we use).
+IMPORTS = (
+    "import PySide6.QtCore, PySide6.QtGui, PySide6.QtWidgets, PySide6.QtDBus, PySide6.QtSvg; "
+    "import dbus_next, qasync, systemd.journal, zstandard, drkonqi_lite_collector.main"
+)
+#: The resource files the installed app can see, where it looks for them.
+RESOURCES_OF_APP = (
+    "import drkonqi_lite.app as a, drkonqi_lite.qt.icons as i; "
+    "assert i.ICON_DIR.parent == a.RESOURCES, (i.ICON_DIR, a.RESOURCES); "
+    "print(*sorted(str(p.relative_to(a.RESOURCES)) for p in a.RESOURCES.rglob('*') "
+    "if p.is_file()))"
+)
+#: Files of the tray app's branch (packaging/debian/rules installs them when present).
+FROM_APP_BRANCH = {
+    "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
+    "packaging/drkonqi-lite.service": Path("/usr/lib/systemd/user/drkonqi-lite.service"),
+    "packaging/org.drkonqi_lite.CrashNotifier.service": Path(
+        "/usr/share/dbus-1/services/org.drkonqi_lite.CrashNotifier.service"
+    ),
+    "resources/drkonqi-lite.svg": Path("/usr/share/icons/hicolor/scalable/apps/drkonqi-lite.svg"),
+}
+
+pytestmark = pytest.mark.skipif(not DEB, reason="DRKONQI_LITE_DEB is not set (make deb)")
+
+
+def apt(*args: str) -> str:
+    """apt-get, non-interactive; returns its output (stdout and stderr), fails with it."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    out = subprocess.run(
+        ["apt-get", "-y", "-q", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, f"apt-get {' '.join(args)} failed:\n{text}"
+    return text
+
+
+def installed() -> str:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Abbrev}", PACKAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def set_pattern(pattern: str, pipe_limit: str) -> None:
+    CORE_PATTERN.write_text(pattern + "\n")
+    CORE_PIPE_LIMIT.write_text(pipe_limit + "\n")
+
+
+def current_pattern() -> str:
+    return CORE_PATTERN.read_text().rstrip("\n")
+
+
+def check_files() -> None:
+    """What the package put where, with which modes."""
+    st = LAUNCHER.stat()
+    assert st.st_uid == 0
+    assert stat.S_IMODE(st.st_mode) == 0o755
+    head = LAUNCHER.read_text().splitlines()
+    assert head[0] == "#!/usr/bin/python3 -IS", "Debian's Python, isolated, no site"
+    assert any(str(VENV) in line and "sys.path" in line for line in head), "explicit sys.path"
+    assert Path("/usr/bin/drkonqi-lite-collector").resolve() == LAUNCHER
+    assert Path("/usr/bin/drkonqi-lite").resolve() == VENV / "bin/drkonqi-lite"
+    assert (VENV / "bin/drkonqi-lite").read_text().startswith(f"#!{VENV}/bin/python")
+    for path in (
+        UNITS / "drkonqi-lite-collector.socket",
+        UNITS / "drkonqi-lite-collector@.service",
+        UNITS / "drkonqi-lite-collector-replay.service",
+        Path("/usr/lib/tmpfiles.d/drkonqi-lite.conf"),
+        Path("/etc/drkonqi-lite/collector.conf"),
+        Path("/usr/lib/sysusers.d/drkonqi-lite.conf"),
+        Path("/usr/share/man/man1/drkonqi-lite.1.gz"),
+        Path("/usr/share/man/man8/drkonqi-lite-collector.8.gz"),
+        Path("/usr/share/man/man5/drkonqi-lite-collector.conf.5.gz"),
+        Path("/usr/share/applications/drkonqi-lite-crash-reports.desktop"),
+        Path("/usr/share/metainfo/org.drkonqi_lite.CrashReports.metainfo.xml"),
+    ):
+        assert path.is_file(), f"{path} missing"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    # What the tray app's branch brings is packaged once it is in the tree.
+    for source, target in FROM_APP_BRANCH.items():
+        if (ROOT / source).exists():
+            assert target.is_file(), f"{source} is in the tree but {target} was not installed"
+    # The private venv has every run-time dependency, C extensions and Qt included.
+    subprocess.run(
+        [f"{VENV}/bin/python", "-c", IMPORTS], capture_output=True, check=True, timeout=60
+    )
+    # The installed app finds every resource it ships (icons, the D-Bus interface XML).
+    if (ROOT / "drkonqi_lite/app.py").exists():
+        found = subprocess.run(
+            [f"{VENV}/bin/python", "-c", RESOURCES_OF_APP],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split()
+        shipped = sorted(
+            str(p.relative_to(ROOT / "resources"))
+            for p in (ROOT / "resources").rglob("*")
+            if p.is_file()
+        )
+        assert found == shipped, f"the installed app sees {found}, the tree has {shipped}"
+    # Nothing in the venv still points into the build tree, and nobody but root can change it.
+    leftovers = subprocess.run(
+        ["grep", "-rlI", "-e", "/debian/drkonqi-lite/", "-e", "build/deb/", str(VENV)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert not leftovers, f"build-tree paths in:\n{leftovers}"
+    for dirpath, dirnames, filenames in os.walk(VENV):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            assert st.st_uid == 0, name
+            assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, f"{name} is writable"
+    # The directories (tmpfiles.d) and the system user (sysusers.d), made by postinst.
+    for rel, mode in (("", 0o755), ("coredump", 0o755), ("spool", 0o700)):
+        st = (STATE / rel).stat()
+        assert st.st_uid == 0
+        assert stat.S_IMODE(st.st_mode) == mode, f"{STATE / rel}: {oct(st.st_mode)}"
+    assert Path("/run/drkonqi-lite").is_dir()
+    user = pwd.getpwnam("drkonqi-lite")
+    assert user.pw_uid < 1000, "a system user"
+
+
+def check_took_over(before: str) -> None:
+    pattern = current_pattern()
+    assert pattern.startswith(f"|{LAUNCHER} "), f"core_pattern is {pattern!r}, was {before!r}"
+    assert CORE_PIPE_LIMIT.read_text().strip() == str(PIPE_LIMIT)
+    assert f"kernel.core_pattern={pattern}\n" in SYSCTL_FILE.read_text(), "persisted for boot"
+    status = subprocess.run(
+        ["/usr/bin/drkonqi-lite-collector", "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "crash handler:   drkonqi-lite-collector" in status
+
+
+def check_crash(since: float) -> None:
+    """A real crash of a user's program reaches the journal through the packaged collector."""
+    pid = crash(["/bin/sleep", "1000"], USER, USER, sig=signal.SIGSEGV)
+    entry = wait_entry_since(since, COREDUMP_PID=pid)
+    assert field(entry, "_UID") == str(USER).encode(), "sent as the crashing user"
+    assert field(entry, "COREDUMP_COMM") == b"sleep"
+    assert field(entry, "DRKONQI_LITE_IDENTITY") == b"verified"
+    assert b"Stack trace of thread" in field(entry, "MESSAGE")
+    core = Path(os.fsdecode(field(entry, "COREDUMP_FILENAME")))
+    assert core.parent == STATE / "coredump"
+    assert core.is_file()
+    assert core.stat().st_uid == 0
+    if (ROOT / "drkonqi_lite/cli.py").exists():
+        # The installed app, as that user, finds the crash in the user's own journal.
+        home = Path(tempfile.mkdtemp(prefix="dkl-home-"))
+        os.chown(home, USER, USER)
+        try:
+            proc = spawn_as(
+                ["/usr/bin/drkonqi-lite", "list", "--json"],
+                USER,
+                USER,
+                env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = proc.communicate(timeout=60)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        assert proc.returncode == 0, err
+        assert pid in [c["pid"] for c in json.loads(out)], out
+
+
+def check_socket_activated(tmp_path: Path, since: float) -> None:
+    """The split, with the installed units: systemd-socket-activate listens where the socket
+    unit says and runs the service's ExecStart per connection (LISTEN_FDS=1, as Accept=yes)."""
+    activate = which("systemd-socket-activate")
+    sock_unit = UNITS / "drkonqi-lite-collector.socket"
+    address = value(sock_unit, "Socket", "ListenSequentialPacket")
+    mode = int(value(sock_unit, "Socket", "SocketMode"), 8)
+    exec_start = shlex.split(
+        value(UNITS / "drkonqi-lite-collector@.service", "Service", "ExecStart")
+    )
+    assert [d.key for d in directives(sock_unit)].count("Accept") == 1
+    sock = Path(address)
+    sock.unlink(missing_ok=True)
+    log = tmp_path / "socket-activate.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [activate, "--seqpacket", "--accept", "-l", address, *exec_start],
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        for _ in range(100):
+            if sock.is_socket():
+                break
+            time.sleep(0.05)
+        sock.chmod(mode)
+        pid = crash(["/bin/sleep", "1000"], USER, USER)
+        entry = wait_entry_since(since, COREDUMP_PID=pid)
+        text = log.read_text()
+        assert "Accepted" in text or "Communication attempt" in text, text
+        assert field(entry, "DRKONQI_LITE_IDENTITY") == b"verified", "pidfd + dirfd handed over"
+        assert Path(os.fsdecode(field(entry, "COREDUMP_FILENAME"))).parent == STATE / "coredump"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        sock.unlink(missing_ok=True)
+
+
+def _in_container(leader: int, *cmd: str, check: bool = True) -> str:
+    """Run `cmd` in the container whose PID 1 is `leader` (all its namespaces)."""
+    out = subprocess.run(
+        ["nsenter", "-t", str(leader), "-a", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 or not check, f"{cmd}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def _boot_container(nspawn: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """systemd as PID 1 of a throw-away container on this machine's /usr (--volatile=yes: a
+    tmpfs root, so nothing it does stays), sharing /run/drkonqi-lite with the host so that the
+    host's kernel-facing stage reaches the container's socket unit. nspawn drops
+    CAP_CHECKPOINT_RESTORE by default; the service needs it for map_files."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [nspawn, "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
+             "-M", "dkl-deb-test", "--bind=/run/drkonqi-lite",
+             "--capability=CAP_CHECKPOINT_RESTORE", "-b", "systemd.firstboot=off"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    leader = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if not leader:
+            leader = next(iter(children(proc.pid)), 0)
+        elif _in_container(leader, "systemctl", "is-system-running", check=False).strip() in {
+            "running",
+            "degraded",
+        }:
+            return proc, leader
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"the container did not boot:\n{log.read_text()[-3000:]}")
+
+
+#: Spools one entry the way the collector does when journald is unreachable (handler.deliver).
+SPOOL_ONE = (
+    "import os, sys; from drkonqi_lite_collector import journal, spool, storage; "
+    "state = storage.open_dir('/var/lib/drkonqi-lite', create=True); "
+    "fd = storage.open_subdir(state, 'spool', mode=0o700); "
+    "payload = journal.serialize([('MESSAGE', sys.argv[1]), ('PRIORITY', 6), "
+    "('SYSLOG_IDENTIFIER', 'drkonqi-lite-test')]); "
+    "print(spool.spool(fd, payload, journal.Credentials(int(sys.argv[2]), int(sys.argv[2]))))"
+)
+
+
+def check_replay_under_systemd(leader: int) -> None:
+    """drkonqi-lite-collector-replay.service, sandboxed, sends a spooled entry as the user it
+    was spooled for and empties the spool."""
+    token = f"dkl-replay-probe-{os.getpid()}-{time.time_ns()}"
+    _in_container(leader, f"{VENV}/bin/python", "-I", "-c", SPOOL_ONE, token, str(USER))
+    _in_container(leader, "systemctl", "start", "drkonqi-lite-collector-replay.service")
+    result = _in_container(
+        leader, "systemctl", "show", "-P", "Result", "drkonqi-lite-collector-replay.service"
+    )
+    log = _in_container(
+        leader, "journalctl", "--no-pager", "-u", "drkonqi-lite-collector-replay.service"
+    )
+    assert result.strip() == "success", log
+    sent = _in_container(leader, "journalctl", "--no-pager", "-o", "json", f"MESSAGE={token}")
+    assert sent.strip(), f"the spooled entry was not sent; the unit's log:\n{log}"
+    assert json.loads(sent.splitlines()[-1])["_UID"] == str(USER)
+    left = _in_container(leader, "ls", "/var/lib/drkonqi-lite/spool")
+    assert not left.strip(), f"still spooled: {left}"
+    # Nothing left (the replay's hidden lock file does not count): the next boot skips it.
+    _in_container(leader, "systemctl", "start", "drkonqi-lite-collector-replay.service")
+    condition = _in_container(
+        leader, "systemctl", "show", "-P", "ConditionResult",
+        "drkonqi-lite-collector-replay.service",
+    )  # fmt: skip
+    assert condition.strip() == "no", "ConditionDirectoryNotEmpty= skips an empty spool"
+
+
+def check_under_systemd(tmp_path: Path, since: float) -> None:
+    """The installed socket and service under a real systemd (PID 1 of a container): the
+    kernel-facing stage on the host hands the crash over, and the sandboxed instance (every
+    hardening line of the unit in force) stores the core, unwinds and sends the entry.
+
+    Not checked here: identity. The service's PID namespace is the container's, where the
+    crashed host process has no PID, so it records "unverified", as it must; with systemd as
+    the host's PID 1 both stages share one PID namespace."""
+    nspawn = which("systemd-nspawn")
+    proc, leader = _boot_container(nspawn, tmp_path / "container.log")
+    sock = Path("/run/drkonqi-lite/collector.socket")
+    try:
+        _in_container(leader, "systemctl", "start", "drkonqi-lite-collector.socket")
+        assert sock.is_socket()
+        pid = crash(["/bin/sleep", "1000"], USER, USER)
+        deadline = time.monotonic() + 30
+        found = ""
+        while not found and time.monotonic() < deadline:
+            found = _in_container(
+                leader, "journalctl", "--no-pager", "-o", "json",
+                f"MESSAGE_ID={MESSAGE_ID}", f"COREDUMP_PID={pid}",
+            ).strip()  # fmt: skip
+            time.sleep(0.2)
+        units = _in_container(leader, "journalctl", "--no-pager", "-u", "drkonqi-lite-collector@*")
+        assert found, f"no entry from the sandboxed service; its log:\n{units}"
+        entry = json.loads(found.splitlines()[-1])
+        # Only the container's collector can write to the container's journal, and systemd
+        # started it as an instance of the template (journald may miss _SYSTEMD_UNIT= of the
+        # short-lived sending child, so the unit's own log is the proof).
+        assert "Started drkonqi-lite-collector@" in units, units
+        assert entry["_UID"] == str(USER), "sent as the crashing user from inside the sandbox"
+        assert entry["DRKONQI_LITE_STACKTRACE"] == "ok", units
+        assert "Stack trace of thread" in entry["MESSAGE"]
+        # Symbols: the sandbox's capabilities open /proc/PID/map_files without CAP_SYS_ADMIN.
+        assert "nanosleep" in entry["MESSAGE"], entry["MESSAGE"]
+        core = Path(f"/proc/{leader}/root") / entry["COREDUMP_FILENAME"].lstrip("/")
+        st = core.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640, oct(st.st_mode)
+        assert "Failed with result" not in units, units
+        check_replay_under_systemd(leader)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        sock.unlink(missing_ok=True)
+
+
+@pytest.mark.usefixtures("journald")
+def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
+    """install (takes over a non-pipe core_pattern) → files → crash → the split (emulated, then
+    under a real systemd) → reinstall (still ours) → remove
+    (pattern restored) → install over a foreign pipe handler (left alone) → purge (dirs gone)."""
+    deb = Path(DEB).resolve()
+    assert deb.is_file(), f"DRKONQI_LITE_DEB={DEB}: no such file"
+    if installed():
+        apt("purge", PACKAGE)
+    SYSCTL_FILE.unlink(missing_ok=True)
+    try:
+        # The kernel writes core files itself: the package takes over, and saves that.
+        set_pattern("core", "0")
+        since = time.time()
+        apt("install", str(deb))
+        assert installed() == "ii"
+        check_files()
+        check_took_over("core")
+        check_crash(since)
+        check_socket_activated(tmp_path, since)
+        check_under_systemd(tmp_path, since)
+
+        # An upgrade (here: a reinstall) keeps us as the handler, and keeps what we replaced.
+        apt("install", "--reinstall", str(deb))
+        check_took_over("core")
+
+        apt("remove", PACKAGE)
+        assert installed() == "rc", "removed, configuration kept"
+        assert current_pattern() == "core", "core_pattern is what it was before install"
+        assert CORE_PIPE_LIMIT.read_text().strip() == "0"
+        assert not SYSCTL_FILE.exists()
+        assert STATE.is_dir(), "remove keeps the data"
+
+        # Another pipe handler is active: installing must not take over, and must say how to.
+        set_pattern(FOREIGN, "0")
+        output = apt("install", str(deb))
+        assert current_pattern() == FOREIGN
+        assert "NOT made the kernel's crash handler" in output, output
+        assert "drkonqi-lite-collector install --force" in output, output
+        assert not SYSCTL_FILE.exists()
+
+        apt("purge", PACKAGE)
+        assert not installed()
+        assert current_pattern() == FOREIGN, "purge leaves another handler alone"
+        for gone in (STATE, Path("/etc/drkonqi-lite"), Path("/run/drkonqi-lite")):
+            assert not gone.exists(), f"{gone} survived the purge"
+        pwd.getpwnam("drkonqi-lite")  # the system user stays (Debian policy)
+    finally:
+        if installed():
+            subprocess.run(
+                ["apt-get", "-y", "-q", "purge", PACKAGE], capture_output=True, check=False
+            )
