@@ -19,7 +19,6 @@ import socket
 import sys
 import time
 from collections.abc import Coroutine
-from pathlib import Path
 
 import qasync
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer
@@ -30,6 +29,7 @@ from drkonqi_lite.adapters import session_bus
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
 from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
 from drkonqi_lite.adapters.notification import AnnouncementSender, NotificationsClient
+from drkonqi_lite.adapters.resources import resource_dir
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.storage_watch import StorageWatch
@@ -46,7 +46,7 @@ from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
 
 log = logging.getLogger("drkonqi_lite")
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = resource_dir()
 #: After a wake-up (datagram, or our core appearing in storage): re-read the journal after these
 #: delays (ms) until the entry shows. journald usually needs a few ms; systemd-coredump sends
 #: its entry ~50-100 ms after linking the core (it unwinds the stack in between). ~0.5 s bound.

@@ -14,7 +14,9 @@ from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
 from PySide6.QtGui import QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
-ICON_DIR = Path(__file__).resolve().parent.parent.parent / "resources" / "icons"
+from drkonqi_lite.adapters.resources import resource_dir
+
+ICON_DIR = resource_dir() / "icons"
 APP_ICON = ICON_DIR.parent / "drkonqi-lite.svg"
 SIZES = (16, 22, 32, 48)
 
