@@ -1,12 +1,39 @@
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Harness, make_prefix
+from tests.conftest import which
+from tests.integration.harness import Harness, build_crashme, make_prefix, start_waiting, stop
 
 
 @pytest.fixture
 def harness(root: None, journald: None) -> Iterator[Harness]:
     yield from make_prefix()
+
+
+@pytest.fixture
+def t0() -> float:
+    """When the test started: only entries journald received since then are this test's."""
+    return time.time()
+
+
+@pytest.fixture(scope="session")
+def crashme() -> Path:
+    """The C crash target of the security suites (built once, cached by its source)."""
+    which("gcc")
+    return build_crashme()
+
+
+@pytest.fixture
+def waiting(crashme: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A crash target of uid 1000, waiting; stopped after the test."""
+    proc = start_waiting([str(crashme)], 1000, 1000)
+    try:
+        yield proc
+    finally:
+        stop(proc)

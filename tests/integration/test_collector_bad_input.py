@@ -12,18 +12,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import which
 from tests.integration.harness import (
     COLLECTOR,
     Harness,
     RawReader,
-    build_crashme,
     field,
     readable_as,
     start_waiting,
@@ -34,28 +32,7 @@ from tests.integration.harness import (
 USER = 1000
 
 
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
-
-
 MiB = 1024**2
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
-
-
-@pytest.fixture
-def waiting(crashme: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_waiting([str(crashme)], USER, USER)
-    try:
-        yield proc
-    finally:
-        stop(proc)
 
 
 def elf_core_head(size: int) -> bytes:

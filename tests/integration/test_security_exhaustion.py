@@ -14,56 +14,29 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import zstandard
 
-from tests.conftest import which
 from tests.integration.harness import (
     COLLECTOR,
     Entry,
     Harness,
-    build_crashme,
     children,
     crash_self,
     entries_since,
     field,
     run_measured,
-    start_waiting,
-    stop,
     wait_entry_since,
 )
 
 USER = 1000
 
 
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
-
-
 GiB = 1024**3
 MiB = 1024**2
 #: Generous: the design target is 64 MiB whatever the core size (DESIGN §5).
 RSS_BOUND_KIB = 128 * 1024
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
-
-
-@pytest.fixture
-def waiting(crashme: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_waiting([str(crashme)], USER, USER)
-    try:
-        yield proc
-    finally:
-        stop(proc)
 
 
 def decompressed_size(path: Path) -> int:

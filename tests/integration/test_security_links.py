@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,11 +22,9 @@ import pytest
 from drkonqi_lite_collector.handler import boot_id
 from drkonqi_lite_collector.journal import serialize
 from drkonqi_lite_collector.schema import MESSAGE_ID, core_filename
-from tests.conftest import which
 from tests.integration.harness import (
     Entry,
     Harness,
-    build_crashme,
     crash_self,
     entries_since,
     field,
@@ -40,23 +37,11 @@ from tests.integration.harness import (
 USER = 1000
 
 
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
-
-
 PRECIOUS = b"precious, must not change\n"
 #: A forged entry planted where a spooled entry would be: it must never be sent.
 FORGED = serialize(
     [("MESSAGE_ID", MESSAGE_ID), ("MESSAGE", "FORGED-b41e"), ("COREDUMP_PID", "999999")]
 )
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
 
 
 @pytest.fixture

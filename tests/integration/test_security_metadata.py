@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from drkonqi_lite_collector.schema import escape_name
-from tests.conftest import which
 from tests.integration.harness import (
     Entry,
     Harness,
-    build_crashme,
     crash_self,
     field,
     install_without_pidfd,
@@ -31,12 +28,6 @@ from tests.integration.harness import (
 )
 
 USER = 1000
-
-
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
 
 
 BIDI = "\u202e".encode()  # RIGHT-TO-LEFT OVERRIDE
@@ -63,12 +54,6 @@ COMMS = {
     "weird": b"a/../)\n\x1b\xff )x",
     "stat-spoof": b"x) R 1 1 1 1 1",
 }
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
 
 
 def weird_exe(h: Harness, crashme: Path) -> bytes:

@@ -26,13 +26,10 @@ from tests.integration.harness import (
     COLLECTOR,
     Entry,
     Harness,
-    build_crashme,
     children,
     crash_self,
     entries_since,
     field,
-    start_waiting,
-    stop,
     tree,
     wait_entry_since,
 )
@@ -40,28 +37,7 @@ from tests.integration.harness import (
 USER = 1000
 
 
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
-
-
 MiB = 1024**2
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
-
-
-@pytest.fixture
-def waiting(crashme: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_waiting([str(crashme)], USER, USER)
-    try:
-        yield proc
-    finally:
-        stop(proc)
 
 
 def no_journald_wrapper(h: Harness, how: str) -> Path:

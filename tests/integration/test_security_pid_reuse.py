@@ -22,7 +22,6 @@ from tests.conftest import which
 from tests.integration.harness import (
     Entry,
     Harness,
-    build_crashme,
     field,
     posix_acl,
     readable_as,
@@ -34,23 +33,11 @@ from tests.integration.harness import (
 USER = 1000
 
 
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
-
-
 OTHER = 4242
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 #: Bytes that exist only in the impostor's /proc files; none may reach the victim's entry.
 MARKER = b"IMPOSTOR-7f3a9c"
 CORE = b"\x7fELF" + bytes(range(256)) * 256
-
-
-@pytest.fixture(scope="module")
-def crashme() -> Path:
-    which("gcc")
-    return build_crashme()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,12 +35,6 @@ from tests.integration.harness import (
 
 SUID_DUMPABLE = Path("/proc/sys/fs/suid_dumpable")
 USER = 1000
-
-
-@pytest.fixture
-def t0() -> float:
-    """When the test started: only entries journald received since then are this test's."""
-    return time.time()
 
 
 NOPASSWD = 4242
