@@ -262,6 +262,25 @@ def check_socket_activated(tmp_path: Path, since: float) -> None:
         sock.unlink(missing_ok=True)
 
 
+def check_notification(out: Path) -> None:
+    """Kernel crash → entry → notification with the INSTALLED programs: the installed
+    `drkonqi-lite demo` runs the installed tray app as a user with dunst (Xvfb when there is
+    no display), crashes a program, and saves the notification and the detail window; it
+    leaves the package as the crash handler."""
+    before = current_pattern()
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    demo = subprocess.run(["/usr/bin/drkonqi-lite", "demo", "--output", str(out)], env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "/usr/libexec/drkonqi-lite-collector" in demo.stdout, "the packaged collector"
+    crash = json.loads((out / "crash.json").read_text())
+    assert crash["signal_name"] == "SIGSEGV"
+    assert crash["core_state"] == "present"
+    assert (out / "notification.png").stat().st_size > 5_000
+    assert (out / "detail-window.png").stat().st_size > 5_000
+    assert current_pattern() == before, "the demo gives the handler back"
+
+
 def _in_container(leader: int, *cmd: str, check: bool = True) -> str:
     """Run `cmd` in the container whose PID 1 is `leader` (all its namespaces)."""
     out = subprocess.run(
@@ -410,6 +429,7 @@ def test_package_lifecycle(core_pattern: None, tmp_path: Path) -> None:
         check_files()
         check_took_over("core")
         check_crash(since)
+        check_notification(tmp_path / "demo")
         check_socket_activated(tmp_path, since)
         check_under_systemd(tmp_path, since)
 
