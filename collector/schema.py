@@ -106,25 +106,11 @@ class CoreMissing:
 class CoreState:
     """What the app can say about a crash's core (the D-Bus `core_state`)."""
 
-    ALL: tuple[str, ...]
-
     PRESENT = "present"
     MISSING = "missing"
     INACCESSIBLE = "inaccessible"
     TRUNCATED = "truncated"
     NONE = "none"
-
-
-def format_message_head(pid: int, comm: str, uid: int) -> str:
-    """The first line of MESSAGE, exactly systemd-coredump's wording."""
-    return f"Process {pid} ({comm}) of user {uid} dumped core."
-
-
-def format_message(pid: int, comm: str, uid: int, stacktrace: str) -> str:
-    """MESSAGE: the head line, a blank line, then the stack trace (when there is one)."""
-    head = format_message_head(pid, comm, uid)
-    trace = stacktrace.rstrip("\n")
-    return f"{head}\n\n{trace}" if trace else head
 
 
 def format_frame(
@@ -191,12 +177,3 @@ def parse_core_filename(name: str) -> tuple[int, int, int] | None:
     if len(boot) != 32 or not all(c in "0123456789abcdef" for c in boot):
         return None
     return int(uid), int(pid), int(ts)
-
-
-CoreState.ALL = (
-    CoreState.PRESENT,
-    CoreState.MISSING,
-    CoreState.INACCESSIBLE,
-    CoreState.TRUNCATED,
-    CoreState.NONE,
-)
