@@ -30,6 +30,13 @@ class Storage:
     JOURNAL = "journal"
 
 
+#: Subdirectories of the state directory (var/lib/drkonqi-lite), named once: the collector opens
+#: them by name through the state directory's fd, and Paths gives their full paths.
+STORAGE_SUBDIR = "coredump"
+SPOOL_SUBDIR = "spool"
+RATELIMIT_SUBDIR = "ratelimit"
+
+
 class Paths:
     """Where the collector reads and writes; everything hangs off one prefix."""
 
@@ -55,11 +62,11 @@ class Paths:
 
     @property
     def storage_dir(self) -> str:
-        return self._at("var/lib/drkonqi-lite/coredump")
+        return os.path.join(self.state_dir, STORAGE_SUBDIR)
 
     @property
     def spool_dir(self) -> str:
-        return self._at("var/lib/drkonqi-lite/spool")
+        return os.path.join(self.state_dir, SPOOL_SUBDIR)
 
     @property
     def socket(self) -> str:

@@ -218,7 +218,7 @@ def handle(
         try:
             if state_fd is None:
                 raise OSError(errno.ENOENT, "no state directory")
-            rl_fd = storage.open_subdir(state_fd, "ratelimit", mode=0o700)
+            rl_fd = storage.open_subdir(state_fd, config.RATELIMIT_SUBDIR, mode=0o700)
             try:
                 verdict = ratelimit.check(
                     rl_fd, args.uid, exe, cfg.rate_limit_interval, cfg.rate_limit_burst
@@ -329,7 +329,7 @@ def _store_core(
     try:
         if state_fd is None:
             raise OSError(errno.ENOENT, "no state directory")
-        core_fd = storage.open_subdir(state_fd, "coredump")
+        core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR)
     except OSError as e:
         log(f"storage directory unusable: {e}")
         result = stream_core(stdin, None, cfg.process_size_max, tap)
@@ -416,7 +416,7 @@ def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
     if state_fd is None:
         return
     try:
-        core_fd = storage.open_subdir(state_fd, "coredump", create=False)
+        core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR, create=False)
     except OSError:
         return
     try:
@@ -440,7 +440,7 @@ def deliver(
     try:
         if state_fd is None:
             raise OSError(errno.ENOENT, "no state directory")
-        spool_fd = storage.open_subdir(state_fd, "spool", mode=0o700)
+        spool_fd = storage.open_subdir(state_fd, config.SPOOL_SUBDIR, mode=0o700)
     except OSError as e:
         spool_fd = None
         log(f"spool directory unusable: {e}")

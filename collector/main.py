@@ -195,7 +195,7 @@ def replay(paths: config.Paths) -> int:
 
     try:
         state_fd = storage.open_dir(paths.state_dir)
-        spool_fd = storage.open_subdir(state_fd, "spool", create=False)
+        spool_fd = storage.open_subdir(state_fd, config.SPOOL_SUBDIR, create=False)
     except FileNotFoundError:
         print("nothing spooled")
         return 0

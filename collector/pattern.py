@@ -183,14 +183,14 @@ def status(paths: config.Paths) -> int:
     if state_fd >= 0:
         try:
             try:
-                core_fd = storage.open_subdir(state_fd, "coredump", create=False)
+                core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR, create=False)
                 cores_list = list(storage.stored_cores(core_fd))
                 os.close(core_fd)
                 cores, usage = len(cores_list), sum(c.blocks for c in cores_list)
             except OSError:
                 pass
             try:
-                spool_fd = storage.open_subdir(state_fd, "spool", create=False)
+                spool_fd = storage.open_subdir(state_fd, config.SPOOL_SUBDIR, create=False)
                 pending = len(spool.pending(spool_fd))
                 os.close(spool_fd)
             except OSError:

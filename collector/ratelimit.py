@@ -56,9 +56,13 @@ def check(
         data = f"{start:.6f} {count}\n".encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
-        return Verdict(crashes=count, limited=count > burst)
     finally:
         os.close(fd)
+    if count == 1:
+        # A new key or a new window: the moment the directory can grow, so the moment to drop
+        # the state of programs that have not crashed for a while (not on every crash).
+        expire(dir_fd, interval, now)
+    return Verdict(crashes=count, limited=count > burst)
 
 
 def expire(dir_fd: int, interval: float, now: float | None = None) -> None:

@@ -18,8 +18,6 @@ MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 #: systemd-coredump logs at LOG_CRIT.
 PRIORITY = 2
 SYSLOG_IDENTIFIER = "drkonqi-lite-collector"
-#: Prefix of the fields that are ours and not systemd's.
-OWN_PREFIX = "DRKONQI_LITE_"
 
 
 class Field:
@@ -100,7 +98,6 @@ class CoreMissing:
     RATE_LIMITED = "rate-limited"
     EMPTY = "empty"
     COLLECTOR_CRASH = "collector-crash"
-    OVER_JOURNAL_SIZE_MAX = "over-journal-size-max"
 
 
 class CoreState:

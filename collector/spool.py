@@ -119,7 +119,3 @@ def _read_entry(dir_fd: int, name: str) -> bytes | None:
             log(f"spool: not replaying {name}: not a plain file of ours")
             return None
         return f.read()
-
-
-def is_unreachable(err: int) -> bool:
-    return err in journal.UNREACHABLE or err == errno.EINTR

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -233,5 +234,21 @@ def test_tempfile_is_invisible_until_committed(tmp_path: Path) -> None:
         assert (tmp_path / "d" / "final").read_bytes() == b"core"
         with storage.TempFile(fd) as tmp, pytest.raises(FileExistsError):
             tmp.commit("final")  # never replaces an existing file
+    finally:
+        os.close(fd)
+
+
+def test_rate_limit_state_of_quiet_programs_is_removed(tmp_path: Path) -> None:
+    """One state file per (user, program) must not pile up for years of crashes."""
+    fd = _dir_fd(tmp_path / "rl")
+    try:
+        ratelimit.check(fd, 1000, b"/usr/bin/old", 60, 3)
+        ratelimit.check(fd, 1000, b"/usr/bin/recent", 60, 3)
+        (old,) = [p for p in (tmp_path / "rl").iterdir() if ".old." in p.name]
+        hour_ago = time.time() - 3600
+        os.utime(old, (hour_ago, hour_ago))  # its last crash was an hour ago: 60 windows
+        ratelimit.check(fd, 1000, b"/usr/bin/new", 60, 3)  # a new key: housekeeping runs
+        names = sorted(p.name.split(".")[1] for p in (tmp_path / "rl").iterdir())
+        assert names == ["new", "recent"]
     finally:
         os.close(fd)
