@@ -98,20 +98,6 @@ class JournalSource:
         # An int is taken as µs as is (a float would be seconds, rounded through a double).
         self._reader.seek_realtime(int(realtime_us))
 
-    def seek_after_cursor(self, cursor: str) -> bool:
-        """Stand right after the entry at `cursor`; False (position unchanged) if it is gone."""
-        try:
-            self._reader.seek_cursor(cursor)
-        except (OSError, ValueError):
-            return False
-        raw = self._reader.get_next()
-        # seek_cursor then next returns the cursor's own entry when it still exists.
-        if raw and self._reader.test_cursor(cursor):
-            return True
-        if raw:
-            self._reader.get_previous()
-        return False
-
     def seek_now(self) -> None:
         """Only entries from now on (never seek_tail with a match: TESTING.md)."""
         self._reader.seek_realtime(int(time.time() * 1e6))

@@ -116,13 +116,6 @@ class Announcer:
                 return key
         return None
 
-    def group_of(self, notification_id: int) -> tuple[str, tuple[str, ...]] | None:
-        """(group key, crash ids) of a shown notification."""
-        for key, group in self._groups.items():
-            if group.notification_id == notification_id and notification_id:
-                return key, tuple(group.crash_ids)
-        return None
-
 
 def catch_up(crashes: Sequence[tuple[Crash, Program]]) -> Announcement | None:
     """ONE grouped notification for the crashes that happened while the user was away.

@@ -191,9 +191,6 @@ class BacktraceView(QWidget):
         return selections[0].cursor.block().text()
 
     # --- gdb ----------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._job is not None
 
     def generate(self) -> bool:
         """Start gdb; False (with a message) when another backtrace is being made."""

@@ -17,7 +17,6 @@ from PySide6.QtSvg import QSvgRenderer
 from drkonqi_lite.adapters.resources import resource_dir
 
 ICON_DIR = resource_dir() / "icons"
-APP_ICON = ICON_DIR.parent / "drkonqi-lite.svg"
 SIZES = (16, 22, 32, 48)
 
 

@@ -38,10 +38,6 @@ class CrashTray(QObject):
         self._icon.activated.connect(self._activated)
         self.update_state(0, [], [])
 
-    @staticmethod
-    def host_available() -> bool:
-        return QSystemTrayIcon.isSystemTrayAvailable()
-
     @property
     def visible(self) -> bool:
         return self._icon.isVisible()
