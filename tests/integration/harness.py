@@ -8,6 +8,7 @@ journald with systemd-python, as raw bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -446,3 +447,42 @@ def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"no crash entry for {match} within {timeout}s")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def socket_activated(sock: Path, argv: list[str], log: Path, mode: int = 0o600) -> Iterator[Path]:
+    """Play a systemd socket unit with Accept=yes: systemd-socket-activate listens on `sock`
+    (SOCK_SEQPACKET) and runs `argv` per connection with it as fd 3 (LISTEN_FDS=1). Yields
+    the log file, whose "Accepted connection" lines prove a connection was handed over."""
+    activate = shutil.which("systemd-socket-activate")
+    assert activate is not None, "systemd-socket-activate not installed"
+    sock.unlink(missing_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([activate, "--seqpacket", "--accept", "-l", str(sock), *argv],
+                                stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.is_socket():
+            assert time.monotonic() < deadline, f"{activate} did not listen on {sock}"
+            time.sleep(0.05)
+        sock.chmod(mode)  # SocketMode=: who may hand over crashes
+        yield log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        sock.unlink(missing_ok=True)
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive

@@ -8,9 +8,7 @@ with `--service` and the connection as fd 3 (LISTEN_FDS=1), as systemd would.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from drkonqi_lite_collector import config, pattern
 from tests.conftest import which
-from tests.integration.harness import Harness, crash, field, wait_entry
+from tests.integration.harness import Harness, crash, field, socket_activated, wait_entry
 
 USER = 1000
 
@@ -26,28 +24,15 @@ USER = 1000
 @pytest.fixture
 def service(harness: Harness, core_pattern: None) -> Iterator[Path]:
     """The emulated socket unit; yields the file its log (stderr) goes to."""
-    activate = which("systemd-socket-activate")
+    which("systemd-socket-activate")
     harness.install()
     launcher = pattern.write_launcher(config.Paths(str(harness.prefix)))
     sock = Path(config.Paths(str(harness.prefix)).socket)
     sock.parent.mkdir(parents=True, mode=0o755)
-    log = harness.prefix / "socket-activate.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [activate, "--seqpacket", "--accept", "-l", str(sock), str(launcher), "--service"],
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        for _ in range(100):
-            if sock.is_socket():
-                break
-            time.sleep(0.05)
-        sock.chmod(0o600)  # SocketMode=0600: only root may hand over crashes
+    # SocketMode=0600: only root may hand over crashes.
+    with socket_activated(sock, [str(launcher), "--service"],
+                          harness.prefix / "socket-activate.log") as log:
         yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_crash_goes_through_the_service(harness: Harness, service: Path) -> None:

@@ -47,6 +47,7 @@ from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite_collector.schema import core_filename
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
 from tests.integration.desktop import Display, wait_for
+from tests.integration.harness import group_alive
 from tests.qt import crash_records as cr
 
 SCRIPT = """
@@ -113,17 +114,17 @@ def real_crash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCrash]:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def group_alive(pgid: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(entry.name))
-    return alive
+
+
+def full_backtrace(qtbot: QtBot, w: CrashDetailWindow) -> GdbResult:
+    """Press Generate and wait: real gdb ends with the crashing Python function in the text."""
+    with qtbot.waitSignal(w.backtrace.finished, timeout=120_000) as blocker:
+        assert w.backtrace.generate()
+    result = blocker.args[0]
+    assert isinstance(result, GdbResult)
+    assert result.outcome is Outcome.DONE, result.message
+    assert "crash_here" in w.backtrace.text.toPlainText()
+    return result
 
 
 def test_full_backtrace_of_a_real_core(real_crash: RealCrash) -> None:
@@ -147,12 +148,7 @@ def test_detail_window_generates_the_real_full_backtrace(
     services = CrashServices(real_crash.policy, now_us=lambda: cr.NOW_US)
     w = CrashDetailWindow(real_crash.crash, Program("Python (debug)"), services)
     qtbot.addWidget(w)
-    with qtbot.waitSignal(w.backtrace.finished, timeout=120_000) as blocker:
-        assert w.backtrace.generate()
-    result = blocker.args[0]
-    assert isinstance(result, GdbResult)
-    assert result.outcome is Outcome.DONE, result.message
-    assert "crash_here" in w.backtrace.text.toPlainText()
+    full_backtrace(qtbot, w)
     assert "crash_here" in w.report()
 
 
@@ -270,10 +266,5 @@ def test_full_backtrace_from_a_real_systemd_coredump_entry(
     assert crash.core_state == "present"
     w = CrashDetailWindow(crash, Program("Python (debug)"), CrashServices(trust_policy_for(0)))
     qtbot.addWidget(w)
-    with qtbot.waitSignal(w.backtrace.finished, timeout=120_000) as blocker:
-        assert w.backtrace.generate()
-    result = blocker.args[0]
-    assert isinstance(result, GdbResult)
-    assert result.outcome is Outcome.DONE, result.message
-    assert "crash_here" in w.backtrace.text.toPlainText()
+    full_backtrace(qtbot, w)
     Path(crash.core_filename).unlink()

@@ -30,7 +30,14 @@ import pytest
 from drkonqi_lite_collector.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
-from tests.integration.harness import children, crash, field, spawn_as, wait_entry_since
+from tests.integration.harness import (
+    children,
+    crash,
+    field,
+    socket_activated,
+    spawn_as,
+    wait_entry_since,
+)
 from tests.packaging.units import ROOT, directives, value
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
@@ -227,7 +234,7 @@ def check_crash(since: float) -> None:
 def check_socket_activated(tmp_path: Path, since: float) -> None:
     """The split, with the installed units: systemd-socket-activate listens where the socket
     unit says and runs the service's ExecStart per connection (LISTEN_FDS=1, as Accept=yes)."""
-    activate = which("systemd-socket-activate")
+    which("systemd-socket-activate")
     sock_unit = UNITS / "drkonqi-lite-collector.socket"
     address = value(sock_unit, "Socket", "ListenSequentialPacket")
     mode = int(value(sock_unit, "Socket", "SocketMode"), 8)
@@ -235,31 +242,14 @@ def check_socket_activated(tmp_path: Path, since: float) -> None:
         value(UNITS / "drkonqi-lite-collector@.service", "Service", "ExecStart")
     )
     assert [d.key for d in directives(sock_unit)].count("Accept") == 1
-    sock = Path(address)
-    sock.unlink(missing_ok=True)
-    log = tmp_path / "socket-activate.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [activate, "--seqpacket", "--accept", "-l", address, *exec_start],
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        for _ in range(100):
-            if sock.is_socket():
-                break
-            time.sleep(0.05)
-        sock.chmod(mode)
+    with socket_activated(Path(address), exec_start, tmp_path / "socket-activate.log",
+                          mode) as log:
         pid = crash(["/bin/sleep", "1000"], USER, USER)
         entry = wait_entry_since(since, COREDUMP_PID=pid)
         text = log.read_text()
         assert "Accepted" in text or "Communication attempt" in text, text
         assert field(entry, "DRKONQI_LITE_IDENTITY") == b"verified", "pidfd + dirfd handed over"
         assert Path(os.fsdecode(field(entry, "COREDUMP_FILENAME"))).parent == STATE / "coredump"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        sock.unlink(missing_ok=True)
 
 
 def check_notification(out: Path) -> None:

@@ -24,6 +24,7 @@ from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
+from tests.integration.harness import group_alive
 from tests.qt import crash_records as cr
 
 #: A gdb stand-in: records its argv, the core's directory mode and its process group, starts a
@@ -81,19 +82,6 @@ def make(qtbot: QtBot, tmp_path: Path, gdb_env: Path) -> Callable[..., CrashDeta
     return build
 
 
-def group_alive(pgid: int) -> list[int]:
-    """PIDs (not zombies) still in process group `pgid`."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(entry.name))
-    return alive
 
 
 def run(
