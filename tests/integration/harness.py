@@ -43,24 +43,27 @@ class RawReader(journal.Reader):  # type: ignore[misc]
 _not_before_us = [0]
 
 
-def entries(**match: str | int) -> list[Entry]:
-    """Crash entries matching `match` (field=value) written since the test began, oldest first."""
+def entries(since: float | None = None, **match: str | int) -> list[Entry]:
+    """Crash entries matching `match` (field=value), oldest first, written since the test began
+    (and since `since`, a time.time() value, when given)."""
+    floor = _not_before_us[0] if since is None else max(_not_before_us[0], int(since * 1e6))
     reader = RawReader()
     try:
         reader.add_match(MESSAGE_ID=MESSAGE_ID)
         for key, value in match.items():
             reader.add_match(**{key: str(value)})
-        reader.seek_realtime(_not_before_us[0] / 1e6)
-        return [dict(e) for e in reader if int(e["__REALTIME_TIMESTAMP"]) >= _not_before_us[0]]
+        reader.seek_realtime(floor / 1e6)
+        # RawReader leaves __REALTIME_TIMESTAMP as systemd-python's int (microseconds).
+        return [dict(e) for e in reader if int(e["__REALTIME_TIMESTAMP"]) >= floor]
     finally:
         reader.close()
 
 
-def wait_entry(timeout: float = 15.0, **match: str | int) -> Entry:
-    """The one entry matching `match`, waiting for journald to write it."""
+def wait_entry(timeout: float = 15.0, since: float | None = None, **match: str | int) -> Entry:
+    """The one entry matching `match` (see entries), waiting for journald to write it."""
     deadline = time.monotonic() + timeout
     while True:
-        found = entries(**match)
+        found = entries(since, **match)
         if found:
             assert len(found) == 1, f"{len(found)} entries for {match}: one crash, one entry"
             return found[0]
@@ -428,25 +431,15 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def entries_since(since: float, **match: str | int) -> list[Entry]:
-    """`entries(**match)` that journald received at or after `since` (a time.time() value).
-    PIDs recycle within minutes on a busy machine and the journal keeps every earlier crash,
-    so a test matching on COREDUMP_PID must only look at its own time window."""
-    floor = int(since * 1_000_000)
-    # RawReader leaves __REALTIME_TIMESTAMP as systemd-python's int (microseconds).
-    return [e for e in entries(**match) if int(e["__REALTIME_TIMESTAMP"]) >= floor]
+    """`entries` received at or after `since`: PIDs recycle within minutes on a busy machine and
+    the journal keeps every earlier crash, so a test matching on COREDUMP_PID looks only at its
+    own time window."""
+    return entries(since, **match)
 
 
 def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) -> Entry:
-    """`wait_entry` among the entries received at or after `since` (see entries_since)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = entries_since(since, **match)
-        if found:
-            assert len(found) == 1, f"{len(found)} entries for {match}: one crash, one entry"
-            return found[0]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no crash entry for {match} within {timeout}s")
-        time.sleep(0.05)
+    """`wait_entry` among the entries received at or after `since`."""
+    return wait_entry(timeout, since, **match)
 
 
 @contextlib.contextmanager
