@@ -23,6 +23,7 @@ import zstandard
 from drkonqi_lite_collector import pattern
 from tests.conftest import need, which
 from tests.integration.harness import (
+    Entry,
     Harness,
     crash,
     field,
@@ -205,20 +206,24 @@ def test_user_sees_own_crash_and_reads_own_core_only(installed: Harness) -> None
     assert field(mine_entry, "_UID") == b"1000"
     assert field(theirs_entry, "_UID") == b"4242"
 
-    def visible(pid: int) -> str:
+    def visible(entry: Entry, uid: int = USER) -> str:
+        # PID and timestamp together: the journal is persistent and PIDs recycle, so an earlier
+        # test's crash of user 1000 may carry the PID that user 4242's crash has now.
         out = _as_user(
-            USER,
+            uid,
             "journalctl",
             "--no-pager",
             "-o",
             "cat",
             "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1",
-            f"COREDUMP_PID={pid}",
+            f"COREDUMP_PID={os.fsdecode(field(entry, 'COREDUMP_PID'))}",
+            f"COREDUMP_TIMESTAMP={os.fsdecode(field(entry, 'COREDUMP_TIMESTAMP'))}",
         )
         return out.stdout
 
-    assert f"Process {mine} (sleep) of user 1000 dumped core." in visible(mine)
-    assert "dumped core" not in visible(theirs), "another user's crash stays invisible"
+    assert f"Process {mine} (sleep) of user 1000 dumped core." in visible(mine_entry)
+    assert f"Process {theirs} (sleep) of user 4242 dumped core." in visible(theirs_entry, 0)
+    assert "dumped core" not in visible(theirs_entry), "another user's crash stays invisible"
 
     mine_core = os.fsdecode(field(mine_entry, "COREDUMP_FILENAME"))
     theirs_core = os.fsdecode(field(theirs_entry, "COREDUMP_FILENAME"))
