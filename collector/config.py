@@ -74,6 +74,11 @@ class Paths:
         return self._at("run/drkonqi-lite/collector.socket")
 
     @property
+    def cores_socket(self) -> str:
+        """Where users ask to delete their cores (drkonqi-lite-cores.socket, cores.py)."""
+        return self._at("run/drkonqi-lite/cores.socket")
+
+    @property
     def saved_pattern_file(self) -> str:
         return self._at("var/lib/drkonqi-lite/saved-core_pattern.json")
 

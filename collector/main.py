@@ -3,7 +3,9 @@
 As the handler (`drkonqi-lite-collector [--prefix DIR] %P %u %g %s %t %c %h %d [%F]`) it runs as
 root with the core on stdin: it hands the crash to the socket-activated service when there is
 one (forward.py), else processes it itself under a supervisor (supervisor.py). As
-`drkonqi-lite-collector --service` it is that service, started by systemd per connection.
+`drkonqi-lite-collector --service` it is that service, started by systemd per connection;
+as `drkonqi-lite-collector [--prefix=DIR] --cores-service` it deletes a stored core for its
+user (cores.py, drkonqi-lite-cores@.service).
 The subcommands install/uninstall/status/replay manage core_pattern and the spool.
 
 Start-up time matters here (the crashed process waits): modules are imported where needed.
@@ -86,6 +88,29 @@ def run_service() -> int:
     return supervise(args, handed.stdin, process)
 
 
+def run_cores_service(prefix_arg: str | None) -> int:
+    """drkonqi-lite-cores@.service: one user's request to delete one of their stored cores."""
+    _ensure_std_fds()
+    if prefix_arg is None:
+        prefix = config.prefix_from_environment()
+    elif prefix_arg.startswith("--prefix="):
+        prefix = prefix_arg.removeprefix("--prefix=")
+    else:
+        print(f"drkonqi-lite-collector: unexpected argument {prefix_arg!r}", file=sys.stderr)
+        return 2
+    import socket  # noqa: PLC0415 - not on the kernel's path
+
+    from drkonqi_lite_collector import cores  # noqa: PLC0415
+
+    try:
+        conn = socket.socket(fileno=forward.listen_fd())
+    except OSError as e:
+        log(f"cores: {e}")
+        return 2
+    with conn:
+        return cores.serve(conn, config.Paths(prefix))
+
+
 def _close(fd: int) -> None:
     try:
         os.close(fd)
@@ -118,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
         description="The kernel's crash handler (run through core_pattern with the core on "
         "stdin) and the commands that install it. As a handler: "
         f"drkonqi-lite-collector [--prefix DIR] {argv.SPECIFIERS_PIDFD}",
+        epilog="Started by systemd per connection, with the connection as fd 3: "
+        "--service (drkonqi-lite-collector@.service, a crash from the kernel-facing stage) and "
+        "[--prefix=DIR] --cores-service (drkonqi-lite-cores@.service, a user asking to delete "
+        "one of their stored cores).",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
@@ -165,6 +194,8 @@ def main(raw: list[str] | None = None) -> int:
     raw = sys.argv[1:] if raw is None else raw
     if raw == ["--service"]:
         return run_service()
+    if raw[-1:] == ["--cores-service"] and len(raw) <= 2:
+        return run_cores_service(raw[0] if len(raw) == 2 else None)
     if is_handler_call(raw):
         return run_handler(raw)
     from drkonqi_lite_collector import pattern  # noqa: PLC0415 - commands only

@@ -104,6 +104,26 @@ def grant_read_acl(fd: int, uid: int) -> None:
     os.setxattr(fd, "system.posix_acl_access", blob)
 
 
+def acl_grants_read(fd: int, uid: int) -> bool:
+    """Whether the file's ACL gives `uid` a named read entry (the mask permitting it), as
+    grant_read_acl writes for the crashing user. Owner and group bits do not count."""
+    try:
+        blob = os.getxattr(fd, "system.posix_acl_access")
+    except OSError:
+        return False
+    if len(blob) < 4 or (len(blob) - 4) % 8 or struct.unpack_from("<I", blob)[0] != _ACL_VERSION:
+        return False
+    named = mask = None
+    for tag, perm, ident in struct.iter_unpack("<HHI", blob[4:]):
+        if tag == _ACL_USER and ident == uid:
+            named = perm
+        elif tag == _ACL_MASK:
+            mask = perm
+    if named is None:
+        return False
+    return bool(named & (mask if mask is not None else named) & _ACL_READ)
+
+
 class TempFile:
     """A file being written in `dir_fd`, nameless until `commit` links it."""
 

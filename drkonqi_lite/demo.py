@@ -213,6 +213,34 @@ def _collector_installed() -> Iterator[None]:
         _say(f"crash handler restored: {saved[0].strip()}")
 
 
+@contextlib.contextmanager
+def _cores_service(work: Path) -> Iterator[None]:
+    """drkonqi-lite-cores.socket, played by systemd-socket-activate when systemd does not run
+    it (PID 1 is not systemd here): the detail window's "Delete core" then works as installed."""
+    sock = Path(config.Paths("/").cores_socket)
+    activate = shutil.which("systemd-socket-activate")
+    if sock.is_socket() or activate is None:
+        yield
+        return
+    sock.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "drkonqi_lite_collector.main", "--cores-service"]
+    with (work / "cores.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [activate, "--seqpacket", "--accept", "-l", str(sock), *argv],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # _stop ends its process group
+        )
+    try:
+        _wait(sock.is_socket, "the core deletion socket", timeout=5)
+        sock.chmod(0o666)  # SocketMode= of the unit: every user may ask
+        _say(f"core deletion service: {sock}")
+        yield
+    finally:
+        _stop(proc)
+        sock.unlink(missing_ok=True)
+
+
 def _demo_user(stack: contextlib.ExitStack, work: Path) -> tuple[int, int]:
     """A regular user of this machine (uid 1000 if it exists), else a temporary one."""
     for entry in pwd.getpwall():
@@ -357,6 +385,7 @@ def run(output: Path) -> int:
         user.spawn(stack, ["dunst", "-config", str(work / "dunstrc")], work / "dunst.log")
         _wait(lambda: user.on_bus("org.freedesktop.Notifications"), "dunst")
         stack.enter_context(_collector_installed())
+        stack.enter_context(_cores_service(work))
 
         _say(f"starting the tray app as uid {uid}")
         app = user.spawn(stack, [sys.executable, "-m", "drkonqi_lite"], work / "app.log")

@@ -1,4 +1,4 @@
-"""Reading a stored core for gdb, and deleting one the user owns (SECURITY.md 3, 6).
+"""Reading a stored core for gdb, and deleting the user's own (SECURITY.md 3, 6).
 
 The path comes from a journal entry (hostile): only a name directly inside a known storage
 directory is opened, through a dir fd with O_NOFOLLOW|O_NONBLOCK, and it must be a regular file.
@@ -13,6 +13,7 @@ import errno
 import lzma
 import os
 import shutil
+import socket
 import stat
 import tempfile
 import threading
@@ -23,10 +24,15 @@ from typing import BinaryIO
 import zstandard
 
 from drkonqi_lite.domain.trust import TrustPolicy
+from drkonqi_lite_collector.schema import parse_core_filename
 
 CHUNK = 1 << 20
 #: A decompressed core larger than this is refused (a 4 GiB sparse core fits).
 MAX_CORE_BYTES = 32 << 30
+#: drkonqi-lite-cores.socket (collector/config.py Paths.cores_socket): deletes a user's core.
+CORES_SOCKET = "/run/drkonqi-lite/cores.socket"
+#: The service answers within a Python start-up; a hung one must not freeze the window long.
+SERVICE_TIMEOUT_S = 5.0
 
 
 class CoreUnavailableError(Exception):
@@ -115,8 +121,13 @@ def remove_private_dir(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def deletable(policy: TrustPolicy, filename: str) -> str:
-    """Why the user may not delete this core ("" when they may), for a disabled button."""
+def deletable(policy: TrustPolicy, filename: str, cores_socket: str = CORES_SOCKET) -> str:
+    """Why the user may not delete this core ("" when they may), for a disabled button.
+
+    The user may unlink a core they own (root owns them all); any other core in our storage
+    (the first storage directory) is deleted by drkonqi-lite-cores@.service, which grants it
+    only for a core whose ACL lets this user read it: the same rule, checked again as root.
+    """
     location = policy.core_location(filename)
     if location is None:
         return "No stored core file."
@@ -125,19 +136,36 @@ def deletable(policy: TrustPolicy, filename: str) -> str:
         st = os.lstat(Path(directory) / name)
     except OSError:
         return "The core file is already gone."
-    if st.st_uid != os.getuid():
+    if st.st_uid == os.getuid() and os.access(directory, os.W_OK):
+        return ""
+    if directory != policy.storage_dirs[0]:
         return (
-            "The core belongs to the system (it is owned by root); the collector removes old "
-            "cores by itself when the storage limits are reached."
+            "The core was stored by systemd-coredump, which removes old cores by itself; "
+            "only the administrator can delete it sooner."
         )
-    if not os.access(directory, os.W_OK):
-        return "The crash storage directory is not writable by you."
+    owner = parse_core_filename(name)
+    if owner is None or owner[0] != policy.own_uid:
+        return "The core belongs to another user."
+    if not os.access(Path(directory) / name, os.R_OK):
+        return (
+            "The core is restricted (the program ran set-uid or changed its credentials), so it "
+            "may hold someone else's secrets; only the administrator can delete it."
+        )
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(cores_socket).st_mode)
+    except OSError:
+        is_socket = False
+    if not is_socket:
+        return (
+            "Deleting needs the drkonqi-lite-cores service (drkonqi-lite-cores.socket, started "
+            "by systemd), which is not running."
+        )
     return ""
 
 
-def delete_core(policy: TrustPolicy, filename: str) -> None:
-    """Remove the user's own core (checked again: only a regular file the user owns)."""
-    reason = deletable(policy, filename)
+def delete_core(policy: TrustPolicy, filename: str, cores_socket: str = CORES_SOCKET) -> None:
+    """Remove the user's core: directly when they own it, else through the cores service."""
+    reason = deletable(policy, filename, cores_socket)
     if reason:
         raise CoreUnavailableError(reason)
     location = policy.core_location(filename)
@@ -147,8 +175,33 @@ def delete_core(policy: TrustPolicy, filename: str) -> None:
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-            raise CoreUnavailableError("the core is not a file you own")
-        os.unlink(name, dir_fd=dir_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CoreUnavailableError("the core is not a regular file")
+        if st.st_uid == os.getuid():
+            os.unlink(name, dir_fd=dir_fd)
+            return
     finally:
         os.close(dir_fd)
+    _ask_cores_service(cores_socket, name)
+
+
+def _ask_cores_service(cores_socket: str, name: str) -> None:
+    """One request to drkonqi-lite-cores@.service (collector/cores.py); its refusal raised."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(SERVICE_TIMEOUT_S)
+        try:
+            sock.connect(cores_socket)
+            sock.send(b"delete\0" + name.encode("ascii"))
+            reply = sock.recv(4096)
+        except TimeoutError:
+            raise CoreUnavailableError("the deletion service did not answer in time") from None
+        except OSError as exc:
+            raise CoreUnavailableError(
+                f"the deletion service cannot be reached: {exc.strerror}"
+            ) from None
+    if reply == b"ok":
+        return
+    status, _, why = reply.partition(b"\0")
+    if status == b"error" and why:
+        raise CoreUnavailableError(why.decode("utf-8", "replace"))
+    raise CoreUnavailableError("the deletion service gave no answer")

@@ -16,7 +16,8 @@ import posixpath
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState
 
-#: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's.
+#: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's. Ours comes first
+#: (drkonqi_lite/adapters/stored_core.py: only ours has a deletion service).
 STORAGE_DIRS: tuple[str, ...] = ("/var/lib/drkonqi-lite/coredump", "/var/lib/systemd/coredump")
 #: System users that file coredump entries for crashes of other system users.
 COLLECTOR_USERS: tuple[str, ...] = ("drkonqi-lite", "systemd-coredump")

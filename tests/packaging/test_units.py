@@ -229,5 +229,7 @@ def test_exposure_is_lower_than_systemd_coredumps(tmp_path: Path) -> None:
     ours = _exposure(analyze, root, "drkonqi-lite-collector@1.service")
     assert ours <= 3.0, f"exposure {ours}"
     assert _exposure(analyze, root, "drkonqi-lite-collector-replay.service") <= 2.0
+    # Any user can reach the deletion service: it must be the tightest of all.
+    assert _exposure(analyze, root, "drkonqi-lite-cores@1.service") <= 1.5
     if (unit_dir / "systemd-coredump@.service").exists():
         assert ours < _exposure(analyze, root, "systemd-coredump@1.service")

@@ -249,6 +249,12 @@ def test_socket_and_service_match_the_collector() -> None:
     assert value(service, "Service", "ExecStart") == f"{pattern.PACKAGED} --service"
     replay = PACKAGING / "systemd/drkonqi-lite-collector-replay.service"
     assert value(replay, "Service", "ExecStart") == f"{pattern.PACKAGED} replay"
+    cores = PACKAGING / "systemd/drkonqi-lite-cores.socket"
+    assert value(cores, "Socket", "ListenSequentialPacket") == config.Paths("/").cores_socket
+    assert value(cores, "Socket", "Accept") == "yes"
+    assert value(cores, "Socket", "SocketMode") == "0666", "every user may ask"
+    cores_service = PACKAGING / "systemd/drkonqi-lite-cores@.service"
+    assert value(cores_service, "Service", "ExecStart") == f"{pattern.PACKAGED} --cores-service"
 
 
 @pytest.mark.parametrize(

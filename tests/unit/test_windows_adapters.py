@@ -92,7 +92,7 @@ def test_delete_only_own_cores(storage: Path) -> None:
         other = storage / "core.other.zst"
         other.write_bytes(b"x")
         os.chown(other, 4242, 4242)
-        assert "owned by root" in stored_core.deletable(p, str(other))  # i.e. not yours
+        assert stored_core.deletable(p, str(other)) == "The core belongs to another user."
         with pytest.raises(CoreUnavailableError):
             stored_core.delete_core(p, str(other))
         assert other.exists()
