@@ -256,8 +256,7 @@ class CrashApp(QObject):
                 self.inbox.state.mute(ann.group_key, self.program(crash).name)
                 log.info("muted %s", inert(ann.group_key))
         elif action == "dismiss":
-            for crash_id in ann.crash_ids:
-                self.dismiss(crash_id)
+            self._dismiss(list(ann.crash_ids))
         self._spawn(self.notifications.close(nid))
         self._refresh()
         self._save()
@@ -286,15 +285,20 @@ class CrashApp(QObject):
         self.router.show_crash_list()
 
     def dismiss(self, crash_id: str) -> bool:
-        if self.inbox.get(crash_id) is None:
-            return False
-        self._mark_seen([crash_id])
-        self.service.dismissed(crash_id)
-        return True
+        return bool(self._dismiss([crash_id]))
 
     def dismiss_all(self) -> None:
-        for crash in self.inbox.unseen():
-            self.dismiss(crash.id)
+        self._dismiss([crash.id for crash in self.inbox.unseen()])
+
+    def _dismiss(self, ids: list[str]) -> list[str]:
+        """Mark `ids` seen with one tray/model refresh and one state write (not one per crash:
+        DismissAll over 1,000 crashes took 4.9 s that way), then announce each dismissal."""
+        known = [crash_id for crash_id in ids if self.inbox.get(crash_id) is not None]
+        if known:
+            self._mark_seen(known)
+            for crash_id in known:
+                self.service.dismissed(crash_id)
+        return known
 
     def unseen_count(self) -> int:
         return self.inbox.unseen_count()

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, coredump_fields, wait_for
+from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
 
 app_desktop = dk.app_desktop
 SUMMARY_KEYS = {
@@ -102,5 +102,51 @@ def test_without_display_or_tray_the_app_still_serves_dbus(app_desktop: Desktop)
         assert reply.returncode == 0, reply.stderr
         assert '"headless"' in reply.stdout
         assert app.poll() is None
+    finally:
+        user.stop(app)
+
+
+def _unseen(user: User) -> int:
+    out = user.run(["dbus-send", "--session", "--print-reply=literal",
+                    "--dest=org.drkonqi_lite.CrashNotifier", "/org/drkonqi_lite/CrashNotifier",
+                    "org.freedesktop.DBus.Properties.Get",
+                    "string:org.drkonqi_lite.CrashNotifier1", "string:UnseenCount"])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+def test_dismiss_all_dismisses_every_unseen_crash_and_remembers(app_desktop: Desktop) -> None:
+    user = app_desktop.user()
+    app = user.start_app()
+    monitor = None
+    try:
+        user.wait_log("started:")
+        for comm in ("okular", "dolphin", "kate"):
+            user.send_entry(coredump_fields(user.uid, comm=comm, exe=f"/usr/bin/{comm}"))
+        wait_for(lambda: user.app_log().count("crash c") == 3, what="three crashes")
+        ids = [c["id"] for c in json.loads(user.cli("list", "--json").stdout)]
+        assert len(ids) == 3
+        monitor = user.spawn(["dbus-monitor", "--session",
+                              "type='signal',interface='org.drkonqi_lite.CrashNotifier1'"],
+                             "monitor")  # fmt: skip
+        time.sleep(0.5)  # the match rule is in place
+        reply = user.dbus_call("DismissAll")
+        assert reply.returncode == 0, reply.stderr
+        signals = user.logs / "monitor.out"
+        wait_for(lambda: signals.read_text().count("member=CrashDismissed") == 3,
+                 what="three CrashDismissed signals")  # fmt: skip
+        for crash_id in ids:
+            assert f'string "{crash_id}"' in signals.read_text()
+        assert _unseen(user) == 0
+    finally:
+        if monitor is not None:
+            user.stop(monitor)
+        user.stop(app)
+    # Seen is remembered: the next start announces nothing and counts nothing unseen.
+    app = user.start_app("app2")
+    try:
+        user.wait_log("started:", "app2")
+        assert _unseen(user) == 0
+        assert "notified" not in user.app_log("app2")
     finally:
         user.stop(app)
