@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import platform
+import stat
 import sys
 from pathlib import Path
 
@@ -199,4 +200,16 @@ def status(paths: config.Paths) -> int:
             os.close(state_fd)
     print(f"stored cores:    {cores} in {paths.storage_dir} ({usage / 1024**2:.1f} MiB)")
     print(f"spooled entries: {pending}")
+    for label, sock, absent in (
+        ("sandboxed split:", paths.socket, "not listening (the handler works in-process)"),
+        ("core deletion:  ", paths.cores_socket, "not listening (users cannot delete cores)"),
+    ):
+        print(f"{label} {f'listening on {sock}' if _is_socket(sock) else absent}")
     return 0
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False

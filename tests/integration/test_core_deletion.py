@@ -188,3 +188,13 @@ def test_restricted_core_stays_for_the_administrator(
     assert core.is_file()
     assert service.raw_request(0, b"delete\0" + core.name.encode()) == b"ok"
     assert not core.exists()
+
+
+def test_status_says_whether_users_can_delete_cores(service: Service) -> None:
+    def status() -> str:
+        cmd = [str(COLLECTOR), f"--prefix={service.h.prefix}", "status"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    assert f"core deletion:   listening on {service.sock}" in status()
+    service.sock.unlink()
+    assert "core deletion:   not listening (users cannot delete cores)" in status()
