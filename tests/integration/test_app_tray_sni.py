@@ -57,7 +57,7 @@ def test_status_notifier_item_while_unseen_menu_and_activate(app_desktop: Deskto
     wait_for(lambda: user.run(["dbus-send", "--session", "--print-reply",
                                "--dest=org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher",
                                "org.freedesktop.DBus.Peer.Ping"]).returncode == 0,
-             what="lxqt-panel's StatusNotifierWatcher")  # fmt: skip
+             timeout=30, what="lxqt-panel's StatusNotifierWatcher")  # fmt: skip
     user.start_dunst()  # such desktops have a notification server: no tray balloon needed
     app = user.start_app()
     try:
