@@ -20,7 +20,9 @@ ELF_MAGIC = b"\x7fELF"
 ET_CORE = 4
 PT_LOAD = 1
 PT_NOTE = 4
+PF_X = 1
 PF_W = 2
+PF_R = 4
 NT_PRSTATUS = 1
 NT_FILE = 0x46494C45
 EM_X86_64 = 62
@@ -35,6 +37,10 @@ STACK_BELOW_SP = 16 * 1024
 #: The top of the main thread's stack is kept even when no SP points into it: a signal
 #: handler running on an alternate stack leaves the interrupted frames there.
 MAIN_STACK_TOP = 256 * 1024
+#: ... and so is the top of every other thread stack (a writable mapping right above a
+#: PROT_NONE guard page, as pthread_create makes them) that no SP points into: a worker
+#: thread's handler on its own alternate stack leaves the interrupted frames there.
+THREAD_STACK_TOP = 128 * 1024
 #: Segments up to this size are kept whole (vDSO, .data/.bss, the link map, small heaps).
 SMALL_SEGMENT = 256 * 1024
 PAGE = 4096
@@ -212,6 +218,11 @@ def keep_plan(
         )
         if r:
             wanted.append(r)
+    for seg in _unclaimed_thread_stacks(head, sps):
+        top = seg.vaddr + seg.filesz
+        r = _clip(seg, top - THREAD_STACK_TOP, top)
+        if r:
+            wanted.append(r)
     wanted.extend((s.offset, s.offset + min(s.filesz, PAGE)) for s in loads)
     # Small segments whole, except read-only file-backed ones (text): libdwfl would take a
     # complete in-core image of a module over the real file, and lose its symbol table.  Without
@@ -235,6 +246,25 @@ def keep_plan(
         kept.append((start, end))
         spent += size
     return merge(kept)
+
+
+def _unclaimed_thread_stacks(head: CoreHead, sps: list[int]) -> list[Segment]:
+    """Writable segments right above a guard page (no access at all) holding no thread's SP:
+    the stacks of threads now running a signal handler elsewhere (or of exited threads that
+    glibc keeps for reuse). Without SPs there is nothing to tell them apart from."""
+    if not sps:
+        return []
+    ordered = sorted((s for s in head.segments if s.type == PT_LOAD), key=lambda s: s.vaddr)
+    pairs = [(ordered[i - 1], ordered[i]) for i in range(1, len(ordered))]
+    return [
+        seg
+        for below, seg in pairs
+        if seg.flags & PF_W
+        and seg.filesz > 0
+        and below.flags & (PF_R | PF_W | PF_X) == 0
+        and below.vaddr + below.memsz == seg.vaddr
+        and not any(seg.vaddr <= sp < seg.vaddr + seg.memsz for sp in sps)
+    ]
 
 
 def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -287,6 +287,26 @@ def test_kernel_crash_in_signal_handler(kernel_crash: object, binaries: dict[str
 
 
 @pytest.mark.crash
+@pytest.mark.parametrize("build", ["g", "o2"])
+def test_kernel_crash_in_signal_handler_of_a_worker_thread(
+    kernel_crash: object, binaries: dict[str, Path], build: str
+) -> None:
+    """The handler runs on the worker's own alternate stack (heap); past the signal frame the
+    interrupted frames are on the worker's real stack, where no SP in the notes points."""
+    doc, core = kernel_crash([str(binaries[build]), "thread-handler"])  # type: ignore[operator]
+    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    ts = threads(result.text)
+    assert len(ts) == 9
+    first = [fn for _, fn, _ in next(iter(ts.values()))]
+    if build == "g":
+        assert first[:2] == ["crash_main", "crash_in_handler"]
+        assert first[-5:] == ["worker_leaf", "worker_middle", "worker", "start_thread", "__clone3"]
+    assert "__restore_rt" in first
+    assert first[-2:] == ["start_thread", "__clone3"], first
+    assert_as_good_as_eu_stack(result, core, binaries[build])
+
+
+@pytest.mark.crash
 def test_kernel_crash_smashed_stack(kernel_crash: object, binaries: dict[str, Path]) -> None:
     doc, _ = kernel_crash([str(binaries["o2"]), "smash"])  # type: ignore[operator]
     result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
