@@ -191,7 +191,7 @@ def _ask_cores_service(cores_socket: str, name: str) -> None:
         sock.settimeout(SERVICE_TIMEOUT_S)
         try:
             sock.connect(cores_socket)
-            sock.send(b"delete\0" + name.encode("ascii"))
+            sock.send(b"delete\0" + os.fsencode(name))
             reply = sock.recv(4096)
         except TimeoutError:
             raise CoreUnavailableError("the deletion service did not answer in time") from None
