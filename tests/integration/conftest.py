@@ -37,3 +37,15 @@ def waiting(crashme: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def suid_dumpable() -> Iterator[None]:
+    """fs.suid_dumpable=2: without it the kernel never hands over set-uid cores at all."""
+    path = Path("/proc/sys/fs/suid_dumpable")
+    saved = path.read_text()
+    path.write_text("2\n")
+    try:
+        yield
+    finally:
+        path.write_text(saved)

@@ -30,7 +30,6 @@ from tests.integration.harness import (
 
 USER = 1000
 OTHER = 4242
-SUID_DUMPABLE = Path("/proc/sys/fs/suid_dumpable")
 
 #: The app's adapter (drkonqi_lite/adapters/stored_core.py), run as the user it is for.
 CLIENT = """
@@ -158,16 +157,6 @@ def test_links_and_fifos_are_not_followed(t0: float, service: Service) -> None:
         assert path.exists() or path.is_symlink(), kind
     assert victim.read_bytes() == b"precious"
     assert core.is_file()
-
-
-@pytest.fixture
-def suid_dumpable() -> Iterator[None]:
-    saved = SUID_DUMPABLE.read_text()
-    SUID_DUMPABLE.write_text("2\n")
-    try:
-        yield
-    finally:
-        SUID_DUMPABLE.write_text(saved)
 
 
 def test_restricted_core_stays_for_the_administrator(

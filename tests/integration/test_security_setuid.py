@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,22 +32,10 @@ from tests.integration.harness import (
     wait_entry_since,
 )
 
-SUID_DUMPABLE = Path("/proc/sys/fs/suid_dumpable")
 USER = 1000
 
 
 NOPASSWD = 4242
-
-
-@pytest.fixture
-def suid_dumpable() -> Iterator[None]:
-    """fs.suid_dumpable=2: without it the kernel never hands over set-uid cores at all."""
-    saved = SUID_DUMPABLE.read_text()
-    SUID_DUMPABLE.write_text("2\n")
-    try:
-        yield
-    finally:
-        SUID_DUMPABLE.write_text(saved)
 
 
 @pytest.fixture
