@@ -74,13 +74,18 @@ def start(argv: list[str]) -> subprocess.Popen[bytes]:
     return proc
 
 
+def gcore(proc: subprocess.Popen[bytes], tmp: Path) -> Path:
+    """A core of the live target, made by gdb's gcore (the target keeps running)."""
+    subprocess.run([which("gcore"), "-o", str(tmp / "core"), str(proc.pid)], check=True,
+                   capture_output=True)  # fmt: skip
+    return tmp / f"core.{proc.pid}"
+
+
 def gcore_trace(
     proc: subprocess.Popen[bytes], tmp: Path, limit: int | None = None
 ) -> tuple[StackTraceResult, Path]:
     """gcore the live target, stop it, and run the engine as the collector would."""
-    gcore = which("gcore")
-    subprocess.run([gcore, "-o", str(tmp / "core"), str(proc.pid)], check=True, capture_output=True)
-    core = tmp / f"core.{proc.pid}"
+    core = gcore(proc, tmp)
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
@@ -360,17 +365,13 @@ def test_four_gib_sparse_core_stays_small(binaries: dict[str, Path], tmp_path: P
     """A 4 GiB core (here: a real core followed by zeros, as a pipe delivers untouched memory)
     streams through the tap without growing it, and still unwinds."""
     proc = start([str(binaries["g"])])
-    subprocess.run(
-        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
-        check=True,
-        capture_output=True,
-    )
+    core = gcore(proc, tmp_path)
     os.kill(proc.pid, signal.SIGSTOP)
     zeros = bytes(1 << 20)
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
         with open_module_files(proc_fd) as modules, CoreTap() as tap:
-            tap.feed((tmp_path / f"core.{proc.pid}").read_bytes())
+            tap.feed(core.read_bytes())
             for _ in range(4096):
                 tap.feed(zeros)
             assert tap.size > 4 << 30
@@ -388,15 +389,11 @@ def test_timeout_kills_the_unwinder_and_keeps_what_it_had(
     binaries: dict[str, Path], tmp_path: Path
 ) -> None:
     proc = start([str(binaries["g"])])
-    subprocess.run(
-        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
-        check=True,
-        capture_output=True,
-    )
+    core = gcore(proc, tmp_path)
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
         with open_module_files(proc_fd) as modules, CoreTap() as tap:
-            tap.feed((tmp_path / f"core.{proc.pid}").read_bytes())
+            tap.feed(core.read_bytes())
             t0 = time.monotonic()
             result = analyze(tap, modules, timeout=0.001)
             assert time.monotonic() - t0 < 1
@@ -410,11 +407,7 @@ def test_timeout_kills_the_unwinder_and_keeps_what_it_had(
 def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
     """prepare() before the core streams gives the same trace; an unused one leaves nothing."""
     proc = start([str(binaries["o2"])])
-    subprocess.run(
-        [which("gcore"), "-o", str(tmp_path / "core"), str(proc.pid)],
-        check=True,
-        capture_output=True,
-    )
+    core = gcore(proc, tmp_path)
     try:
         proc_fd = os.open(f"/proc/{proc.pid}", os.O_RDONLY | os.O_DIRECTORY)
         with open_module_files(proc_fd) as modules:
@@ -427,7 +420,7 @@ def test_prepared_unwinder(binaries: dict[str, Path], tmp_path: Path) -> None:
                     os.waitpid(child, os.WNOHANG)
             with CoreTap() as tap:
                 prepared = prepare(tap, modules)
-                data = (tmp_path / f"core.{proc.pid}").read_bytes()
+                data = core.read_bytes()
                 for i in range(0, len(data), CHUNK):
                     tap.feed(data[i : i + CHUNK])
                 result = analyze(tap, modules, prepared=prepared)
