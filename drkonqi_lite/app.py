@@ -35,12 +35,13 @@ from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.storage_watch import StorageWatch
 from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
-from drkonqi_lite.domain.crash import Crash, inert
+from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
+from drkonqi_lite.domain.plain_text import one_line
+from drkonqi_lite.domain.report import absolute_when
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 from drkonqi_lite.domain.trust import STORAGE_DIRS
-from drkonqi_lite.qt.crash_window import MinimalWindows, when
 from drkonqi_lite.qt.crash_windows import CrashWindows
 from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
@@ -70,7 +71,6 @@ class CrashApp(QObject):
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
         self.programs = DesktopEntryIndex.from_environment()
         self.source = JournalSource(trust_policy_for(os.getuid()))
-        self.router = WindowRouter(MinimalWindows(self.inbox, self.program, self.show_crash), self)
         policy = trust_policy_for(os.getuid())
         windows = CrashWindows.for_user(
             self.inbox,
@@ -80,7 +80,7 @@ class CrashApp(QObject):
             debuginfod=settings.debuginfod,
             remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
         )
-        self.router.set_factory(windows)  # issue 5's windows replace the minimal ones
+        self.router = WindowRouter(windows, self)
         self.tray = CrashTray(
             icon("drkonqi-lite-tray", "dialog-warning"),
             always_visible=settings.tray_always,
@@ -223,7 +223,7 @@ class CrashApp(QObject):
             log.info(
                 "crash %s: %s (pid %d, %s)%s",
                 crash.id,
-                inert(crash.comm),
+                one_line(crash.comm),
                 crash.pid,
                 crash.signal_name,
                 " [muted]" if muted else "",
@@ -254,7 +254,7 @@ class CrashApp(QObject):
             crash = self.inbox.get(ann.crash_ids[-1])
             if crash is not None:
                 self.inbox.state.mute(ann.group_key, self.program(crash).name)
-                log.info("muted %s", inert(ann.group_key))
+                log.info("muted %s", one_line(ann.group_key))
         elif action == "dismiss":
             self._dismiss(list(ann.crash_ids))
         self._spawn(self.notifications.close(nid))
@@ -316,7 +316,7 @@ class CrashApp(QObject):
     # --- plumbing -------------------------------------------------------------------------
     def _refresh(self) -> None:
         recent = [
-            (c.id, f"{self.program(c).name} — {c.reason} ({when(c.timestamp_us)})")
+            (c.id, f"{self.program(c).name} — {c.reason} ({absolute_when(c.timestamp_us)})")
             for c in self.inbox.newest_first()[: self.settings.tray_menu_items]
         ]
         counts = self.announcer.muted_counts

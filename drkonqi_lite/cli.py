@@ -25,7 +25,8 @@ from pathlib import Path
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
-from drkonqi_lite.domain.crash import Crash, inert
+from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.plain_text import multi_line, one_line
 from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.seen import SeenState
@@ -104,7 +105,7 @@ def _when(timestamp_us: int) -> str:
 
 
 def _line(crash: Crash) -> str:
-    name = inert(crash.comm or crash.exe)
+    name = one_line(crash.comm or crash.exe, None)
     return f"{_when(crash.timestamp_us)}  {crash.id}  {crash.pid:>7}  {name:<16}  " \
            f"{crash.reason:<20}  {crash.core_state}"  # fmt: skip
 
@@ -134,7 +135,9 @@ def _find(key: str) -> Crash:
         for crash in crashes:  # newest first: the latest crash of that PID
             if crash.pid == int(key):
                 return crash
-    raise NotFoundError(f"no crash {inert(key)!s} among your crashes (see 'drkonqi-lite list')")
+    raise NotFoundError(
+        f"no crash {one_line(key, None)!s} among your crashes (see 'drkonqi-lite list')"
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -165,14 +168,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         value = info[key]  # type: ignore[literal-required]
         if key == "timestamp":
             value = f"{_when(crash.timestamp_us)} ({value})"
-        print(f"{key:>12}: {inert(str(value))}")
+        print(f"{key:>12}: {one_line(str(value), None)}")
     print(f"{'reason':>12}: {crash.reason}")
     if args.reveal:
-        print(f"{'command line':>12}: {inert(crash.cmdline)}")
+        print(f"{'command line':>12}: {one_line(crash.cmdline, None)}")
         print(f"{'environment':>12}:")
-        print(inert(crash.fields.get("COREDUMP_ENVIRON", ""), keep_newlines=True))
+        print(multi_line(crash.fields.get("COREDUMP_ENVIRON", "")))
     print()
-    print(inert(crash.backtrace, keep_newlines=True) or "(no stack trace in the entry)")
+    print(multi_line(crash.backtrace) or "(no stack trace in the entry)")
     return EXIT_OK
 
 
@@ -185,11 +188,11 @@ def cmd_backtrace(args: argparse.Namespace) -> int:
         result = FullBacktraceJob(crash, trust_policy_for(os.getuid()), options).run()
         if result.outcome is not Outcome.DONE:
             raise NotFoundError(f"no full backtrace for crash {crash.id}: {result.message}")
-        print(inert(mask_secrets(result.text, crash), keep_newlines=True))
+        print(multi_line(mask_secrets(result.text, crash)))
         return EXIT_OK
     if not crash.backtrace:
         raise NotFoundError(f"crash {crash.id} has no stack trace in its journal entry")
-    print(inert(crash.backtrace, keep_newlines=True))
+    print(multi_line(crash.backtrace))
     return EXIT_OK
 
 

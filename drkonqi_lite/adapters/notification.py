@@ -22,7 +22,7 @@ from dbus_next.message import Message
 from dbus_next.signature import Variant
 
 from drkonqi_lite.domain.announcement import Announcement, Announcer
-from drkonqi_lite.domain.crash import inert
+from drkonqi_lite.domain.plain_text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class AnnouncementSender:
                 self.notes[nid] = ann
                 if ann.group_key:
                     self._announcer.shown(ann.group_key, nid)
-                log.info("notified %d: %s", nid, inert(ann.title))
+                log.info("notified %d: %s", nid, one_line(ann.title))
                 return
         self._fallback(ann.title, ann.body)
-        log.info("tray balloon: %s", inert(ann.title))
+        log.info("tray balloon: %s", one_line(ann.title))

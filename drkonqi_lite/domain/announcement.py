@@ -12,7 +12,8 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 
-from drkonqi_lite.domain.crash import Crash, bounded
+from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.plain_text import one_line
 
 #: Names listed in the catch-up body before "and N more".
 CATCHUP_NAMES = 5
@@ -88,7 +89,7 @@ class Announcer:
         return Announcement(
             kind=Kind.CRASH,
             group_key=key,
-            title=crash_title(bounded(program.name, 80), group.count),
+            title=crash_title(one_line(program.name, 80), group.count),
             body=crash.reason,
             crash_ids=tuple(group.crash_ids),
             replaces_id=group.notification_id,
@@ -128,7 +129,7 @@ def catch_up(crashes: Sequence[tuple[Crash, Program]]) -> Announcement | None:
     names: dict[str, str] = {}
     for crash, program in crashes:
         counts[crash.program_key] = counts.get(crash.program_key, 0) + 1
-        names.setdefault(crash.program_key, bounded(program.name, 80))
+        names.setdefault(crash.program_key, one_line(program.name, 80))
     ordered = sorted(counts, key=lambda k: -counts[k])
     listed = [
         names[k] if counts[k] == 1 else f"{names[k]} ({counts[k]} times)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import re
 import signal
 from collections.abc import Mapping
 
@@ -78,22 +77,6 @@ def reason_text(signo: int) -> str:
 def bounded(text: str, limit: int = MAX_NAME_CHARS) -> str:
     """`text` cut to `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def inert(text: str, *, keep_newlines: bool = False) -> str:
-    """Text safe for a terminal or a log line: control and bidi characters as \\xNN / \\uNNNN
-    (a comm must not move the cursor, forge a log line or reorder what follows it)."""
-
-    def esc(m: re.Match[str]) -> str:
-        c = m.group()
-        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-
-    if keep_newlines:
-        return "\n".join(_CONTROL.sub(esc, line) for line in text.split("\n"))
-    return _CONTROL.sub(esc, text.replace("\n", "\\n"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 A comm, exe, command line or backtrace may carry newlines, terminal escapes, or bidi overrides
 (U+202E) that would reorder what the user reads (SECURITY.md 5). Qt widgets are always given
 plain text (never rich text); this module also makes the characters themselves visible, the same
-way `drkonqi-lite show` prints them (`\\x1b`, `\\u202e`). Pure: no I/O.
+way `drkonqi-lite show` and the log lines print them (`\\x1b`, `\\u202e`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    """One line of inert text: newlines and tabs escaped too, cut at `limit` with an ellipsis."""
+def one_line(text: str, limit: int | None = 300) -> str:
+    """One line of inert text: newlines and tabs escaped too, cut at `limit` (None: never) with
+    an ellipsis. The one escaper for hostile text on every surface: widgets, terminal, logs."""
     flat = _HIDDEN.sub(_escape, text).replace("\n", "\\n").replace("\t", "\\t")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def multi_line(text: str) -> str:

@@ -14,10 +14,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from drkonqi_lite.domain.plain_text import one_line
+
 
 def menu_text(text: str) -> str:
-    """Inert menu label: no mnemonics, no line breaks, bounded."""
-    flat = " ".join(text.split())
+    """Inert menu label: no mnemonics, no line breaks, no hidden characters, bounded."""
+    words = text.replace("\t", " ").replace("\n", " ").split(" ")
+    flat = one_line(" ".join(w for w in words if w), None)
     return (flat[:77] + "…" if len(flat) > 80 else flat).replace("&", "&&")
 
 

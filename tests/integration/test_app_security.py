@@ -137,7 +137,9 @@ def test_hostile_text_is_inert_and_secrets_stay_hidden(app_desktop: Desktop) -> 
         notes = user.notifications()
     finally:
         user.stop(app)
-    assert notes[0]["summary"] == f"{comm} crashed"  # shown literally, not as markup
+    # shown literally, not as markup, and the terminal escape as a visible escape
+    assert notes[0]["summary"] == "<b>x</b>&\\x1b[31m crashed"
+    assert "\x1b" not in json.dumps(notes, ensure_ascii=False)
     listing = user.cli("list")
     assert "\x1b" not in listing.stdout
     assert "\\x1b" in listing.stdout

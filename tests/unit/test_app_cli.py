@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from drkonqi_lite.cli import UsageError, parse_when
-from drkonqi_lite.domain.crash import inert
+from drkonqi_lite.domain.plain_text import multi_line, one_line
 
 NOW = 1_800_000_000.0
 
@@ -25,7 +25,8 @@ def test_parse_when() -> None:
 
 
 def test_inert_escapes_terminal_controls_and_bidi() -> None:
-    assert inert("a\x1b[31mb") == "a\\x1b[31mb"
-    assert inert("x\u202ey") == "x\\u202ey"
-    assert inert("a\nb") == "a\\nb"
-    assert inert("a\nb\x07", keep_newlines=True) == "a\nb\\x07"
+    assert one_line("a\x1b[31mb", None) == "a\\x1b[31mb"
+    assert one_line("x\u202ey", None) == "x\\u202ey"
+    assert one_line("a\nb", None) == "a\\nb"
+    assert one_line("y" * 1000, None) == "y" * 1000  # the terminal gets it whole
+    assert multi_line("a\nb\x07") == "a\nb\\x07"
