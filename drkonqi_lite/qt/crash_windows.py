@@ -1,4 +1,4 @@
-"""The full crash windows as the WindowRouter's factory (replaces crash_window.MinimalWindows).
+"""The crash windows as the WindowRouter's factory.
 
 One crash list window for the session (kept, updated in place as crashes arrive) and a detail
 window per crash (deleted on close; the router raises an open one). Shares one CrashServices,

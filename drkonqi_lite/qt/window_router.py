@@ -1,9 +1,8 @@
 """The one place where "show crash X" and "show the crash list" requests go.
 
 Notifications (Details), the tray menu, D-Bus ShowCrash/ShowCrashList, a second start of the
-app and `drkonqi-lite show` all end here. The windows themselves come from a WindowFactory:
-issue 5 plugs in the full crash list and detail windows by passing its own factory; the
-minimal ones in crash_window.py are the default. Keeps one window per crash and raises it
+app and `drkonqi-lite show` all end here. The windows themselves come from a WindowFactory
+(qt/crash_windows.py in the app, a fake in tests). Keeps one window per crash and raises it
 when asked again.
 """
 
@@ -37,10 +36,6 @@ class WindowRouter(QObject):
         self._factory = factory
         self._list: QWidget | None = None
         self._details: dict[str, QWidget] = {}
-
-    def set_factory(self, factory: WindowFactory) -> None:
-        """Swap the windows (issue 5); open windows stay until closed."""
-        self._factory = factory
 
     @staticmethod
     def _raise(window: QWidget) -> None:
