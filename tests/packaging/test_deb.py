@@ -29,7 +29,7 @@ import pytest
 
 from drkonqi_lite_collector.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.schema import MESSAGE_ID
-from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, which
+from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
 from tests.integration.harness import (
     children,
     crash,
@@ -63,8 +63,8 @@ RESOURCES_OF_APP = (
     "print(*sorted(str(p.relative_to(a.RESOURCES)) for p in a.RESOURCES.rglob('*') "
     "if p.is_file()))"
 )
-#: Files of the tray app's branch (packaging/debian/rules installs them when present).
-FROM_APP_BRANCH = {
+#: The tray app's session integration and icons, and where the package puts them.
+APP_FILES = {
     "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
     "packaging/drkonqi-lite.service": Path("/usr/lib/systemd/user/drkonqi-lite.service"),
     "packaging/org.drkonqi_lite.CrashNotifier.service": Path(
@@ -73,7 +73,11 @@ FROM_APP_BRANCH = {
     "resources/drkonqi-lite.svg": Path("/usr/share/icons/hicolor/scalable/apps/drkonqi-lite.svg"),
 }
 
-pytestmark = pytest.mark.skipif(not DEB, reason="DRKONQI_LITE_DEB is not set (make deb)")
+
+@pytest.fixture(autouse=True)
+def _deb_built() -> None:
+    """CI builds the package and names it (.ci/run); a run without it fails there."""
+    need(bool(DEB), "DRKONQI_LITE_DEB is not set (make deb)")
 
 
 def apt(*args: str) -> str:
@@ -139,10 +143,9 @@ def check_files() -> None:
     ):
         assert path.is_file(), f"{path} missing"
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
-    # What the tray app's branch brings is packaged once it is in the tree.
-    for source, target in FROM_APP_BRANCH.items():
-        if (ROOT / source).exists():
-            assert target.is_file(), f"{source} is in the tree but {target} was not installed"
+    for source, target in APP_FILES.items():
+        assert (ROOT / source).is_file(), f"{source} is missing from the tree"
+        assert target.is_file(), f"{source} is in the tree but {target} was not installed"
     # The private venv has every run-time dependency, C extensions and Qt included.
     subprocess.run(
         [f"{VENV}/bin/python", "-c", IMPORTS], capture_output=True, check=True, timeout=60
