@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 #: sd-messages.h SD_MESSAGE_COREDUMP: the id systemd-coredump (and we) stamp on every crash.
 MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+#: sd-messages.h SD_MESSAGE_BACKTRACE: what `systemd-coredump --backtrace` stamps on a crash
+#: reported by the program itself, with no core (coredumpctl lists both ids). Our
+#: unhandled-exception hook (python_hook.py) writes such entries.
+BACKTRACE_MESSAGE_ID = "1f4e0a44a88649939aaea34fc6da8c95"
+#: Every MESSAGE_ID that makes an entry a crash record.
+CRASH_MESSAGE_IDS = (MESSAGE_ID, BACKTRACE_MESSAGE_ID)
 #: systemd-coredump logs at LOG_CRIT.
 PRIORITY = 2
 SYSLOG_IDENTIFIER = "drkonqi-lite-collector"
@@ -87,6 +93,14 @@ class Field:
     STACKTRACE = "DRKONQI_LITE_STACKTRACE"
     #: The collector's version.
     VERSION = "DRKONQI_LITE_VERSION"
+    #: The Python stack of a crashed CPython program, JSON: a list of threads, the crashing one
+    #: first, `{"tid": int, "name": str, "crashed": bool, "frames": [{"function": str,
+    #: "file": str, "line": int}, ...]}` with frames outermost first (domain/python_stack.py).
+    PYTHON_STACK = "DRKONQI_LITE_PYTHON_STACK"
+    #: An unhandled exception's qualified type name ("json.decoder.JSONDecodeError") and its
+    #: str() (bounded), in the hook's backtrace entries.
+    EXCEPTION_TYPE = "DRKONQI_LITE_EXCEPTION_TYPE"
+    EXCEPTION_VALUE = "DRKONQI_LITE_EXCEPTION_VALUE"
 
 
 class CoreMissing:

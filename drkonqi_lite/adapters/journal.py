@@ -26,7 +26,7 @@ from drkonqi_lite.domain.crash import (
     crash_from_entry,
 )
 from drkonqi_lite.domain.trust import COLLECTOR_USERS, CoreProbe, TrustPolicy, decide_core_state
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.schema import CRASH_MESSAGE_IDS
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,10 @@ class JournalSource:
         # field is decoded as UTF-8 (bytes kept when invalid, the domain replaces them).
         self._reader.converters = {REALTIME: int, CURSOR: str, "__MONOTONIC_TIMESTAMP": _keep}
         self._reader.data_threshold = 0
-        self._reader.add_match(MESSAGE_ID=MESSAGE_ID)
+        # Two matches on one field are OR-ed by sd-journal (sd_journal_add_match(3)): native
+        # crashes and self-reported ones (unhandled exceptions), both through the index.
+        for message_id in CRASH_MESSAGE_IDS:
+            self._reader.add_match(MESSAGE_ID=message_id)
         self.position = Position("", 0)
         self.skipped = 0
         self.last_read = 0

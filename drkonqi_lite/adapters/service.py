@@ -32,7 +32,12 @@ SIGNATURES: dict[str, str] = {
     "id": "s", "pid": "x", "uid": "u", "signal": "i", "signal_name": "s", "comm": "s",
     "exe": "s", "timestamp": "t", "hostname": "s", "unit": "s", "package": "s",
     "core_state": "s", "seen": "b", "backtrace": "s", "fields": "a{ss}",
+    "python_stack": "aa{sv}", "python_threads": "aa{sv}", "exception_type": "s",
+    "exception_value": "s",
 }  # fmt: skip
+#: The members of the python_stack / python_threads dicts (domain/python_stack.py).
+_PY_SIGNATURES: dict[str, str] = {"function": "s", "file": "s", "line": "x", "tid": "x",
+                                  "name": "s", "crashed": "b", "frames": "aa{sv}"}  # fmt: skip
 
 
 _F = TypeVar("_F", bound=Callable[..., object])
@@ -68,14 +73,19 @@ def _safe(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def to_variants(crash: Mapping[str, object]) -> dict[str, Variant]:
+def to_variants(
+    crash: Mapping[str, object], signatures: Mapping[str, str] = SIGNATURES
+) -> dict[str, Variant]:
     """A crash dict as a{sv}; uid is clamped into u (a bad entry must not break marshalling)."""
     out: dict[str, Variant] = {}
     for key, value in crash.items():
-        sig = SIGNATURES.get(key)
+        sig = signatures.get(key)
         if sig is None:
             continue
-        if sig == "s":
+        if sig == "aa{sv}" and isinstance(value, list):
+            items = [to_variants(v, _PY_SIGNATURES) for v in value if isinstance(v, Mapping)]
+            out[key] = Variant(sig, items)
+        elif sig == "s":
             out[key] = Variant("s", _safe(str(value)))
         elif sig == "a{ss}" and isinstance(value, Mapping):
             out[key] = Variant(sig, {_safe(str(k)): _safe(str(v)) for k, v in value.items()})

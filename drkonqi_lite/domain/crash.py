@@ -14,7 +14,9 @@ import hashlib
 import signal
 from collections.abc import Mapping
 
-from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState, Field
+from drkonqi_lite.domain import python_stack
+from drkonqi_lite.domain.python_stack import PythonFrame, PythonThread
+from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, CRASH_MESSAGE_IDS, CoreState, Field
 
 #: Bounds for hostile text (a 128 KiB argv[0] must not become a 128 KiB notification).
 MAX_NAME_CHARS = 256
@@ -116,16 +118,35 @@ class Crash:
     fields: Mapping[str, str]
     #: One of CoreState's values (plain strings: the schema keeps the collector enum-free).
     core_state: str = CoreState.NONE
+    #: The Python stack, crashing thread first: from the entry (unhandled exceptions) or, for a
+    #: native crash of a Python program, read from the core by the app and set with replace.
+    python_threads: tuple[PythonThread, ...] = ()
+    #: An unhandled exception's type ("ValueError"); "" for a crash by signal.
+    exception_type: str = ""
+    exception_value: str = ""
 
     @property
     def reason(self) -> str:
-        """The reason in plain words ("Segmentation fault")."""
+        """The reason in plain words ("Segmentation fault", "Unhandled exception ValueError")."""
+        if self.exception_type:
+            return f"Unhandled exception {self.exception_type}"
         return reason_text(self.signal)
 
     @property
     def program_key(self) -> str:
-        """What "the same program" means for grouping and muting: the executable, else comm."""
-        return self.exe or self.comm
+        """What "the same program" means for grouping and muting: the executable, else comm;
+        for a Python program its script (every script shares the interpreter's executable)."""
+        return python_stack.main_script(self.python_threads) or self.exe or self.comm
+
+    @property
+    def python_stack(self) -> tuple[PythonFrame, ...]:
+        """The crashing thread's Python frames, outermost first; () when there are none."""
+        return python_stack.crashing_frames(self.python_threads)
+
+    @property
+    def is_exception(self) -> bool:
+        """A crash the program reported itself (an unhandled exception): no core, no signal."""
+        return self.fields.get(Field.MESSAGE_ID) == BACKTRACE_MESSAGE_ID
 
     @property
     def backtrace(self) -> str:
@@ -159,11 +180,15 @@ def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
     fields = {
         k: bounded(_text(v), MAX_FIELD_CHARS) for k, v in entry.items() if k != Field.COREDUMP
     }
-    if fields.get(Field.MESSAGE_ID) != MESSAGE_ID:
+    message_id = fields.get(Field.MESSAGE_ID)
+    if message_id not in CRASH_MESSAGE_IDS:
         raise MalformedEntryError("not a coredump entry")
+    # A self-reported crash (--backtrace entry) has no core and may have no signal; a core
+    # name in one is ignored, whoever wrote it.
+    reported = message_id == BACKTRACE_MESSAGE_ID
     pid = _int(fields, Field.PID, required=True)
     uid = _int(fields, Field.UID, required=True)
-    signo = _int(fields, Field.SIGNAL, required=True)
+    signo = max(_int(fields, Field.SIGNAL, required=not reported), 0)
     realtime = _int(fields, REALTIME, required=False)
     # COREDUMP_TIMESTAMP is the kernel's %t in µs; fall back to when journald got the entry.
     timestamp = _int(fields, Field.TIMESTAMP, required=False)
@@ -173,7 +198,7 @@ def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
         raise MalformedEntryError("no timestamp")
     boot_id = fields.get(BOOT_ID, "")
     try:
-        signal_name = signal.Signals(signo).name
+        signal_name = signal.Signals(signo).name if signo else ""
     except ValueError:
         signal_name = fields.get(Field.SIGNAL_NAME, "")
     ident = fields.get(Field.SYSLOG_IDENTIFIER, "")
@@ -197,7 +222,7 @@ def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
         cursor=fields.get(CURSOR, ""),
         sender_uid=_int(fields, TRUSTED_UID, required=False),
         source=source,
-        core_filename=fields.get(Field.FILENAME, ""),
+        core_filename="" if reported else fields.get(Field.FILENAME, ""),
         core_truncated=fields.get(Field.TRUNCATED, "") == "1",
         core_in_journal=Field.COREDUMP in entry,
         restricted=fields.get(Field.RESTRICTED, "") == "1",
@@ -205,4 +230,7 @@ def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
         core_missing_reason=bounded(fields.get(Field.CORE_MISSING, "")),
         message=fields.get(Field.MESSAGE, ""),
         fields=fields,
+        python_threads=python_stack.parse(fields.get(Field.PYTHON_STACK, "")),
+        exception_type=bounded(fields.get(Field.EXCEPTION_TYPE, "")) if reported else "",
+        exception_value=bounded(fields.get(Field.EXCEPTION_VALUE, ""), 4096) if reported else "",
     )

@@ -13,6 +13,7 @@ import json
 import re
 
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.python_stack import format_text, thread_dicts
 from drkonqi_lite.domain.redaction import REDACTED, redacted_fields
 from drkonqi_lite.domain.summary import summary
 from drkonqi_lite_collector.schema import Field
@@ -67,12 +68,20 @@ def mask_secrets(text: str, crash: Crash) -> str:
     return pattern.sub(MASK, text)
 
 
+def reason_line(crash: Crash) -> str:
+    """ "Segmentation fault (SIGSEGV)"; "Unhandled exception ValueError: bad" for exceptions."""
+    if crash.exception_type:
+        value = crash.exception_value.partition("\n")[0]
+        return crash.reason + (f": {value}" if value else "")
+    return f"{crash.reason} ({crash.signal_name})"
+
+
 def _header(crash: Crash, program_name: str) -> list[tuple[str, str]]:
     version = f" {crash.package_version}" if crash.package_version else ""
     return [
         ("Program", program_name),
         ("Executable", crash.exe),
-        ("Reason", f"{crash.reason} ({crash.signal_name})"),
+        ("Reason", reason_line(crash)),
         ("When", absolute_when(crash.timestamp_us)),
         ("PID", str(crash.pid)),
         ("User", str(crash.uid)),
@@ -88,8 +97,10 @@ def _header(crash: Crash, program_name: str) -> list[tuple[str, str]]:
 
 def report_text(crash: Crash, program_name: str, full_backtrace: str = "") -> str:
     """The plain-text report (what Copy report puts on the clipboard)."""
-    lines = [f"{program_name} crashed with {crash.reason} ({crash.signal_name})", ""]
+    lines = [f"{program_name} crashed with {reason_line(crash)}", ""]
     lines += [f"{key + ':':<14}{value}" for key, value in _header(crash, program_name) if value]
+    if crash.python_threads:  # a Python program: its own frames say more than the C ones
+        lines += ["", "Python stack", "-" * 12, format_text(crash.python_threads)]
     lines += ["", "Stack trace (from the journal entry)", "-" * 36]
     lines.append(crash.backtrace or "(none)")
     if full_backtrace:
@@ -111,6 +122,9 @@ def report_json(crash: Crash, program_name: str, full_backtrace: str = "") -> st
         "reason": crash.reason,
         "package_version": crash.package_version,
         "backtrace": crash.backtrace,
+        "python_threads": thread_dicts(crash.python_threads),
+        "exception_type": crash.exception_type,
+        "exception_value": crash.exception_value,
         "full_backtrace": full_backtrace,
         "fields": redacted_fields(crash.fields),
     }

@@ -88,9 +88,21 @@ def top_frames(backtrace: str, count: int = TOP_FRAMES) -> tuple[str, ...]:
     return tuple(out)
 
 
+def python_top_frames(crash: Crash, count: int = TOP_FRAMES) -> tuple[str, ...]:
+    """The innermost `count` Python frames of the crashing thread as "function@file:line"."""
+    inner = crash.python_stack[::-1][:count]
+    return tuple(f"{f.function}@{f.file}:{f.line}" for f in inner)
+
+
 def signature(crash: Crash) -> str:
-    """The crash's signature: signal and top frames ("SIGSEGV|f;g;main")."""
-    return f"{crash.signal_name}|" + ";".join(top_frames(crash.backtrace))
+    """The crash's signature: signal and top frames ("SIGSEGV|f;g;main"). For a Python program
+    the Python frames decide ("SIGSEGV|py:f@app.py:7;..."): two crashes at the same Python line
+    are the same crash even when the interpreter's C frames differ; an unhandled exception is
+    named by its type instead of a signal."""
+    head = crash.exception_type or crash.signal_name
+    if crash.python_stack:
+        return f"{head}|py:" + ";".join(python_top_frames(crash))
+    return f"{head}|" + ";".join(top_frames(crash.backtrace))
 
 
 def group_key(crash: Crash) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.python_stack import frame_dicts, thread_dicts
 from drkonqi_lite.domain.redaction import public_fields
 
 
@@ -31,6 +32,12 @@ class CrashSummary(TypedDict):
 class CrashDetail(CrashSummary):
     backtrace: str
     fields: dict[str, str]
+    #: DESIGN.md §2.5: [{function, file, line}] outermost first, of the crashing thread.
+    python_stack: list[dict[str, str | int]]
+    #: Every thread's Python stack, the crashing one first: {tid, name, crashed, frames}.
+    python_threads: list[dict[str, object]]
+    exception_type: str
+    exception_value: str
 
 
 def summary(crash: Crash, *, seen: bool) -> CrashSummary:
@@ -59,4 +66,8 @@ def detail(crash: Crash, *, seen: bool) -> CrashDetail:
         **base,
         backtrace=crash.backtrace,
         fields=public_fields(crash.fields),
+        python_stack=frame_dicts(crash.python_stack),
+        python_threads=thread_dicts(crash.python_threads),
+        exception_type=crash.exception_type,
+        exception_value=crash.exception_value,
     )

@@ -14,7 +14,7 @@ import enum
 import posixpath
 
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite_collector.schema import MESSAGE_ID, CoreState
+from drkonqi_lite_collector.schema import CRASH_MESSAGE_IDS, CoreState
 
 #: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's. Ours comes first
 #: (drkonqi_lite/adapters/stored_core.py: only ours has a deletion service).
@@ -37,9 +37,10 @@ class TrustPolicy:
         return cls(own_uid=own_uid, trusted_senders=frozenset({0, own_uid}) | collector_uids)
 
     def accepts_entry(self, message_id: str, sender_uid: int, crash_uid: int) -> bool:
-        """True for a coredump entry from a trusted sender about a crash of this user."""
+        """True for a coredump (or self-reported backtrace) entry from a trusted sender about a
+        crash of this user."""
         return (
-            message_id == MESSAGE_ID
+            message_id in CRASH_MESSAGE_IDS
             and sender_uid in self.trusted_senders
             and crash_uid == self.own_uid
         )

@@ -151,6 +151,20 @@ def test_variants_are_bus_safe() -> None:
     json.dumps({k: v.signature for k, v in out.items()})
 
 
+def test_python_stack_marshals_as_list_of_dicts() -> None:
+    from dbus_next.message import Message  # noqa: PLC0415
+
+    frames = [{"function": "f\x00", "file": "/a.py", "line": 7}]
+    threads = [{"tid": 3, "name": "MainThread", "crashed": True, "frames": frames}]
+    out = to_variants({"python_stack": frames, "python_threads": threads})
+    assert out["python_stack"].signature == "aa{sv}"
+    assert out["python_stack"].value[0]["function"].value == "f\ufffd"
+    assert out["python_stack"].value[0]["line"].value == 7
+    assert out["python_threads"].value[0]["frames"].value[0]["file"].value == "/a.py"
+    # The real marshaller takes it (a wrong nesting raises here, not on the user's bus).
+    Message(path="/x", interface="a.b", member="C", signature="a{sv}", body=[out])._marshall()  # type: ignore[no-untyped-call]
+
+
 def test_storage_watch_reacts_only_to_this_users_cores(tmp_path: Path) -> None:
     from drkonqi_lite.adapters.storage_watch import StorageWatch  # noqa: PLC0415
 
