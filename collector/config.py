@@ -33,6 +33,10 @@ class Storage:
 #: Subdirectories of the state directory (var/lib/drkonqi-lite), named once: the collector opens
 #: them by name through the state directory's fd, and Paths gives their full paths.
 STORAGE_SUBDIR = "coredump"
+#: The core directory is searchable but not listable by others (SECURITY.md 9): core names carry
+#: program, uid, pid and time. A user opens their own core by the name in COREDUMP_FILENAME, which
+#: only needs search (x) permission, and reads it through the ACL the collector grants.
+STORAGE_MODE = 0o711
 SPOOL_SUBDIR = "spool"
 RATELIMIT_SUBDIR = "ratelimit"
 

@@ -329,7 +329,7 @@ def _store_core(
     try:
         if state_fd is None:
             raise OSError(errno.ENOENT, "no state directory")
-        core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR)
+        core_fd = storage.open_storage(state_fd)
     except OSError as e:
         log(f"storage directory unusable: {e}")
         result = stream_core(stdin, None, cfg.process_size_max, tap)
@@ -416,7 +416,7 @@ def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
     if state_fd is None:
         return
     try:
-        core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR, create=False)
+        core_fd = storage.open_storage(state_fd, create=False)
     except OSError:
         return
     try:

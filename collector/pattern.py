@@ -184,7 +184,7 @@ def status(paths: config.Paths) -> int:
     if state_fd >= 0:
         try:
             try:
-                core_fd = storage.open_subdir(state_fd, config.STORAGE_SUBDIR, create=False)
+                core_fd = storage.open_storage(state_fd, create=False)
                 cores_list = list(storage.stored_cores(core_fd))
                 os.close(core_fd)
                 cores, usage = len(cores_list), sum(c.blocks for c in cores_list)

@@ -259,5 +259,19 @@ def vacuum(dir_fd: int, cfg: config.Config, keep: frozenset[str] = frozenset()) 
     return deleted
 
 
+def open_storage(state_fd: int, *, create: bool = True) -> int:
+    """The core directory, made STORAGE_MODE (0711): others may open a core by its name but not
+    list the names (SECURITY.md 9). A directory left listable by an older version or by hand is
+    tightened here, so the promise does not depend on tmpfiles.d having run."""
+    fd = open_subdir(state_fd, config.STORAGE_SUBDIR, create=create, mode=config.STORAGE_MODE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o066:
+            os.fchmod(fd, config.STORAGE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def storage_path(paths: config.Paths, name: str) -> str:
     return os.path.join(paths.storage_dir, name)

@@ -17,6 +17,13 @@ from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy
 _DENIED = {errno.EACCES, errno.EPERM}
 
 
+def open_storage_dir(directory: str) -> int:
+    """A handle on a storage directory for opening files in it by name: O_PATH, because the
+    directory is searchable but not readable by users (0711, SECURITY.md 9) and a plain
+    O_RDONLY open of it fails with EACCES."""
+    return os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def probe_core(policy: TrustPolicy, filename: str) -> CoreProbe:
     """What the user can do with the core at `filename` (see CoreProbe)."""
     location = policy.core_location(filename)
@@ -24,7 +31,7 @@ def probe_core(policy: TrustPolicy, filename: str) -> CoreProbe:
         return CoreProbe.OUTSIDE_STORAGE
     directory, name = location
     try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = open_storage_dir(directory)
     except OSError as exc:
         return CoreProbe.UNREADABLE if exc.errno in _DENIED else CoreProbe.ABSENT
     try:

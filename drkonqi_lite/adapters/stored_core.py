@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from drkonqi_lite.adapters.core_file import open_storage_dir
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite_collector.schema import parse_core_filename
 
@@ -51,7 +52,7 @@ def open_core(policy: TrustPolicy, filename: str) -> Iterator[BinaryIO]:
         raise CoreUnavailableError("the entry names a core outside the crash storage")
     directory, name = location
     try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = open_storage_dir(directory)
     except OSError as exc:
         raise CoreUnavailableError(f"the crash storage cannot be opened: {exc.strerror}") from None
     try:
@@ -172,7 +173,7 @@ def delete_core(policy: TrustPolicy, filename: str, cores_socket: str = CORES_SO
     if location is None:  # pragma: no cover - deletable() said it was inside
         raise CoreUnavailableError("No stored core file.")
     directory, name = location
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dir_fd = open_storage_dir(directory)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):

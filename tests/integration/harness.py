@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from systemd import journal
@@ -337,8 +337,9 @@ def posix_acl(path: Path) -> bytes | None:
         raise
 
 
-def readable_as(path: Path, uid: int, gid: int) -> bool:
-    """Whether uid/gid (no groups) can open `path` for reading: asked of the kernel, in a child."""
+def allowed_as(uid: int, gid: int, action: Callable[[], object], what: str) -> bool:
+    """Whether uid/gid (no groups) may do `action`: asked of the kernel, in a child. True when
+    it ran, False on EACCES/EPERM; anything else fails the test."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -346,8 +347,7 @@ def readable_as(path: Path, uid: int, gid: int) -> bool:
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
-            with path.open("rb") as f:
-                f.read(1)
+            action()
             code = 0
         except PermissionError:
             code = 13
@@ -356,8 +356,23 @@ def readable_as(path: Path, uid: int, gid: int) -> bool:
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    assert code in (0, 13), f"checking {path} as uid {uid} failed oddly ({code})"
+    assert code in (0, 13), f"{what} as uid {uid} failed oddly ({code})"
     return code == 0
+
+
+def readable_as(path: Path, uid: int, gid: int) -> bool:
+    """Whether uid/gid (no groups) can open `path` for reading."""
+
+    def read() -> None:
+        with path.open("rb") as f:
+            f.read(1)
+
+    return allowed_as(uid, gid, read, f"reading {path}")
+
+
+def listable_as(path: Path, uid: int, gid: int) -> bool:
+    """Whether uid/gid (no groups) can list the directory `path`."""
+    return allowed_as(uid, gid, lambda: os.listdir(path), f"listing {path}")
 
 
 def run_measured(

@@ -181,7 +181,7 @@ def check_files() -> None:
             assert st.st_uid == 0, name
             assert stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022, f"{name} is writable"
     # The directories (tmpfiles.d) and the system user (sysusers.d), made by postinst.
-    for rel, mode in (("", 0o755), ("coredump", 0o755), ("spool", 0o700)):
+    for rel, mode in (("", 0o755), ("coredump", 0o711), ("spool", 0o700)):
         st = (STATE / rel).stat()
         assert st.st_uid == 0
         assert stat.S_IMODE(st.st_mode) == mode, f"{STATE / rel}: {oct(st.st_mode)}"

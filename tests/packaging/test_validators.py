@@ -183,14 +183,14 @@ def test_app_man_page_documents_every_command() -> None:
 
 def test_tmpfiles_creates_the_storage_tree(tmp_path: Path) -> None:
     """Applied to a scratch root: the modes the collector insists on (root's, not writable by
-    others; the core directory searchable so users reach their ACL'd cores)."""
+    others; the core directory searchable, not listable: users open their ACL'd cores by name)."""
     tmpfiles = which("systemd-tmpfiles")
     conf = PACKAGING / "tmpfiles.d/drkonqi-lite.conf"
     out = run([tmpfiles, "--create", f"--root={tmp_path}", str(conf)])
     assert out.returncode == 0, out.stderr
     expected = {
         "var/lib/drkonqi-lite": 0o755,
-        "var/lib/drkonqi-lite/coredump": 0o755,
+        "var/lib/drkonqi-lite/coredump": 0o711,
         "var/lib/drkonqi-lite/spool": 0o700,
         "var/lib/drkonqi-lite/ratelimit": 0o700,
         "run/drkonqi-lite": 0o755,
