@@ -2,7 +2,8 @@
 
 `install` saves the current kernel.core_pattern and kernel.core_pipe_limit, then points
 core_pattern at us. It never silently takes over from another pipe handler (systemd-coredump,
-Apport, ABRT): that needs --force, and `uninstall` restores exactly what was there.
+Apport, ABRT): that needs --force, and `uninstall` restores exactly what was there. Where KDE's
+DrKonqi is installed it says what taking over costs DrKonqi (drkonqi.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
-from drkonqi_lite_collector import argv, config, spool, storage
+from drkonqi_lite_collector import argv, config, drkonqi, spool, storage
 
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 CORE_PIPE_LIMIT = Path("/proc/sys/kernel/core_pipe_limit")
@@ -125,7 +126,10 @@ def make_pattern(handler: Path, prefix: str) -> str:
 def install(paths: config.Paths, *, force: bool = False, handler: Path | None = None) -> int:
     current = CORE_PATTERN.read_text().rstrip("\n")
     kind = handler_kind(current)
+    neighbour = drkonqi.DrKonqi(paths.prefix)
     if kind != "drkonqi-lite-collector" and current.startswith("|") and not force:
+        if neighbour.sees(kind):
+            raise PatternError(drkonqi.REFUSAL)
         raise PatternError(
             f"crashes are handled by {kind}; not taking over without --force "
             f"(our tray shows its crashes anyway: same journal schema)"
@@ -144,6 +148,10 @@ def install(paths: config.Paths, *, force: bool = False, handler: Path | None = 
     CORE_PIPE_LIMIT.write_text(f"{PIPE_LIMIT}\n")
     CORE_PATTERN.write_text(pat + "\n")
     print(f"core_pattern = {pat}")
+    if neighbour.sees(kind):
+        print(f"drkonqi-lite-collector: {drkonqi.FORCED}", file=sys.stderr)
+    elif neighbour.enabled and kind != "drkonqi-lite-collector":
+        print(f"drkonqi-lite-collector: {drkonqi.IDLE}", file=sys.stderr)
     return 0
 
 
@@ -175,6 +183,7 @@ def status(paths: config.Paths) -> int:
         print("tray app:        sees these crashes (systemd-coredump journal schema)")
     else:
         print("tray app:        will NOT see crashes (no journal entries are written)")
+    print(f"KDE DrKonqi:     {drkonqi.DrKonqi(paths.prefix).status_line(kind)}")
     cores = usage = 0
     pending = 0
     try:
