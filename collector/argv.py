@@ -1,9 +1,13 @@
 """The kernel's argv for a core_pattern pipe handler, parsed strictly.
 
-core_pattern (core(5)): `|COLLECTOR [--prefix DIR] %P %u %g %s %t %c %h %d [%F]`.
+core_pattern (core(5)): `|COLLECTOR [--prefix DIR] %P %u %g %s %t %c %h %d [%F] --tid=%I`.
 %P is the PID in the initial namespace, %t seconds since the epoch, %c the soft RLIMIT_CORE,
 %h the hostname, %d the dump mode (0/1/2, see PR_SET_DUMPABLE) and %F (Linux >= 6.16) the number
-of an fd the kernel installed in our table that is a pidfd of the crashed process.
+of an fd the kernel installed in our table that is a pidfd of the crashed process. %I is the
+crashing thread's TID in the initial PID namespace (Linux >= 3.18); it sits in a tagged word
+because the kernel drops a specifier it does not know ("%<OTHER> both are dropped",
+Documentation/admin-guide/sysctl/kernel.rst): a bare word would shift the positions, while
+`--tid=` is simply empty. systemd records the same TID as COREDUMP_TID (#41082).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ else:
 CORENAME_MAX_SIZE = 128
 SPECIFIERS = "%P %u %g %s %t %c %h %d"
 SPECIFIERS_PIDFD = SPECIFIERS + " %F"
+#: The last word of every pattern we install (see the module docstring).
+TID_WORD = "--tid=%I"
 
 
 def _signal_names() -> dict[int, str]:
@@ -66,6 +72,7 @@ class KernelArgs:
         "prefix",
         "rlimit",
         "signal",
+        "tid",
         "timestamp_us",
         "uid",
     )
@@ -82,6 +89,7 @@ class KernelArgs:
         dumpable: int,
         pidfd: int | None,
         prefix: str,
+        tid: int | None = None,
     ) -> None:
         self.pid = pid
         self.uid = uid
@@ -93,6 +101,8 @@ class KernelArgs:
         self.dumpable = dumpable
         self.pidfd = pidfd
         self.prefix = prefix
+        #: The crashing thread (%I), None when the pattern or the kernel did not give it.
+        self.tid = tid
 
     @property
     def signal_name(self) -> str:
@@ -119,6 +129,10 @@ def parse(argv: list[str]) -> KernelArgs:
         prefix = args.pop(0)
     if not os.path.isabs(prefix):
         raise ArgvError(f"--prefix must be absolute: {prefix}")
+    tid = None
+    if args and args[-1].startswith("--tid="):
+        text = args.pop().removeprefix("--tid=")
+        tid = _number("TID", text, 1, 2**22) if text else None
     if len(args) not in (8, 9):
         raise ArgvError(f"expected 8 or 9 arguments ({SPECIFIERS_PIDFD}), got {len(args)}")
     u32 = 2**32 - 2  # (uid_t) -1 is "invalid" and never a real owner
@@ -136,5 +150,5 @@ def parse(argv: list[str]) -> KernelArgs:
     dumpable = _number("dump mode", args[7], 0, 2)
     pidfd = _number("pidfd", args[8], 3, 1023) if len(args) == 9 else None
     return KernelArgs(
-        pid, uid, gid, sig, seconds * 1_000_000, rlimit, hostname, dumpable, pidfd, prefix
+        pid, uid, gid, sig, seconds * 1_000_000, rlimit, hostname, dumpable, pidfd, prefix, tid
     )

@@ -37,6 +37,8 @@ class CoreTap:
         self.kept = 0
         #: Where the last segment ends according to the program headers (0 until known).
         self.expected_size = 0
+        #: (si_signo, si_code) from the core's NT_SIGINFO note, once the head was read.
+        self.siginfo: tuple[int, int] | None = None
 
     @property
     def fd(self) -> int:
@@ -90,6 +92,7 @@ class CoreTap:
                 notes += elfcore.iter_notes(self._head[seg.offset : seg.offset + seg.filesz])
         self.expected_size = max((s.offset + s.filesz for s in head.segments), default=0)
         sps = elfcore.thread_sps(head.machine, notes)
+        self.siginfo = elfcore.siginfo(notes)
         files = elfcore.file_ranges(notes) if sps else None
         del notes  # release the memoryviews into self._head before writing it out
         self._plan = elfcore.keep_plan(head, sps, files)

@@ -25,6 +25,7 @@ PF_W = 2
 PF_R = 4
 NT_PRSTATUS = 1
 NT_FILE = 0x46494C45
+NT_SIGINFO = 0x53494749
 EM_X86_64 = 62
 EM_AARCH64 = 183
 
@@ -158,6 +159,16 @@ def thread_sps(machine: int, notes: list[tuple[bytes, int, memoryview]]) -> list
             (sp,) = struct.unpack_from("<Q", desc, 112 + index * 8)
             sps.append(sp)
     return sps
+
+
+def siginfo(notes: list[tuple[bytes, int, memoryview]]) -> tuple[int, int] | None:
+    """(si_signo, si_code) of the fatal signal from the one NT_SIGINFO note, the dumping
+    thread's siginfo_t (fs/binfmt_elf.c fill_siginfo_note: si_signo, si_errno, si_code)."""
+    for name, ntype, desc in notes:
+        if name == b"CORE" and ntype == NT_SIGINFO and len(desc) >= 12:
+            signo, _errno, code = struct.unpack_from("<iii", desc, 0)
+            return signo, code
+    return None
 
 
 def file_ranges(notes: list[tuple[bytes, int, memoryview]]) -> list[tuple[int, int]]:

@@ -31,6 +31,7 @@ def kernel_fields(args: KernelArgs) -> Fields:
         (Field.RLIMIT, args.rlimit),
         (Field.HOSTNAME, args.hostname),
         (Field.DUMPABLE, args.dumpable),
+        *([(Field.TID, args.tid)] if args.tid is not None else []),
     ]
 
 
@@ -99,6 +100,7 @@ def proc_fields(info: ProcInfo) -> Iterator[tuple[str, FieldValue]]:
     """The COREDUMP_* fields that come from /proc, each only when it was readable."""
     simple: list[tuple[str, bytes | None]] = [
         (Field.COMM, info.comm),
+        (Field.THREAD_NAME, info.thread_name),
         (Field.EXE, info.exe),
         (Field.CMDLINE, cmdline_text(info.cmdline) if info.cmdline is not None else None),
         (Field.CWD, info.cwd),

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
         def feed(self, chunk: bytes | memoryview) -> None: ...
 
+        #: (si_signo, si_code) from the core's NT_SIGINFO note, once the head streamed past.
+        siginfo: tuple[int, int] | None
+
     class TraceResult(Protocol):
         """A stack trace in systemd's format, the modules, and the package, for the entry."""
 
@@ -198,8 +201,12 @@ def handle(
     with process or Process(args.pid, args.pidfd) as proc:
         # The unwinder child first: it loads libdw while /proc is read and the core streams.
         tap = tracer.start(proc.dirfd) if tracer is not None else None
-        info = proc.capture()
+        info = proc.capture(args.tid)
         identity = proc.verify(info, args.uid, args.gid)
+        pidfd_id = proc.pidfd_id() if identity.verified else None
+    if pidfd_id is not None:
+        # systemd 258's meaning: /proc was read through the kernel's own pidfd (%F).
+        fields += [(Field.BY_PIDFD, 1), (Field.PIDFDID, pidfd_id)]
     if not identity.verified:
         log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
         # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That
@@ -243,6 +250,8 @@ def handle(
             stdin,
         )
         fields.append((Field.CORE_SIZE, result.size))
+        if tap is not None and tap.siginfo is not None and tap.siginfo[0] == args.signal:
+            fields.append((Field.CODE, tap.siginfo[1]))
         if result.truncated:
             fields.append((Field.TRUNCATED, 1))
         if outcome.stored is None and outcome.blob is None:

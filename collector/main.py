@@ -1,11 +1,11 @@
 """drkonqi-lite-collector: the kernel's crash handler, and the commands that install it.
 
-As the handler (`drkonqi-lite-collector [--prefix DIR] %P %u %g %s %t %c %h %d [%F]`) it runs as
-root with the core on stdin: it hands the crash to the socket-activated service when there is
-one (forward.py), else processes it itself under a supervisor (supervisor.py). As
-`drkonqi-lite-collector --service` it is that service, started by systemd per connection;
-as `drkonqi-lite-collector [--prefix=DIR] --cores-service` it deletes a stored core for its
-user (cores.py, drkonqi-lite-cores@.service).
+As the handler (`drkonqi-lite-collector [--prefix DIR] %P %u %g %s %t %c %h %d [%F]
+[--tid=%I]`) it runs as root with the core on stdin: it hands the crash to the socket-activated
+service when there is one (forward.py), else processes it itself under a supervisor
+(supervisor.py). As `drkonqi-lite-collector --service` it is that service, started by
+systemd per connection; as `drkonqi-lite-collector [--prefix=DIR] --cores-service` it deletes
+a stored core for its user (cores.py, drkonqi-lite-cores@.service).
 The subcommands install/uninstall/status/replay manage core_pattern and the spool.
 
 Start-up time matters here (the crashed process waits): modules are imported where needed.
@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="drkonqi-lite-collector",
         description="The kernel's crash handler (run through core_pattern with the core on "
         "stdin) and the commands that install it. As a handler: "
-        f"drkonqi-lite-collector [--prefix DIR] {argv.SPECIFIERS_PIDFD}",
+        f"drkonqi-lite-collector [--prefix DIR] {argv.SPECIFIERS_PIDFD} [{argv.TID_WORD}]",
         epilog="Started by systemd per connection, with the connection as fd 3: "
         "--service (drkonqi-lite-collector@.service, a crash from the kernel-facing stage) and "
         "[--prefix=DIR] --cores-service (drkonqi-lite-cores@.service, a user asking to delete "

@@ -117,7 +117,7 @@ def write_launcher(paths: config.Paths) -> Path:
 def make_pattern(handler: Path, prefix: str) -> str:
     specs = argv.SPECIFIERS_PIDFD if supports_pidfd() else argv.SPECIFIERS
     pfx = f" --prefix={prefix}" if prefix != "/" else ""
-    pat = f"|{handler}{pfx} {specs}"
+    pat = f"|{handler}{pfx} {specs} {argv.TID_WORD}"
     if len(pat.encode()) >= argv.CORENAME_MAX_SIZE:
         raise PatternError(f"core_pattern would exceed {argv.CORENAME_MAX_SIZE - 1} bytes: {pat}")
     return pat

@@ -57,6 +57,7 @@ _PROC_FIELDS = (
     "open_fds",
     "stat",
     "container_cmdline",
+    "thread_name",
 )
 
 
@@ -86,6 +87,7 @@ class ProcInfo:
     open_fds: bytes | None
     stat: bytes | None
     container_cmdline: bytes | None
+    thread_name: bytes | None
 
     def status_ids(self, key: bytes) -> tuple[int, ...]:
         """The numbers on a `Uid:`/`Gid:` line of status (real, effective, saved, fs)."""
@@ -239,12 +241,15 @@ class Process:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def capture(self) -> ProcInfo:
-        """Read everything systemd-coredump records, through the directory fd."""
+    def capture(self, tid: int | None = None) -> ProcInfo:
+        """Read everything systemd-coredump records, through the directory fd; with `tid`
+        (the crashing thread, %I) also that thread's name, which exists under task/ only
+        when it is a thread of this process."""
         d = self.dirfd
         if d is None:
             return ProcInfo()
         comm = _read_at(d, "comm", 64)
+        thread = _read_at(d, f"task/{tid}/comm", 64) if tid is not None else None
         return ProcInfo(
             comm=comm.rstrip(b"\n") if comm is not None else None,
             exe=_readlink_at(d, "exe"),
@@ -261,7 +266,18 @@ class Process:
             open_fds=_open_fds(d),
             stat=_read_at(d, "stat", 4096),
             container_cmdline=_container_cmdline(d),
+            thread_name=thread.rstrip(b"\n") if thread is not None else None,
         )
+
+    def pidfd_id(self) -> int | None:
+        """The kernel-given pidfd's inode number, a 64-bit id unique to the process on pidfs
+        (Linux >= 6.9; %F needs 6.16), which systemd records as COREDUMP_PIDFDID."""
+        if not self.from_kernel or self.pidfd is None:
+            return None
+        try:
+            return os.fstat(self.pidfd).st_ino
+        except OSError:
+            return None
 
     def verify(self, info: ProcInfo, uid: int, gid: int) -> Identity:
         """Prove that what `capture` read belongs to the crashed process; fail closed."""

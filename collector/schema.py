@@ -45,6 +45,18 @@ class Field:
     RLIMIT = "COREDUMP_RLIMIT"
     HOSTNAME = "COREDUMP_HOSTNAME"
     DUMPABLE = "COREDUMP_DUMPABLE"
+    #: "1" when /proc was read through the pidfd the kernel gave (%F), as systemd 258 writes.
+    BY_PIDFD = "COREDUMP_BY_PIDFD"
+    #: That pidfd's inode number: pidfs gives every process a unique 64-bit id (Linux >= 6.9).
+    PIDFDID = "COREDUMP_PIDFDID"
+    #: The crashing thread's TID (%I) and its name (/proc/PID/task/TID/comm), as systemd
+    #: records them since its pull request #41082.
+    TID = "COREDUMP_TID"
+    THREAD_NAME = "COREDUMP_THREAD_NAME"
+    #: si_code of the fatal signal (why it was sent: SEGV_MAPERR=1, SEGV_ACCERR=2, SI_USER=0,
+    #: ...). systemd reads it from pidfd info (#42019, a kernel newer than 6.18); the kernel
+    #: also writes it into the core's NT_SIGINFO note, which is where we read it.
+    CODE = "COREDUMP_CODE"
     COMM = "COREDUMP_COMM"
     EXE = "COREDUMP_EXE"
     CMDLINE = "COREDUMP_CMDLINE"

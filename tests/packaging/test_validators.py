@@ -232,7 +232,7 @@ def test_sysctl_snippet_names_the_packaged_collector() -> None:
         if raw.strip() and not raw.startswith(("#", ";")):
             key, _, val = raw.partition("=")
             lines[key.strip()] = val.strip()
-    assert lines["kernel.core_pattern"] == f"|{pattern.PACKAGED} {argv.SPECIFIERS}"
+    assert lines["kernel.core_pattern"] == f"|{pattern.PACKAGED} {argv.SPECIFIERS} {argv.TID_WORD}"
     assert lines["kernel.core_pipe_limit"] == str(pattern.PIPE_LIMIT)
     for key in lines:
         assert Path("/proc/sys", *key.split(".")).exists(), key

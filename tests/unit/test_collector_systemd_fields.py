@@ -1,0 +1,67 @@
+"""The systemd 258+ fields at their source: the tagged %I word, NT_SIGINFO, the entry's fields.
+
+The real crashes are in tests/integration/test_collector_systemd_fields.py; these pin what an
+older kernel or a hostile core can hand us."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from drkonqi_lite_collector import argv, elfcore, entry
+from drkonqi_lite_collector.procinfo import ProcInfo
+from drkonqi_lite_collector.schema import Field
+
+KERNEL = ["1234", "1000", "1000", "11", "1795675000", "18446744073709551615", "host", "1"]
+
+
+def test_the_tid_word_is_parsed_with_and_without_a_pidfd() -> None:
+    assert argv.parse([*KERNEL, "3", "--tid=1240"]).tid == 1240
+    with_prefix = argv.parse(["--prefix=/tmp/x", *KERNEL, "--tid=1234"])
+    assert (with_prefix.tid, with_prefix.pidfd, with_prefix.prefix) == (1234, None, "/tmp/x")
+
+
+def test_a_kernel_without_the_specifier_or_an_old_pattern_gives_no_tid() -> None:
+    # The kernel drops an unknown %X: the word arrives as `--tid=`; patterns installed before
+    # the word existed have none. Neither loses the crash or shifts %F.
+    empty = argv.parse([*KERNEL, "3", "--tid="])
+    assert (empty.tid, empty.pidfd) == (None, 3)
+    assert argv.parse([*KERNEL, "3"]).tid is None
+    assert "%I" in argv.TID_WORD
+
+
+@pytest.mark.parametrize("bad", ["--tid=x", "--tid=0", "--tid=99999999", "--tid=\u0661"])
+def test_a_malformed_tid_is_rejected_with_a_reason(bad: str) -> None:
+    with pytest.raises(argv.ArgvError, match="TID"):
+        argv.parse([*KERNEL, bad])
+
+
+def _pad(b: bytes) -> bytes:
+    return b + b"\0" * (-len(b) % 4)
+
+
+def _note(ntype: int, desc: bytes) -> bytes:
+    name = b"CORE\0"
+    return struct.pack("<III", len(name), len(desc), ntype) + _pad(name) + _pad(desc)
+
+
+def test_siginfo_note_gives_signo_and_code() -> None:
+    sig = struct.pack("<iii", 11, 0, 2) + b"\0" * 116  # SIGSEGV, SEGV_ACCERR
+    notes = elfcore.iter_notes(
+        _note(elfcore.NT_PRSTATUS, b"\0" * 336) + _note(elfcore.NT_SIGINFO, sig)
+    )
+    assert elfcore.siginfo(notes) == (11, 2)
+    assert elfcore.siginfo(elfcore.iter_notes(_note(elfcore.NT_SIGINFO, b"\1\0"))) is None, (
+        "too short"
+    )
+    assert elfcore.siginfo([]) is None
+
+
+def test_entry_fields_carry_tid_and_thread_name_only_when_known() -> None:
+    args = argv.parse([*KERNEL, "3", "--tid=1240"])
+    assert (Field.TID, 1240) in entry.kernel_fields(args)
+    assert Field.TID not in dict(entry.kernel_fields(argv.parse(KERNEL)))
+    fields = dict(entry.proc_fields(ProcInfo(comm=b"prog", thread_name=b"worker \xff")))
+    assert fields[Field.THREAD_NAME] == b"worker \xff", "bytes kept exactly, like COMM"
+    assert Field.THREAD_NAME not in dict(entry.proc_fields(ProcInfo(comm=b"prog")))
