@@ -17,6 +17,13 @@ def harness(root: None, journald: None) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def installed(harness: Harness, core_pattern: None) -> Harness:
+    """The collector as the kernel's crash handler for the test (core_pattern restored)."""
+    harness.install()
+    return harness
+
+
+@pytest.fixture
 def t0() -> float:
     """When the test started: only entries journald received since then are this test's."""
     return time.time()

@@ -271,24 +271,30 @@ int main(void) {
 """
 
 
-def build_crashme(*, static: bool = False) -> Path:
-    """Compile CRASHME_C once per machine (cached by content) into a root-owned directory."""
+def build_c(source: str, name: str, flags: tuple[str, ...] = ()) -> Path:
+    """Compile a C crash target once per machine (cached by content and flags) into a
+    root-owned directory other users may exec from (pytest's tmp dirs are root-only)."""
     import hashlib  # noqa: PLC0415
 
-    tag = hashlib.sha256(CRASHME_C.encode() + bytes([static])).hexdigest()[:12]
-    out = Path(f"/var/tmp/dkl-crashme-{tag}/crashme")
+    tag = hashlib.sha256("\0".join([source, *flags]).encode()).hexdigest()[:12]
+    out = Path(f"/var/tmp/dkl-{name}-{tag}/{name}")
     if out.exists():
         return out
     out.parent.mkdir(mode=0o755, exist_ok=True)
-    src = out.with_name(f"crashme.{os.getpid()}.c")
-    src.write_text(CRASHME_C)
-    tmp = out.with_name(f"crashme.{os.getpid()}")
-    cmd = ["gcc", "-O0", "-o", str(tmp), str(src), *(["-static"] if static else [])]
+    src = out.with_name(f"{name}.{os.getpid()}.c")
+    src.write_text(source)
+    tmp = out.with_name(f"{name}.{os.getpid()}")
+    cmd = ["gcc", "-O0", "-o", str(tmp), str(src), *flags]
     subprocess.run(cmd, check=True, capture_output=True)
     src.unlink()
     tmp.chmod(0o755)
     tmp.replace(out)
     return out
+
+
+def build_crashme(*, static: bool = False) -> Path:
+    """CRASHME_C, the security suites' crash target."""
+    return build_c(CRASHME_C, "crashme", ("-static",) if static else ())
 
 
 #: An environment for a crash target: str or bytes throughout (Popen takes either).

@@ -49,12 +49,6 @@ int main(void) {
 """
 
 
-@pytest.fixture
-def installed(harness: Harness, core_pattern: None) -> Harness:
-    harness.install()
-    return harness
-
-
 @pytest.fixture(scope="module")
 def threads_bin() -> Iterator[Path]:
     gcc = which("gcc")

@@ -9,18 +9,23 @@ systemd's meanings; and a kernel that lacks a specifier still gets its crash rec
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from drkonqi_lite_collector import argv, pattern
 from tests.conftest import which
-from tests.integration.harness import COLLECTOR, Harness, crash, field, spawn_as, wait_entry
+from tests.integration.harness import (
+    COLLECTOR,
+    Harness,
+    build_c,
+    crash,
+    field,
+    spawn_as,
+    wait_entry,
+)
 
 USER = 1000
 SEGV_MAPERR = 1  # address not mapped (asm-generic/siginfo.h)
@@ -50,23 +55,10 @@ int main(void) {
 """
 
 
-@pytest.fixture
-def installed(harness: Harness, core_pattern: None) -> Harness:
-    harness.install()
-    return harness
-
-
 @pytest.fixture(scope="module")
-def named_thread_bin() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="dkl-bin-", dir="/tmp"))
-    d.chmod(0o755)
-    (d / "named.c").write_text(NAMED_THREAD_C)
-    out = d / "namedthread"
-    subprocess.run(
-        [which("gcc"), "-O0", "-pthread", "-o", str(out), str(d / "named.c")], check=True
-    )
-    yield out
-    shutil.rmtree(d)
+def named_thread_bin() -> Path:
+    which("gcc")
+    return build_c(NAMED_THREAD_C, "namedthread", ("-pthread",))
 
 
 def test_crash_in_a_named_worker_thread(installed: Harness, named_thread_bin: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import pytest
-
 from drkonqi_lite.adapters.core_file import probe_core
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy
 from tests.integration.harness import (
@@ -28,12 +26,6 @@ from tests.integration.harness import (
 
 USER = 1000
 OTHER = 4243
-
-
-@pytest.fixture
-def installed(harness: Harness, core_pattern: None) -> Harness:
-    harness.install()
-    return harness
 
 
 def test_other_users_cannot_list_the_stored_crashes(
