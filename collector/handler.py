@@ -19,6 +19,7 @@ from drkonqi_lite_collector import (
     entry,
     journal,
     ratelimit,
+    restriction,
     spool,
     storage,
     zstd,
@@ -173,12 +174,14 @@ def stream_core(
 class Outcome:
     """The entry being built, and where its core went."""
 
-    __slots__ = ("blob", "fields", "stored")
+    __slots__ = ("blob", "fields", "stored", "user_fields")
 
     def __init__(self, fields: entry.Fields) -> None:
         self.fields = fields
         self.blob: journal.Blob | None = None
         self.stored: str | None = None
+        #: The crashing user's own entry when it differs from the full one (restricted crash).
+        self.user_fields: entry.Fields | None = None
 
 
 def handle(
@@ -218,6 +221,7 @@ def handle(
     comm = info.comm or b"n/a"
     exe = info.exe or comm
     allowed, why_not = may_read_core(args, info, identity.verified)
+    hidden = restriction.kernel_hides(args, info, identity.verified)
 
     state_fd = open_state_dir(paths)
     try:
@@ -288,6 +292,10 @@ def handle(
         elif limited:
             fields.append((Field.STACKTRACE, "none: rate limited"))
         fields += [(Field.VERSION, __version__), (Field.MESSAGE, entry.message(args, comm, trace))]
+        if hidden:
+            outcome.user_fields = restriction.user_view(
+                fields, entry.message(args, comm, ""), outcome.blob is not None
+            )
         status = deliver(args, state_fd, outcome, notify_sent)
         _vacuum(state_fd, cfg, outcome.stored)
         return status
@@ -440,12 +448,18 @@ def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
 def deliver(
     args: KernelArgs, state_fd: int | None, outcome: Outcome, notify_sent: Callable[[], object]
 ) -> int:
-    """Send the entry (after any spooled ones), or spool it. 0 unless it was lost."""
+    """Send the entry (after any spooled ones), or spool it. 0 unless it was lost.
+
+    A restricted crash has two: the full one as the collector's system user (system journal,
+    root and the admin groups read it), then the user's own (restriction.py)."""
     creds = sender_credentials(args.uid, args.gid)
     wakeup = WAKEUP.format(uid=args.uid) if args.uid > SYSTEM_UID_MAX else None
-    payload = journal.build_payload(
-        [*outcome.fields, *([(Field.COREDUMP, outcome.blob)] if outcome.blob else [])]
-    )
+    full = [*outcome.fields, *([(Field.COREDUMP, outcome.blob)] if outcome.blob else [])]
+    sends: list[tuple[list[tuple[str, journal.FieldValue | journal.Blob]], journal.Credentials]]
+    sends = [(full, creds)]
+    admin = sender_credentials(0, 0)
+    if outcome.user_fields is not None and creds != admin:
+        sends = [(full, admin), ([*outcome.user_fields], creds)]
     try:
         if state_fd is None:
             raise OSError(errno.ENOENT, "no state directory")
@@ -458,9 +472,32 @@ def deliver(
         if backlog and spool_fd is not None:
             _sent, left = spool.replay(spool_fd, journal.send_as)
             backlog = left != 0
+        status = 0
+        for i, (fields, who) in enumerate(sends):
+            # Only the user's own entry wakes their app: it is the one the app can read.
+            poke = wakeup if i == len(sends) - 1 else None
+            status |= _send_or_spool(args, spool_fd, fields, who, backlog, poke)
+        if status == 0:
+            notify_sent()
+        return status
+    finally:
+        if spool_fd is not None:
+            os.close(spool_fd)
+
+
+def _send_or_spool(
+    args: KernelArgs,
+    spool_fd: int | None,
+    fields: list[tuple[str, journal.FieldValue | journal.Blob]],
+    creds: journal.Credentials,
+    backlog: bool,
+    wakeup: str | None,
+) -> int:
+    """One entry to journald as `creds`, or into the spool; 0 unless it was lost."""
+    payload = journal.build_payload(fields)
+    try:
         err = errno.EAGAIN if backlog else journal.send_as(payload, creds, wakeup=wakeup)
         if err == 0:
-            notify_sent()
             return 0
         if spool_fd is None:
             log(f"crash of PID {args.pid} DROPPED: journald: {os.strerror(err)}, no spool")
@@ -470,11 +507,8 @@ def deliver(
         except OSError as e:
             log(f"crash of PID {args.pid} DROPPED: journald: {os.strerror(err)}; spool: {e}")
             return 1
-        notify_sent()
         log(f"journald unreachable ({os.strerror(err)}): crash of PID {args.pid} spooled as {name}")
         return 0
     finally:
         if isinstance(payload, int):
             os.close(payload)
-        if spool_fd is not None:
-            os.close(spool_fd)

@@ -93,6 +93,9 @@ class Field:
     RESTRICTED_REASON = "DRKONQI_LITE_RESTRICTED_REASON"
     #: "verified" when the pidfd proved /proc/PID was the crashed process, else "unverified".
     IDENTITY = "DRKONQI_LITE_IDENTITY"
+    #: On the user's entry of a restricted crash: the names of the fields kept out of it
+    #: (space-separated); the full entry is in the system journal (collector/restriction.py).
+    WITHHELD = "DRKONQI_LITE_WITHHELD"
     #: Crashes of this executable by this user in the current rate-limit window.
     CRASH_COUNT = "DRKONQI_LITE_CRASH_COUNT"
     #: Set on entries that were spooled because journald was unreachable, then replayed.

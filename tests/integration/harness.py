@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -500,3 +501,19 @@ def group_alive(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             alive.append(int(entry.name))
     return alive
+
+
+def admin_uid() -> int:
+    """The uid the full entry of a restricted crash is sent as (collector/restriction.py): the
+    collector's system user where it exists, else root."""
+    try:
+        return pwd.getpwnam("drkonqi-lite").pw_uid
+    except KeyError:
+        return 0
+
+
+def restricted_entries(since: float, pid: int, uid: int) -> tuple[Entry, Entry]:
+    """(the user's own entry, the full one in the system journal) of a restricted crash."""
+    own = wait_entry_since(since, COREDUMP_PID=pid, _UID=uid)
+    full = wait_entry_since(since, COREDUMP_PID=pid, _UID=admin_uid())
+    return own, full

@@ -101,7 +101,8 @@ def service(harness: Harness, core_pattern: None) -> Iterator[Service]:
 
 
 def _core_of(t0: float, pid: int) -> Path:
-    core = Path(os.fsdecode(field(wait_entry_since(t0, COREDUMP_PID=pid), "COREDUMP_FILENAME")))
+    entry = wait_entry_since(t0, COREDUMP_PID=pid, _UID=USER)  # the user's own entry
+    core = Path(os.fsdecode(field(entry, "COREDUMP_FILENAME")))
     assert core.is_file()
     return core
 

@@ -27,6 +27,7 @@ from tests.integration.harness import (
     field,
     posix_acl,
     readable_as,
+    restricted_entries,
     start_waiting,
     stop,
     wait_entry_since,
@@ -76,11 +77,12 @@ def test_setuid_root_helper(t0: float, installed: Harness, uid: int) -> None:
     exe = privileged_copy(installed, "suidhelper")
     exe.chmod(0o4755)
     pid = crash_self([str(exe)], uid, uid)
-    e = wait_entry_since(t0, COREDUMP_PID=pid)
+    e, full = restricted_entries(t0, pid, uid)
     assert field(e, "COREDUMP_DUMPABLE") == b"2"
     assert_restricted(installed, e, uid, b"dump mode 2")
-    # The euid the user could not have had themselves is visible to root in the entry.
-    status = field(e, "COREDUMP_PROC_STATUS")
+    assert_restricted(installed, full, uid, b"dump mode 2")
+    # The euid the user could not have had themselves is visible to root in the full entry.
+    status = field(full, "COREDUMP_PROC_STATUS")
     assert f"Uid:\t{uid}\t0\t0\t0".encode() in status
 
 
@@ -89,7 +91,7 @@ def test_file_capabilities_binary(t0: float, installed: Harness) -> None:
     exe = privileged_copy(installed, "capshelper")
     subprocess.run([setcap, "cap_net_raw+ep", str(exe)], check=True)
     pid = crash_self([str(exe)], USER, USER)
-    e = wait_entry_since(t0, COREDUMP_PID=pid)
+    e, _full = restricted_entries(t0, pid, USER)
     # Gaining capabilities sets AT_SECURE and makes the kernel dump it in suid_dumpable mode.
     assert_restricted(installed, e, USER, b"dump mode 2")
     assert b"CapEff:\t0000000000002000" in field(e, "COREDUMP_PROC_STATUS")
@@ -100,7 +102,7 @@ def test_root_process_that_dropped_to_the_user(t0: float, installed: Harness) ->
     credentials changed) tells that this memory held root's secrets."""
     exe = privileged_copy(installed, "dropper")
     pid = crash_self([str(exe)], 0, 0, env={"DKL_SETUID": str(USER)})
-    e = wait_entry_since(t0, COREDUMP_PID=pid)
+    e, _full = restricted_entries(t0, pid, USER)
     assert field(e, "COREDUMP_DUMPABLE") == b"2"
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
     assert_restricted(installed, e, USER, b"dump mode 2")
@@ -131,7 +133,7 @@ def test_non_dumpable_process_reported_with_mode_0(t0: float, harness: Harness) 
             pass_fds=(pidfd,),
         )
         assert out.returncode == 0, out.stderr
-        e = wait_entry_since(t0, COREDUMP_PID=proc.pid)
+        e, _full = restricted_entries(t0, proc.pid, USER)
         assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
         assert_restricted(harness, e, USER, b"dump mode 0")
     finally:

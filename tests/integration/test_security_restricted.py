@@ -1,0 +1,166 @@
+"""SECURITY.md 13: what a restricted crash may tell its user.
+
+Real crashes through core_pattern of processes the kernel keeps from their user: a set-uid-root
+program that opens and maps root-only files, an execute-only (0711) binary and a binary with
+file capabilities. Each carries marker text in its environment, open fds, maps and symbol
+names, and has a build-id. The user's own entry, and what the app shows the user (its command
+line prints the D-Bus crash dictionaries), must hold none of it, only what /proc shows any user;
+the full entry, with every marker, is in the system journal for root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import which
+from tests.integration import desktop as dk
+from tests.integration.desktop import Desktop, User
+from tests.integration.harness import Entry, Harness, crash_self, field, restricted_entries
+
+app_desktop = dk.app_desktop
+
+MARK = b"dklsecret"
+PROGRAM_C = r"""
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+__attribute__((noinline)) void dklsecret_function(void) { *(volatile int *)0 = 0; }
+
+int main(void) {
+    const char *v;
+    if ((v = getenv("DKL_OPEN")) && open(v, O_RDONLY) < 0) return 3;
+    if ((v = getenv("DKL_MAP"))) {
+        int fd = open(v, O_RDONLY);
+        if (fd < 0 || mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED) return 4;
+    }
+    dklsecret_function();
+    return 1;
+}
+"""
+ENV = {"DKLSECRET_TOKEN": "dklsecret-environ", "PATH": "/usr/bin:/bin"}
+#: Fields behind a ptrace check in /proc, or read as root from the core and module files.
+WITHHELD = {
+    "COREDUMP_EXE",
+    "COREDUMP_CWD",
+    "COREDUMP_ROOT",
+    "COREDUMP_ENVIRON",
+    "COREDUMP_OPEN_FDS",
+    "COREDUMP_PROC_MAPS",
+    "COREDUMP_PROC_AUXV",
+    "DRKONQI_LITE_MODULES",
+    "COREDUMP_PACKAGE_JSON",
+}
+
+
+@pytest.fixture
+def secrets(harness: Harness, core_pattern: None, suid_dumpable: None) -> Iterator[Path]:
+    """A root-owned directory with the program and two root-only marker files."""
+    which("gcc")
+    d = harness.prefix / "bin"
+    d.mkdir(mode=0o755)
+    src = d / "secret.c"
+    src.write_text(PROGRAM_C)
+    subprocess.run(["gcc", "-O0", "-o", str(d / "restricted-prog"), str(src)], check=True)
+    for name in ("dklsecret-opened", "dklsecret-mapped"):
+        (d / name).write_bytes(b"x" * 4096)
+        (d / name).chmod(0o600)
+    harness.install()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def build_id(exe: Path) -> bytes:
+    out = subprocess.run(["readelf", "-n", str(exe)], capture_output=True, check=True).stdout
+    found = re.search(rb"Build ID: ([0-9a-f]+)", out)
+    assert found is not None, "the test program has no build-id"
+    return found.group(1)
+
+
+def leaks(e: Entry, secret: list[bytes]) -> list[str]:
+    """The names of the fields of `e` that carry one of `secret`."""
+    return sorted(k for k, v in e.items() if isinstance(v, bytes) and any(s in v for s in secret))
+
+
+def check(user: User, t0: float, exe: Path, pid: int, markers: list[bytes]) -> None:
+    own, full = restricted_entries(t0, pid, user.uid)
+    secret = [MARK, build_id(exe)]
+    # The full entry has everything (so the test can see a leak), the user's none of it.
+    for marker in markers:
+        assert leaks(full, [marker]), f"{marker!r} is not in the full entry: the test is blind"
+    assert b"Stack trace of thread" in field(full, "MESSAGE")
+    assert build_id(exe) in field(full, "DRKONQI_LITE_MODULES")
+    assert leaks(own, secret) == [], "a restricted crash discloses to its user"
+    assert WITHHELD.isdisjoint(own)
+    # (this program belongs to no package: it has no COREDUMP_PACKAGE_JSON to withhold)
+    listed = set(field(own, "DRKONQI_LITE_WITHHELD").decode().split())
+    assert listed >= WITHHELD - {"COREDUMP_PACKAGE_JSON"}
+    assert (
+        field(own, "MESSAGE")
+        == f"Process {pid} (restricted-prog) of user {user.uid} dumped core.".encode()
+    )
+    assert field(own, "DRKONQI_LITE_RESTRICTED") == b"1"
+    # What /proc shows any user stays: the status with its euid, the command line.
+    assert b"Uid:" in field(own, "COREDUMP_PROC_STATUS")
+    assert field(own, "COREDUMP_CMDLINE") == str(exe).encode()
+    # The app, as the user: the crash is there, restricted, and says nothing more.
+    shown = user.cli("show", str(pid), "--json", "--reveal")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["pid"] == pid
+    crash_list = user.cli("list", "--json").stdout
+    trace = user.cli("backtrace", str(pid)).stdout
+    for text in (shown.stdout, crash_list, trace):
+        assert not any(s.decode() in text for s in secret), text
+
+
+@pytest.fixture
+def user(app_desktop: Desktop) -> User:
+    return app_desktop.user(with_display=False)
+
+
+def test_setuid_root_program_discloses_nothing_the_kernel_hides(
+    t0: float, secrets: Path, user: User
+) -> None:
+    exe = secrets / "restricted-prog"
+    os.chown(exe, 0, 0)
+    exe.chmod(0o4755)
+    env = ENV | {
+        "DKL_OPEN": str(secrets / "dklsecret-opened"),
+        "DKL_MAP": str(secrets / "dklsecret-mapped"),
+    }
+    pid = crash_self([str(exe)], user.uid, user.uid, env=env)
+    markers = [
+        b"dklsecret-environ",
+        b"dklsecret-opened",
+        b"dklsecret-mapped",
+        b"dklsecret_function",
+    ]
+    check(user, t0, exe, pid, markers)
+
+
+def test_execute_only_binary_discloses_no_symbols_or_build_id(
+    t0: float, secrets: Path, user: User
+) -> None:
+    """The user may run it but not read it: the kernel makes such a process non-dumpable
+    (would_dump()), and its symbol names and build-id come only from reading the file."""
+    exe = secrets / "restricted-prog"
+    exe.chmod(0o711)
+    pid = crash_self([str(exe)], user.uid, user.uid, env=ENV)
+    check(user, t0, exe, pid, [b"dklsecret-environ", b"dklsecret_function"])
+
+
+def test_file_capabilities_binary_discloses_nothing_the_kernel_hides(
+    t0: float, secrets: Path, user: User
+) -> None:
+    exe = secrets / "restricted-prog"
+    subprocess.run([which("setcap"), "cap_net_raw+ep", str(exe)], check=True)
+    pid = crash_self([str(exe)], user.uid, user.uid, env=ENV)
+    check(user, t0, exe, pid, [b"dklsecret-environ", b"dklsecret_function"])
