@@ -5,9 +5,14 @@ rather than through sd_journal_sendv() so that: a large entry (Storage=journal c
 core) is built in a sealed memfd and never held in memory; failures are precise errno values we
 can act on; and an entry that journald cannot take is serialised byte-for-byte into the spool.
 
-journald files an entry under the SENDER's credentials (SCM_CREDENTIALS, filled in by the kernel
-at sendmsg time), so the entry goes to user-UID.journal only when the sending process runs as
-that uid: `send_as` forks, drops all groups and ids, then sends (TESTING.md).
+journald files an entry under the SENDER's credentials, the SCM_CREDENTIALS it receives
+(journald-native.c, journald-server.c: the user journal is chosen by ucred->uid), so the entry
+goes to user-UID.journal only when it carries that uid. Root may put any uid/gid in
+SCM_CREDENTIALS itself (the kernel's scm_check_creds() accepts them with CAP_SETUID and
+CAP_SETGID; the pid must stay our own), so `send_as` sends from this process with the crashing
+user's ids attached. No process of that user ever exists on our side: nothing the user may
+signal (SIGSTOP, ptrace) holds the core pipe, the spool's replay lock or a core_pipe_limit slot
+(SECURITY.md 11).
 """
 
 from __future__ import annotations
@@ -128,28 +133,43 @@ def payload_bytes(payload: int | bytes) -> bytes:
     return os.pread(payload, size, 0)
 
 
-def send_payload(payload: int | bytes, socket_path: str = JOURNAL_SOCKET) -> None:
-    """Send one entry to journald; raises OSError (errno in UNREACHABLE when we should spool)."""
+def send_payload(
+    payload: int | bytes, socket_path: str = JOURNAL_SOCKET, creds: Credentials | None = None
+) -> None:
+    """Send one entry to journald, as `creds` (default: our own ids); raises OSError (errno in
+    UNREACHABLE when we should spool)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    anc = _ucred(creds)
     try:
         sock.settimeout(SEND_TIMEOUT)
         if not isinstance(payload, bytes):
-            _send_fd(sock, payload, socket_path)
+            _send_fd(sock, payload, socket_path, anc)
             return
         if len(payload) <= INLINE_MAX:
             try:
-                sock.sendto(payload, socket_path)
+                sock.sendmsg([payload], anc, 0, socket_path)
                 return
             except OSError as e:
                 if e.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
                     raise
         fd = _to_memfd(payload)
         try:
-            _send_fd(sock, fd, socket_path)
+            _send_fd(sock, fd, socket_path, anc)
         finally:
             os.close(fd)
     finally:
         sock.close()
+
+
+Ancillary = list[tuple[int, int, bytes]]
+
+
+def _ucred(creds: Credentials | None) -> Ancillary:
+    """SCM_CREDENTIALS saying `creds` (struct ucred: pid_t pid, uid_t uid, gid_t gid)."""
+    if creds is None:
+        return []
+    data = struct.pack("iII", os.getpid(), creds.uid, creds.gid)
+    return [(_socket.SOL_SOCKET, _socket.SCM_CREDENTIALS, data)]
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -169,10 +189,9 @@ def _to_memfd(data: bytes) -> int:
     return fd
 
 
-def _send_fd(sock: _socket.socket, fd: int, socket_path: str) -> None:
-    sock.sendmsg(
-        [], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))], 0, socket_path
-    )
+def _send_fd(sock: _socket.socket, fd: int, socket_path: str, anc: Ancillary) -> None:
+    rights = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))
+    sock.sendmsg([], [rights, *anc], 0, socket_path)
 
 
 class Credentials:
@@ -194,54 +213,72 @@ class Credentials:
         return f"Credentials(uid={self.uid}, gid={self.gid})"
 
 
-def drop_privileges(creds: Credentials) -> None:
-    """Become `creds` for good: no supplementary groups, real/effective/saved ids all set."""
-    os.setgroups([])
-    os.setresgid(creds.gid, creds.gid, creds.gid)
-    os.setresuid(creds.uid, creds.uid, creds.uid)
-
-
 def send_as(
     payload: int | bytes,
     creds: Credentials,
     socket_path: str = JOURNAL_SOCKET,
     wakeup: str | None = None,
 ) -> int:
-    """Fork, drop to `creds`, send; return 0 or the errno of the failure.
+    """Send as `creds`; return 0 or the errno of the failure. Never forks, never waits on
+    anything but journald's socket (SEND_TIMEOUT).
 
-    `wakeup`: after a successful send, the child (still as the user) pokes the user's
-    running app through this datagram socket. The datagram carries nothing the app trusts.
+    `wakeup`: after a successful send, poke the user's running app through this datagram
+    socket (see `poke`). The datagram carries nothing the app trusts.
     """
-    pid = os.fork()
-    if pid == 0:  # child: never return into the caller's stack
-        code = 0
-        try:
-            if (os.geteuid(), os.getegid()) != (creds.uid, creds.gid) or os.getgroups():
-                drop_privileges(creds)
-            send_payload(payload, socket_path)
-            if wakeup is not None:
-                poke(wakeup)
-        except OSError as e:
-            code = e.errno or errno.EIO
-        except BaseException:  # noqa: BLE001 - a child must reach _exit whatever happened
-            code = errno.EIO
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return errno.EINTR
+    try:
+        send_payload(payload, socket_path, creds)
+    except OSError as e:
+        return e.errno or errno.EIO
+    if wakeup is not None:
+        poke(wakeup, creds)
+    return 0
 
 
-def poke(path: str) -> None:
-    """One non-blocking datagram to a user's wake-up socket; silently nothing if absent."""
+def poke(path: str, creds: Credentials) -> None:
+    """One non-blocking datagram to a user's wake-up socket; silently nothing if absent.
+
+    We are root and the path lies in the user's runtime directory, so it is reached without
+    following any symlink and used only if it is a socket owned by `creds.uid`: a planted link
+    cannot make root send to another program's socket.
+    """
+    fd = _open_socket_node(path, creds.uid)
+    if fd is None:
+        return
     flags = _socket.SOCK_DGRAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
     sock = _socket.socket(_socket.AF_UNIX, flags)
     try:
-        sock.sendto(b"crash", path)
+        # connect() through the O_PATH fd's /proc magic link reaches exactly that inode.
+        sock.sendmsg([b"crash"], _ucred(creds), 0, f"/proc/self/fd/{fd}")
     except OSError:
         pass
     finally:
         sock.close()
+        os.close(fd)
+
+
+def _open_socket_node(path: str, uid: int) -> int | None:
+    """An O_PATH fd of the socket at `path`, walked component by component with O_NOFOLLOW;
+    None unless it is a socket owned by `uid`."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open("/", flags | os.O_DIRECTORY)
+    except OSError:
+        return None
+    parts = [p for p in path.split("/") if p]
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            nfd = os.open(part, flags if last else flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if (st.st_mode & 0o170000) != 0o140000 or st.st_uid != uid:  # S_IFSOCK, the user's own
+        os.close(fd)
+        return None
+    return fd
 
 
 def entry_fields(payload: bytes) -> Mapping[str, bytes]:
