@@ -9,7 +9,6 @@ later read is decided from facts proven through the pidfd, and fails closed.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import pwd
 
@@ -25,11 +24,11 @@ from drkonqi_lite_collector import (
     zstd,
 )
 from drkonqi_lite_collector.argv import KernelArgs
+from drkonqi_lite_collector.corestream import CHUNK, StreamResult, stream_core
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.procinfo import Process, ProcInfo
 from drkonqi_lite_collector.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
 
-CHUNK = 1024 * 1024
 #: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
 SYSTEM_UID_MAX = 999
 #: The dedicated system user that sends entries for crashes of system users (sysusers.d).
@@ -44,13 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
 
-    class Tap(Protocol):
-        """Sees the core's bytes as they stream through (collector/stacktrace.py)."""
-
-        def feed(self, chunk: bytes | memoryview) -> None: ...
-
-        #: (si_signo, si_code) from the core's NT_SIGINFO note, once the head streamed past.
-        siginfo: tuple[int, int] | None
+    from drkonqi_lite_collector.corestream import Tap
 
     class TraceResult(Protocol):
         """A stack trace in systemd's format, the modules, and the package, for the entry."""
@@ -73,18 +66,6 @@ if TYPE_CHECKING:
 
         def start(self, proc_dir_fd: int | None) -> Tap: ...
         def finish(self, tap: Tap, timeout: float) -> TraceResult: ...
-
-
-class StreamResult:
-    """How draining the core went (filled in while streaming)."""
-
-    __slots__ = ("error", "missing", "size", "truncated")
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.truncated = False
-        self.missing: str | None = None  # a CoreMissing value
-        self.error = ""
 
 
 def boot_id() -> str:
@@ -116,59 +97,6 @@ def sender_credentials(uid: int, gid: int) -> journal.Credentials:
     except KeyError:
         return journal.Credentials(0, 0)  # no dedicated user: root's entries go to system.journal
     return journal.Credentials(pw.pw_uid, pw.pw_gid)
-
-
-def _enlarge_pipe(fd: int) -> None:
-    # Fewer, larger reads: the default 64 KiB pipe means 16 wake-ups per MiB.
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
-    except OSError:
-        pass
-
-
-def stream_core(
-    stdin: int, sink: Callable[[memoryview], object] | None, limit: int, tap: Tap | None
-) -> StreamResult:
-    """Read the core from the kernel's pipe in bounded chunks into `sink` and `tap`.
-
-    One buffer is reused for every chunk (no allocation per MiB): sink and tap must copy what
-    they keep. Stops at `limit` bytes (truncated). A sink failure (disk full) stops writing but
-    not reading: the stack trace still sees the core.
-    """
-    _enlarge_pipe(stdin)
-    result = StreamResult()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while True:
-        want = min(CHUNK, limit - result.size)
-        if want <= 0:
-            # More than the limit? Read one byte to tell "exactly limit" from "truncated".
-            if os.read(stdin, 1):
-                result.truncated = True
-            break
-        try:
-            n = os.readv(stdin, [view[:want]])
-        except OSError as e:
-            result.error = f"reading the core: {os.strerror(e.errno or errno.EIO)}"
-            break
-        if not n:
-            break
-        chunk = view[:n]
-        result.size += n
-        if tap is not None:
-            tap.feed(chunk)
-        if sink is not None:
-            try:
-                sink(chunk)
-            except OSError as e:
-                sink = None
-                result.missing = (
-                    CoreMissing.DISK_FULL
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else CoreMissing.WRITE_FAILED
-                )
-                result.error = f"writing the core: {os.strerror(e.errno or errno.EIO)}"
-    return result
 
 
 class Outcome:

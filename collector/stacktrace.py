@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from drkonqi_lite_collector.handler import Tap
+    from drkonqi_lite_collector.corestream import Tap
 
 __all__ = [
     "CoreTap",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from drkonqi_lite_collector import __version__, argv, config, entry
+from drkonqi_lite_collector.corestream import READ_TIMEOUT
 from drkonqi_lite_collector.handler import (
     Outcome,
     deliver,
@@ -23,7 +24,34 @@ from drkonqi_lite_collector.schema import CoreMissing, Field
 
 TYPE_CHECKING = False  # see handler.py
 if TYPE_CHECKING:
+    import signal as _signal
+
     from drkonqi_lite_collector.handler import Tracer
+else:
+    import _signal  # the C module: `signal` imports enum (see handler.py)
+
+#: The worker's every wait is bounded (core stream, unwinder, journald's socket); this is the
+#: backstop should one not be: past it the worker is killed and the crash recorded without it.
+WORKER_TIMEOUT = READ_TIMEOUT + 120.0
+
+
+def _wait_bounded(pid: int, timeout: float) -> int:
+    """waitpid(pid) for at most `timeout` seconds, then SIGKILL it; returns the wait status."""
+    import select  # noqa: PLC0415 - a C module
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return os.waitpid(pid, 0)[1]
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
+            log(f"worker {pid} still running after {timeout:.0f}s: killing it")
+            _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    return os.waitpid(pid, 0)[1]
 
 
 def _tracer() -> Tracer | None:
@@ -50,7 +78,7 @@ def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int
     os.close(stdin)
     if process is not None:
         process.close()
-    _, status = os.waitpid(pid, 0)
+    status = _wait_bounded(pid, WORKER_TIMEOUT)
     delivered = os.read(ready_r, 1) == b"S"
     os.close(ready_r)
     if delivered:
