@@ -26,21 +26,27 @@ if TYPE_CHECKING:
     import argparse
 
 
-def _ensure_std_fds() -> None:
+def _ensure_std_fds() -> bool:
     """The kernel gives a pipe helper only stdin. Occupy fds 1 and 2 with /dev/null so that
-    no file we open later lands on them and receives a stray print()."""
-    for fd in (1, 2):
+    no file we open later lands on them and receives a stray print(); and fd 0 too when it is
+    closed (whoever ran us gave no core), so that no file we open is read as the core.
+    Returns whether fd 0 was closed."""
+    closed = []
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open("/dev/null", os.O_WRONLY)
+            closed.append(fd)
+            null = os.open("/dev/null", mode)
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+    return 0 in closed
 
 
 def _harden() -> None:
-    _ensure_std_fds()
+    if _ensure_std_fds():
+        log("no core: stdin (fd 0) was closed; recording the crash without one")
     # Never dump core ourselves; children (the unwinder) inherit this. It must be 1, not 0:
     # for a pipe core_pattern the kernel ignores RLIMIT_CORE except the value 1, which it
     # sets on pipe helpers to stop recursion (fs/coredump.c, "RLIMIT_CORE set to 1, Aborting

@@ -123,7 +123,6 @@ MALFORMED: dict[str, Callable[[list[str]], list[str]]] = {
     "pid-zero": lambda a: ["0", *a[1:]],
     "uid-not-numeric": lambda a: [a[0], "root", *a[2:]],
     "signal-out-of-range": lambda a: [*a[:3], "99", *a[4:]],
-    "hostname-with-slash": lambda a: [*a[:6], "../../etc", *a[7:]],
     "dump-mode-3": lambda a: [*a[:7], "3"],
     "pidfd-below-3": lambda a: [*a, "0"],
 }

@@ -1,0 +1,202 @@
+"""SECURITY.md 11: the crashing user against the collector itself.
+
+Real crashes through core_pattern by a hostile user, each followed by ANOTHER user's crash that
+must still be recorded. The hostile users are uids without a passwd entry (4243...), so that
+their `kill(-1, ...)` reaches only their own processes, never another test's on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import which
+from tests.integration.harness import (
+    Harness,
+    RawReader,
+    crash_self,
+    field,
+    spawn_as,
+    wait_entry_since,
+)
+
+ATTACKER = 4243
+VICTIM = 4244
+
+#: Runs as the attacker: crash a child, and while the kernel dumps it stop every process of
+#: ours, again and again (one kill(-1) is a few microseconds: a child that the collector forks
+#: as this user is caught as soon as it has our uid).
+STOPPER = r"""
+import os, signal, sys, time
+crashme, seconds = sys.argv[1], float(sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    os.execv(crashme, [crashme])
+while True:  # PF_DUMPCORE (0x200) in /proc/PID/stat: the kernel is writing its core
+    try:
+        flags = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[6])
+    except (OSError, ValueError, IndexError):
+        break
+    if flags & 0x200:
+        break
+print(pid, flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        os.kill(-1, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+"""
+
+
+def kill_all_of(uid: int) -> None:
+    """SIGCONT then SIGKILL every process of `uid` (a fork that becomes uid: kill(-1))."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(-1, sig)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def assert_victim_recorded(t0: float, crashme: Path) -> None:
+    """Another user's crash, after the hostile one, gets its entry and its core."""
+    victim = crash_self([str(crashme)], VICTIM, VICTIM)
+    theirs = wait_entry_since(t0, COREDUMP_PID=victim, timeout=20)
+    assert field(theirs, "_UID") == str(VICTIM).encode()
+    assert Path(field(theirs, "COREDUMP_FILENAME").decode()).is_file()
+
+
+@pytest.fixture
+def attacker() -> Iterator[int]:
+    try:
+        yield ATTACKER
+    finally:
+        kill_all_of(ATTACKER)
+
+
+def test_sigstop_by_the_crashing_user_holds_nothing(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, attacker: int
+) -> None:
+    """The user SIGSTOPs everything of theirs while their crash is collected. With
+    core_pipe_limit=1 a collector held by a stopped process would make the kernel skip every
+    later crash on the machine: the victim's crash must still be recorded."""
+    harness.install()
+    Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
+    script = harness.prefix / "stopper.py"
+    script.write_text(STOPPER)
+    script.chmod(0o644)
+    stopper = spawn_as(
+        [sys.executable, "-I", str(script), str(crashme), "4"],
+        attacker,
+        attacker,
+        stdout=subprocess.PIPE,
+        # A core that takes a while to stream: the stopper is at work well before the entry
+        # is sent (a small crash is collected before a Python loop even starts).
+        env={"DKL_TOUCH": str(64 * 1024**2)},
+    )
+    assert stopper.stdout is not None
+    crashed = int(stopper.stdout.readline())
+    assert stopper.wait(timeout=30) == 0
+    mine = wait_entry_since(t0, COREDUMP_PID=crashed, timeout=20)
+    assert field(mine, "_UID") == str(attacker).encode(), "filed in the attacker's journal"
+    assert Path(field(mine, "COREDUMP_FILENAME").decode()).is_file()
+    assert_victim_recorded(t0, crashme)
+
+
+def test_a_core_that_stops_arriving_is_cut_and_recorded(t0: float, harness: Harness) -> None:
+    """The kernel writes the core from the crashed process's context, which the user can make
+    hang (a mapping of their own FUSE file). Run as the kernel runs it, with a core that stops
+    after its first bytes: the collector records what came, marked truncated, and exits."""
+    target = spawn_as([sys.executable, "-c", "import time; time.sleep(120)"], 1000, 1000)
+    try:
+        time.sleep(0.3)
+        argv = harness.argv(target.pid, 1000, 1000)
+        collector = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert collector.stdin is not None
+        collector.stdin.write(b"\x7fELF" + os.urandom(64 * 1024))
+        collector.stdin.flush()
+        try:
+            code = collector.wait(timeout=60)  # the pipe stays open, silent, all along
+        finally:
+            collector.kill()
+            collector.stdin.close()
+            collector.wait()
+        assert code == 0
+        e = wait_entry_since(t0, COREDUMP_PID=target.pid)
+        assert field(e, "COREDUMP_TRUNCATED") == b"1"
+        assert field(e, "DRKONQI_LITE_CORE_SIZE") == str(4 + 64 * 1024).encode()
+    finally:
+        target.kill()
+        target.wait()
+
+
+#: Becomes the crash target after setting a hostile hostname in its own UTS namespace.
+SET_HOSTNAME = (
+    "import os, socket, sys; socket.sethostname(b'evil\\nhost\\x1b[2J\\xff');"
+    " os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_newline_in_hostname_is_recorded_escaped(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, attacker: int
+) -> None:
+    which("unshare")
+    harness.install()
+    cmd = ["unshare", "-Ur", "--uts", sys.executable, "-I", "-c", SET_HOSTNAME, str(crashme)]
+    proc = spawn_as(cmd, attacker, attacker)
+    assert proc.wait(timeout=60) == -signal.SIGSEGV
+    e = wait_entry_since(t0, COREDUMP_PID=proc.pid, timeout=20)
+    assert field(e, "COREDUMP_HOSTNAME") == rb"evil\nhost\x1b[2J\xff"
+    assert field(e, "COREDUMP_UID") == str(attacker).encode()
+    assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
+    assert_victim_recorded(t0, crashme)
+
+
+def _kernel_log_since(t0: float, needle: bytes) -> list[bytes]:
+    """Kernel-transport lines (the collector's /dev/kmsg log) containing `needle`."""
+    reader = RawReader()
+    try:
+        reader.add_match(_TRANSPORT="kernel")
+        reader.seek_realtime(t0)
+        return [e["MESSAGE"] for e in reader if needle in e.get("MESSAGE", b"")]
+    finally:
+        reader.close()
+
+
+def test_closed_stdin_is_a_logged_loss_not_a_traceback(
+    t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
+) -> None:
+    """Run as the kernel runs it, but with fd 0 closed: no core, yet one entry and one clear
+    line; never a traceback, never another file read as the core."""
+    proc = subprocess.run(
+        harness.argv(waiting.pid, 1000, 1000),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(0),  # the state the kernel never gives
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert b"stdin (fd 0) was closed" in proc.stderr
+    e = wait_entry_since(t0, COREDUMP_PID=waiting.pid)
+    assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"empty"
+    assert "COREDUMP_FILENAME" not in e
+    deadline = time.monotonic() + 10
+    while not _kernel_log_since(t0, b"stdin (fd 0) was closed"):
+        assert time.monotonic() < deadline, "the loss is not in the kernel log"
+        time.sleep(0.2)
