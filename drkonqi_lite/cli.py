@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from drkonqi_lite import cli_report
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
@@ -242,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--debuginfod", action="store_true", help="let gdb download debug symbols")
     watch = sub.add_parser("watch", help="print one line per new crash")
     watch.add_argument("--json", action="store_true")
+    cli_report.add_parser(sub)
     demo = sub.add_parser(
         "demo",
         help="(root) the whole pipeline on this machine: a real crash, its notification and "
@@ -257,6 +259,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    return cli_report.cmd_report(args, _find)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from drkonqi_lite import demo  # noqa: PLC0415 (root-only orchestration)
 
@@ -269,7 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
-                "watch": cmd_watch, "demo": cmd_demo}  # fmt: skip
+                "watch": cmd_watch, "demo": cmd_demo,
+                "report": cmd_report}  # fmt: skip
     try:
         if args.command is None:
             from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)

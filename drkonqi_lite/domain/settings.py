@@ -35,6 +35,9 @@ class Settings:
     #: it makes a full backtrace (this sends the build-ids of the crashed program's libraries
     #: over the network, so it is off until the user opts in).
     debuginfod: bool = False
+    #: Where this user's crash reports go (a Sentry DSN; empty: the administrator's choice,
+    #: /etc/drkonqi-lite/reporting.conf). `drkonqi-lite report --dsn` overrides it.
+    report_dsn: str = ""
 
 
 def parse_settings(text: str, warn: Callable[[str], None]) -> Settings:
@@ -60,6 +63,8 @@ def parse_settings(text: str, warn: Callable[[str], None]) -> Settings:
                 if low not in _TRUE | _FALSE:
                     raise ValueError(raw)
                 values[field.name] = low in _TRUE
+            elif isinstance(current, str):
+                values[field.name] = raw.strip()
             elif isinstance(current, int):
                 values[field.name] = max(0, int(raw))
             else:

@@ -1,0 +1,109 @@
+"""Where a crash's report goes: the DSN from the command line, the user's setting or the
+admin's `/etc/drkonqi-lite/reporting.conf` (per-program rules).
+
+The admin file (ini):
+
+    [Reporting]
+    DSN = https://KEY@sentry.example.org/3     # every program without a rule of its own
+
+    [Program kwrite]                            # one section per rule, first match wins
+    Package = kwrite                            # fnmatch globs, either or both
+    Executable = /usr/bin/kwrite*
+    DSN = https://KEY@bugs.kde.example/7        # empty: never report this program
+
+Precedence: `--dsn`, then the user's `report_dsn` setting, then the first matching rule, then
+the admin default. Bad files and bad DSNs become warnings, never a crash of the app. Pure.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import fnmatch
+from collections.abc import Callable
+
+from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.dsn import Dsn, DsnError, parse_dsn
+
+ADMIN_SECTION = "Reporting"
+RULE_PREFIX = "Program "
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    package: str
+    executable: str
+    dsn: str
+
+    def matches(self, crash: Crash) -> bool:
+        if not self.package and not self.executable:
+            return False
+        if self.package and not fnmatch.fnmatchcase(crash.package, self.package):
+            return False
+        return not self.executable or fnmatch.fnmatchcase(crash.exe, self.executable)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdminPolicy:
+    default_dsn: str = ""
+    rules: tuple[Rule, ...] = ()
+
+
+class NoDestinationError(LookupError):
+    """No DSN for this crash (the message says where one can be configured)."""
+
+
+def parse_admin_policy(text: str, warn: Callable[[str], None]) -> AdminPolicy:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        warn(f"reporting.conf ignored: {' '.join(str(exc).split())}")
+        return AdminPolicy()
+    rules = []
+    for section in parser.sections():
+        if not section.startswith(RULE_PREFIX):
+            if section != ADMIN_SECTION:
+                warn(f"reporting.conf: unknown section [{section}] ignored")
+            continue
+        get = parser[section].get
+        rules.append(
+            Rule(
+                section[len(RULE_PREFIX) :],
+                get("Package", ""),
+                get("Executable", ""),
+                get("DSN", ""),
+            )
+        )
+    return AdminPolicy(parser.get(ADMIN_SECTION, "DSN", fallback=""), tuple(rules))
+
+
+def destination(crash: Crash, cli_dsn: str, user_dsn: str, admin: AdminPolicy) -> Dsn:
+    """The DSN for `crash`; DsnError for a malformed one, NoDestinationError for none."""
+    if cli_dsn:
+        return _parse(cli_dsn, "--dsn")
+    if user_dsn:
+        return _parse(user_dsn, "the report_dsn setting")
+    for rule in admin.rules:
+        if rule.matches(crash):
+            if not rule.dsn:
+                raise NoDestinationError(
+                    f"the administrator's rule [Program {rule.name}] sends no reports for this "
+                    "program"
+                )
+            return _parse(rule.dsn, f"reporting.conf [Program {rule.name}]")
+    if admin.default_dsn:
+        return _parse(admin.default_dsn, "reporting.conf [Reporting]")
+    raise NoDestinationError(
+        "no report server configured (use --dsn, the report_dsn setting, or "
+        "/etc/drkonqi-lite/reporting.conf); report the crash on the program's bug tracker"
+    )
+
+
+def _parse(text: str, where: str) -> Dsn:
+    try:
+        return parse_dsn(text)
+    except DsnError as exc:
+        raise DsnError(f"{where}: {exc}") from None
