@@ -6,7 +6,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || ech
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: all deps venv demo test lint typecheck unit integration bench clean deb
+.PHONY: all deps venv bugsink-venv demo test lint typecheck unit integration bench clean deb
 
 all: test
 
@@ -21,6 +21,15 @@ $(PY):
 	$(VENV)/bin/pip install -q -e '.[test]'
 
 venv: $(PY)
+
+# A real Sentry-protocol server for the reporting tests and benchmarks (tests/integration/
+# bugsink.py): Bugsink in a venv of its own (~190 MB), so the app's venv stays lean.
+BUGSINK_VENV ?= build/bugsink-venv
+$(BUGSINK_VENV)/bin/bugsink-manage:
+	$(PYTHON) -m venv $(BUGSINK_VENV)
+	$(BUGSINK_VENV)/bin/pip install -q bugsink==2.6.2
+
+bugsink-venv: $(BUGSINK_VENV)/bin/bugsink-manage
 
 # The main job: a real crash through the real pipeline on this machine (root): the
 # notification and the detail window are saved in demo-output/.
