@@ -21,8 +21,9 @@ from drkonqi_lite.adapters.report_queue import QueueBusyError, QueueError
 from drkonqi_lite.adapters.reporter import Reporter, host_facts, queue_for
 from drkonqi_lite.adapters.sentry_transport import TIMEOUT_S, Outcome, send_envelope
 from drkonqi_lite.adapters.state_store import StateStore
-from drkonqi_lite.domain.crash import Crash, inert
+from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
+from drkonqi_lite.domain.plain_text import one_line
 from drkonqi_lite.domain.reporting_policy import (
     AdminPolicy,
     NoDestinationError,
@@ -99,7 +100,7 @@ def _list(reporter: Reporter, as_json: bool) -> int:
         print(
             f"{row['event_id']}  {row['crash_id']}  {row['state']:<8}  "
             f"queued {_when(float(row['queued_at']))}  attempts {row['attempts']}  "
-            f"{inert(str(row['last_error']))}"
+            f"{one_line(str(row['last_error']))}"
         )
     if not rows:
         print("no queued reports")

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from drkonqi_lite.domain.crash import Crash, bounded
+from drkonqi_lite.domain.python_stack import PythonFrame
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.signature import signature
 from drkonqi_lite.domain.trace import Frame, Thread, parse_threads
@@ -220,7 +221,36 @@ def release(crash: Crash) -> str:
     return bounded("".join("-" if c in "/\n\r\t" else c for c in text), 200)
 
 
-def _exception(crash: Crash, crashed: Thread | None, found: list[Image]) -> dict[str, Any]:
+def _signal_meta(crash: Crash) -> dict[str, Any]:
+    meta: dict[str, Any] = {"number": crash.signal, "name": crash.signal_name}
+    code = crash.fields.get(Field.CODE, "")
+    if code.lstrip("-").isdigit():
+        meta["code"] = int(code)  # si_code: why the signal came (SEGV_MAPERR=1, SI_USER=0, ...)
+    return meta
+
+
+def _python_stacktrace(frames: tuple[PythonFrame, ...]) -> dict[str, Any]:
+    # Already outermost first, as Sentry wants them.
+    return {
+        "frames": [
+            {"function": f.function, "filename": bounded(f.file, MAX_PATH), "abs_path":
+             bounded(f.file, MAX_PATH), "platform": "python"} | ({"lineno": f.line} if f.line > 0
+                                                               else {})
+            for f in frames
+        ]
+    }  # fmt: skip
+
+
+def _exceptions(crash: Crash, crashed: Thread | None, found: list[Image]) -> list[dict[str, Any]]:
+    """Sentry's exception values, the main one last: an unhandled Python exception, or the
+    signal (with the Python stack before it when the crashed program was a Python script)."""
+    if crash.is_exception:
+        return [{
+            "type": bounded(crash.exception_type),
+            "value": bounded(crash.exception_value, 1024),
+            "mechanism": {"type": "excepthook", "handled": False},
+            "stacktrace": _python_stacktrace(crash.python_stack),
+        }]  # fmt: skip
     top = next((f.function for f in crashed.frames if f.function), None) if crashed else None
     value: dict[str, Any] = {
         "type": crash.signal_name or f"signal {crash.signal}",
@@ -229,13 +259,33 @@ def _exception(crash: Crash, crashed: Thread | None, found: list[Image]) -> dict
             "type": "signalhandler",
             "handled": False,
             "synthetic": True,
-            "meta": {"signal": {"number": crash.signal, "name": crash.signal_name}},
+            "meta": {"signal": _signal_meta(crash)},
         },
     }
     if crashed is not None:
         value["thread_id"] = crashed.tid
         value["stacktrace"] = _stacktrace(crashed, found, crash.exe)
-    return value
+    if not crash.python_stack:
+        return [value]
+    python = {
+        "type": "PythonStack",
+        "value": "the Python code that was running when the signal came",
+        "mechanism": {"type": "chained", "handled": False, "synthetic": True},
+        "stacktrace": _python_stacktrace(crash.python_stack),
+    }
+    return [python, value]
+
+
+def _threads(crash: Crash, threads: list[Thread], found: list[Image]) -> list[dict[str, Any]]:
+    out = []
+    for t in threads:
+        entry: dict[str, Any] = {"id": t.tid, "crashed": t.crashed, "current": t.crashed}
+        if t.crashed and crash.fields.get(Field.THREAD_NAME):
+            entry["name"] = bounded(crash.fields[Field.THREAD_NAME], 64)
+        if not t.crashed:  # the crashing thread's frames are on the exception
+            entry["stacktrace"] = _stacktrace(t, found, crash.exe)
+        out.append(entry)
+    return out
 
 
 def build_event(crash: Crash, facts: HostFacts, options: EventOptions) -> dict[str, Any]:
@@ -246,17 +296,11 @@ def build_event(crash: Crash, facts: HostFacts, options: EventOptions) -> dict[s
     event: dict[str, Any] = {
         "event_id": options.event_id or uuid.uuid4().hex,
         "timestamp": crash.timestamp_us / 1e6,
-        "platform": "native",
+        "platform": "python" if crash.is_exception else "native",
         "level": "fatal",
         "sdk": {"name": SDK_NAME, "version": SDK_VERSION},
-        "exception": {"values": [_exception(crash, crashed, found)]},
-        "threads": {
-            "values": [
-                {"id": t.tid, "crashed": t.crashed, "current": t.crashed}
-                | ({} if t.crashed else {"stacktrace": _stacktrace(t, found, crash.exe)})
-                for t in threads
-            ]
-        },
+        "exception": {"values": _exceptions(crash, crashed, found)},
+        "threads": {"values": _threads(crash, threads, found)},
         "debug_meta": _debug_meta(found),
         "contexts": _contexts(crash, facts),
         "tags": _tags(crash, facts),
@@ -305,7 +349,7 @@ def _fit(event: dict[str, Any]) -> dict[str, Any]:
         images_ = event["debug_meta"]["images"]
         event["debug_meta"]["images"] = [i for i in images_ if "code_id" in i]
     if len(serialize(event)) > MAX_EVENT_BYTES:
-        frames = event["exception"]["values"][0].get("stacktrace", {}).get("frames", [])
+        frames = event["exception"]["values"][-1].get("stacktrace", {}).get("frames", [])
         del frames[: max(0, len(frames) - 32)]
     return event
 

@@ -49,12 +49,6 @@ def user(desk: Desktop) -> User:
     return desk.user(with_display=False)
 
 
-@pytest.fixture
-def installed(harness: Harness, core_pattern: None) -> Harness:
-    harness.install()
-    return harness
-
-
 def real_crash(user: User, crashme: Path) -> int:
     """crashme faults by itself as `user`, through the installed collector; its entry is in."""
     pid = crash_self([str(crashme), f"--token={ARG_MARK}"], user.uid, user.uid,

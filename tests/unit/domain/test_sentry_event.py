@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
+from drkonqi_lite.domain.python_stack import dumps
 from drkonqi_lite.domain.sentry_event import (
     MAX_EVENT_BYTES,
     EventOptions,
@@ -15,6 +16,7 @@ from drkonqi_lite.domain.sentry_event import (
 )
 from drkonqi_lite.domain.trace import MAX_FRAMES, MAX_THREADS, parse_threads
 from tests.unit.domain.entries import entry
+from tests.unit.domain.test_python_stack import MAIN, exception_entry
 
 SECRET = "s3cr3t-T0KEN-4242"  # noqa: S105 (a planted marker, SECURITY.md 9)
 ARG_SECRET = "hunter2-argv-secret"  # noqa: S105
@@ -204,3 +206,31 @@ def test_a_crash_without_a_trace_is_still_an_event() -> None:
     assert exc["type"] == "SIGABRT"
     assert "stacktrace" not in exc
     assert ev["threads"]["values"] == []
+
+
+def test_signal_code_and_thread_name_when_the_collector_has_them() -> None:
+    ev = event(crash(COREDUMP_CODE="1", COREDUMP_THREAD_NAME="kwrite:gui"))
+    assert ev["exception"]["values"][0]["mechanism"]["meta"]["signal"]["code"] == 1
+    assert ev["threads"]["values"][0]["name"] == "kwrite:gui"
+
+
+def test_a_python_programs_native_crash_carries_its_python_stack() -> None:
+    c = crash(DRKONQI_LITE_PYTHON_STACK=dumps([MAIN]))
+    values = event(c)["exception"]["values"]
+    assert [v["type"] for v in values] == ["PythonStack", "SIGABRT"]  # the main one last
+    frames = values[0]["stacktrace"]["frames"]
+    assert [(f["function"], f["filename"], f["lineno"]) for f in frames] == [
+        ("<module>", "/home/u/app.py", 15), ("outer", "/home/u/app.py", 10),
+        ("do_crash", "/home/u/app.py", 7),
+    ]  # fmt: skip
+    assert all(f["platform"] == "python" for f in frames)
+
+
+def test_an_unhandled_python_exception_is_a_python_event() -> None:
+    ev = event(crash_from_entry(exception_entry()))
+    assert ev["platform"] == "python"
+    [value] = ev["exception"]["values"]
+    assert (value["type"], value["value"]) == ("ValueError", "bad")
+    assert value["mechanism"] == {"type": "excepthook", "handled": False}
+    assert value["stacktrace"]["frames"][-1]["function"] == "do_crash"
+    assert ev["fingerprint"][1] == "/home/u/app.py"  # the script, not the interpreter
