@@ -96,6 +96,8 @@ class Config:
     `compress_level` is zstd's; systemd uses the library default (3), and levels >= 10 are far
     too slow for cores. `compress_threads`: zstd worker threads (0: compress in the reading
     thread); one worker overlaps compression with reading the pipe and writing the file.
+    `python_exceptions` (ours, PythonExceptions=): whether the system interpreters' hook
+    (python_hook.py) records unhandled exceptions as crashes.
     """
 
     __slots__ = (
@@ -107,6 +109,7 @@ class Config:
         "keep_free",
         "max_use",
         "process_size_max",
+        "python_exceptions",
         "rate_limit_burst",
         "rate_limit_interval",
         "stacktrace_timeout",
@@ -129,6 +132,7 @@ class Config:
         rate_limit_interval: float = 60.0,
         rate_limit_burst: int = 10,
         stacktrace_timeout: float = 5.0,
+        python_exceptions: bool = True,
         warnings: tuple[str, ...] = (),
     ) -> None:
         self.storage = storage
@@ -143,6 +147,7 @@ class Config:
         self.rate_limit_interval = rate_limit_interval
         self.rate_limit_burst = rate_limit_burst
         self.stacktrace_timeout = stacktrace_timeout
+        self.python_exceptions = python_exceptions
         self.warnings = warnings
 
 
@@ -200,6 +205,7 @@ _KEYS = {
     "ratelimitintervalsec": ("rate_limit_interval", _parse_seconds),
     "ratelimitburst": ("rate_limit_burst", int),
     "stacktracetimeoutsec": ("stacktrace_timeout", _parse_seconds),
+    "pythonexceptions": ("python_exceptions", parse_bool),
 }
 
 

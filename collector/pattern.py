@@ -16,7 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
-from drkonqi_lite_collector import argv, config, drkonqi, spool, storage
+from drkonqi_lite_collector import argv, config, drkonqi, hook_install, spool, storage
 
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 CORE_PIPE_LIMIT = Path("/proc/sys/kernel/core_pipe_limit")
@@ -70,6 +70,25 @@ def launcher_dir(paths: config.Paths) -> Path:
     return RUNTIME_DIR if paths.prefix == "/" else Path(paths.prefix)
 
 
+def collector_lib(paths: config.Paths) -> Path:
+    """The directory that holds this installation's drkonqi_lite_collector package (for an
+    editable install, a root-owned link of that name to collector/)."""
+    import drkonqi_lite_collector  # noqa: PLC0415
+
+    package = Path(drkonqi_lite_collector.__file__).resolve().parent
+    if package.name == "drkonqi_lite_collector":
+        return package.parent
+    base = launcher_dir(paths)
+    lib = base / "lib"
+    lib.mkdir(mode=0o755, parents=True, exist_ok=True)
+    link = lib / "drkonqi_lite_collector"
+    tmp_link = lib / f".link.{os.getpid()}"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(package)
+    tmp_link.replace(link)
+    return lib
+
+
 def write_launcher(paths: config.Paths) -> Path:
     """Write the program the kernel runs: this interpreter with -I -S and explicit sys.path.
 
@@ -78,21 +97,9 @@ def write_launcher(paths: config.Paths) -> Path:
     kernel's helper does not need. -I also ignores PYTHON* variables. The paths written in
     are root-owned directories of this installation.
     """
-    import drkonqi_lite_collector  # noqa: PLC0415
-
     base = launcher_dir(paths)
     base.mkdir(mode=0o755, parents=True, exist_ok=True)
-    package = Path(drkonqi_lite_collector.__file__).resolve().parent
-    if package.name == "drkonqi_lite_collector":
-        lib = package.parent
-    else:  # an editable install maps collector/ to the package name: give it that name
-        lib = base / "lib"
-        lib.mkdir(mode=0o755, exist_ok=True)
-        link = lib / "drkonqi_lite_collector"
-        tmp_link = lib / f".link.{os.getpid()}"
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(package)
-        tmp_link.replace(link)
+    lib = collector_lib(paths)
     spec = importlib.util.find_spec("zstandard")
     if spec is None or not spec.submodule_search_locations:
         raise PatternError("the zstandard module is not installed")
@@ -152,6 +159,18 @@ def install(paths: config.Paths, *, force: bool = False, handler: Path | None = 
         print(f"drkonqi-lite-collector: {drkonqi.FORCED}", file=sys.stderr)
     elif neighbour.enabled and kind != "drkonqi-lite-collector":
         print(f"drkonqi-lite-collector: {drkonqi.IDLE}", file=sys.stderr)
+    return _install_python_hook(paths)
+
+
+def _install_python_hook(paths: config.Paths) -> int:
+    try:
+        site = hook_install.install(paths, collector_lib(paths))
+    except (hook_install.HookError, OSError) as e:
+        raise PatternError(f"core_pattern is set, but the Python exception hook is not: {e}") from e
+    if site is None:
+        print(f"python hook: the package's, in {hook_install.PACKAGED_SITE}")
+    else:
+        print(f"python hook: {site / hook_install.MODULE}.pth")
     return 0
 
 
@@ -163,6 +182,9 @@ def uninstall(paths: config.Paths) -> int:
         saved = {"core_pattern": "core", "core_pipe_limit": "0"}
     except (OSError, ValueError) as e:
         raise PatternError(f"{paths.saved_pattern_file}: {e}") from e
+    removed = hook_install.uninstall(paths)
+    if removed is not None:
+        print(f"python hook removed from {removed}")
     if handler_kind(current) != "drkonqi-lite-collector":
         print(f"drkonqi-lite-collector is not installed (crashes go to {handler_kind(current)})")
         return 0

@@ -46,7 +46,11 @@ def _clean(value: object) -> str:
     """Text from JSON, bounded; lone surrogates (undecodable bytes of a file name) become U+FFFD
     so that every later encode (journal, D-Bus, clipboard) succeeds."""
     text = value if isinstance(value, str) else ""
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    try:  # undecodable bytes of a file name, as Python keeps them (PEP 383): one U+FFFD each
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # other lone surrogates
+        raw = text.encode("utf-8", "surrogatepass")
+    text = raw.decode("utf-8", "replace")
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 

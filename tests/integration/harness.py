@@ -44,13 +44,16 @@ class RawReader(journal.Reader):  # type: ignore[misc]
 _not_before_us = [0]
 
 
-def entries(since: float | None = None, **match: str | int) -> list[Entry]:
+def entries(
+    since: float | None = None, message_id: str = MESSAGE_ID, **match: str | int
+) -> list[Entry]:
     """Crash entries matching `match` (field=value), oldest first, written since the test began
-    (and since `since`, a time.time() value, when given)."""
+    (and since `since`, a time.time() value, when given); `message_id` picks native crashes
+    (the default) or self-reported ones (schema.BACKTRACE_MESSAGE_ID)."""
     floor = _not_before_us[0] if since is None else max(_not_before_us[0], int(since * 1e6))
     reader = RawReader()
     try:
-        reader.add_match(MESSAGE_ID=MESSAGE_ID)
+        reader.add_match(MESSAGE_ID=message_id)
         for key, value in match.items():
             reader.add_match(**{key: str(value)})
         reader.seek_realtime(floor / 1e6)
@@ -60,11 +63,16 @@ def entries(since: float | None = None, **match: str | int) -> list[Entry]:
         reader.close()
 
 
-def wait_entry(timeout: float = 15.0, since: float | None = None, **match: str | int) -> Entry:
+def wait_entry(
+    timeout: float = 15.0,
+    since: float | None = None,
+    message_id: str = MESSAGE_ID,
+    **match: str | int,
+) -> Entry:
     """The one entry matching `match` (see entries), waiting for journald to write it."""
     deadline = time.monotonic() + timeout
     while True:
-        found = entries(since, **match)
+        found = entries(since, message_id, **match)
         if found:
             assert len(found) == 1, f"{len(found)} entries for {match}: one crash, one entry"
             return found[0]
@@ -456,12 +464,12 @@ def entries_since(since: float, **match: str | int) -> list[Entry]:
     """`entries` received at or after `since`: PIDs recycle within minutes on a busy machine and
     the journal keeps every earlier crash, so a test matching on COREDUMP_PID looks only at its
     own time window."""
-    return entries(since, **match)
+    return entries(since, MESSAGE_ID, **match)
 
 
 def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) -> Entry:
     """`wait_entry` among the entries received at or after `since`."""
-    return wait_entry(timeout, since, **match)
+    return wait_entry(timeout, since, MESSAGE_ID, **match)
 
 
 @contextlib.contextmanager

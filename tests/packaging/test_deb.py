@@ -42,6 +42,7 @@ from tests.packaging.units import ROOT, directives, value
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
 PACKAGE = "drkonqi-lite"
+PYTHON_HOOK = Path("/usr/lib/python3/dist-packages/drkonqi_lite_python_hook.pth")
 LAUNCHER = Path("/usr/libexec/drkonqi-lite-collector")
 VENV = Path("/usr/lib/drkonqi-lite/venv")
 STATE = Path("/var/lib/drkonqi-lite")
@@ -140,9 +141,20 @@ def check_files() -> None:
         Path("/usr/share/man/man5/drkonqi-lite-collector.conf.5.gz"),
         Path("/usr/share/applications/drkonqi-lite-crash-reports.desktop"),
         Path("/usr/share/metainfo/org.drkonqi_lite.CrashReports.metainfo.xml"),
+        PYTHON_HOOK.with_suffix(".py"),
+        PYTHON_HOOK,
     ):
         assert path.is_file(), f"{path} missing"
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    # Debian's python3 runs the packaged exception hook (site.py executes the .pth line), from
+    # a shipped .pyc, and the hook names the package's own collector.
+    hook = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; h = sys.excepthook; "
+         "print(type(h).__name__, h.collector_lib, h.prefix)"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert hook == ["Hook", str(next((VENV / "lib").glob("python3*/site-packages"))), "/"]
+    assert list(PYTHON_HOOK.parent.glob("__pycache__/drkonqi_lite_python_hook.*.pyc"))
     for source, target in APP_FILES.items():
         assert (ROOT / source).is_file(), f"{source} is missing from the tree"
         assert target.is_file(), f"{source} is in the tree but {target} was not installed"
