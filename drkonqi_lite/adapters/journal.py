@@ -1,10 +1,12 @@
 """The crash source: this user's coredump entries in the journal, as trusted crash records.
 
-Reads with `add_match(MESSAGE_ID=…)` (journald's index; never scanning), `data_threshold = 0`,
-and exposes `fileno()`/`process()` so the Qt loop can watch the journal fd with a
-QSocketNotifier (TESTING.md: idle cost zero; the slot must call `process()` or the fd stays
-readable). Untrusted and malformed entries are skipped with a log line, never raised. The core
-file named by an entry is probed (opened, never read) only inside the storage directories.
+Reads with `add_match(MESSAGE_ID=…)` (journald's index; never scanning), and exposes
+`fileno()`/`process()` so the Qt loop can watch the journal fd with a QSocketNotifier
+(TESTING.md: idle cost zero; the slot must call `process()` or the fd stays readable). Every
+entry's sender (`_UID`, stamped by journald) is checked first; only a trusted sender's entry is
+read further (SECURITY.md 15: a 100 MiB field in an entry another uid wrote is never loaded).
+Untrusted and malformed entries are skipped with a log line, never raised. The core file named
+by an entry is probed (opened, never read) only inside the storage directories.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from systemd import journal
 from drkonqi_lite.adapters.core_file import probe_core
 from drkonqi_lite.domain.crash import (
     CURSOR,
+    MAX_FIELD_CHARS,
     REALTIME,
+    TRUSTED_UID,
     Crash,
     MalformedEntryError,
     crash_from_entry,
@@ -34,6 +38,11 @@ log = logging.getLogger(__name__)
 BATCH = 128
 
 Entry = dict[str, str | bytes]
+
+#: sd_journal_set_data_threshold(3) for trusted entries: above what the domain keeps
+#: (MAX_FIELD_CHARS), so that it still sees and marks an over-long field. Only a hint (it bounds
+#: compressed fields only), which is why untrusted entries are not read at all.
+FIELD_THRESHOLD = 4 * MAX_FIELD_CHARS
 
 
 def trust_policy_for(uid: int) -> TrustPolicy:
@@ -75,7 +84,7 @@ class JournalSource:
         # Raw values: our converters only for the fields the reader synthesises; every journal
         # field is decoded as UTF-8 (bytes kept when invalid, the domain replaces them).
         self._reader.converters = {REALTIME: int, CURSOR: str, "__MONOTONIC_TIMESTAMP": _keep}
-        self._reader.data_threshold = 0
+        self._reader.data_threshold = FIELD_THRESHOLD
         # Two matches on one field are OR-ed by sd-journal (sd_journal_add_match(3)): native
         # crashes and self-reported ones (unhandled exceptions), both through the index.
         for message_id in CRASH_MESSAGE_IDS:
@@ -106,22 +115,39 @@ class JournalSource:
         self._reader.seek_realtime(int(time.time() * 1e6))
 
     def raw_entries(self, limit: int | None = None) -> Iterator[Entry]:
-        """The next entries as raw field dicts (advances `position`)."""
+        """The next entries as raw field dicts (advances `position`). Of an entry from a sender
+        the policy does not trust, only `_UID` is read (journald stamps it: it is short)."""
         n = 0
         while limit is None or n < limit:
-            raw = self._reader.get_next()
-            if not raw:
+            if not self._reader._next(1):
                 return
             n += 1
-            cursor = str(raw.get(CURSOR, ""))
-            realtime = raw.get(REALTIME, 0)
-            self.position = Position(cursor, realtime if isinstance(realtime, int) else 0)
-            yield {k: v for k, v in raw.items() if isinstance(v, str | bytes)} | {
-                REALTIME: str(realtime)
-            }
+            realtime = int(self._reader._get_realtime())
+            cursor = str(self._reader._get_cursor())
+            self.position = Position(cursor, realtime)
+            sender = self._sender()
+            if sender in self._policy.trusted_senders:
+                raw = self._reader._convert_entry(self._reader._get_all())
+                fields = {k: v for k, v in raw.items() if isinstance(v, str | bytes)}
+            else:
+                fields = {TRUSTED_UID: str(sender)}
+            yield fields | {REALTIME: str(realtime), CURSOR: cursor}
+
+    def _sender(self) -> int:
+        try:
+            value = self._reader._get(TRUSTED_UID)
+        except KeyError:
+            return -1
+        return int(value) if value.isdigit() else -1
 
     def crash(self, entry: Entry) -> Crash | None:
         """The trusted record of one entry, or None (logged) when untrusted or malformed."""
+        sender = str(entry.get(TRUSTED_UID, ""))
+        if not sender.isdigit() or int(sender) not in self._policy.trusted_senders:
+            # raw_entries read nothing more of it
+            self.skipped += 1
+            log.info("ignored an untrusted coredump entry (sender uid %s)", sender or "?")
+            return None
         try:
             crash = crash_from_entry(entry)
         except MalformedEntryError as exc:

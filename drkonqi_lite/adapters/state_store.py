@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
 
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.settings import Settings, parse_settings
@@ -83,16 +84,7 @@ class StateStore:
         """Write atomically; errors are logged (the app keeps working from memory)."""
         try:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self._dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(state.to_json(), f, separators=(",", ":"))
-                    f.flush()
-                    os.fsync(f.fileno())
-                Path(tmp).replace(self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            replace_file(self.path, lambda f: json.dump(state.to_json(), f, separators=(",", ":")))
         except OSError as exc:
             log.warning("cannot save %s: %s", self.path, exc)
 
@@ -125,9 +117,23 @@ class StateStore:
         parser.set("App", key, value)
         try:
             self._config.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".settings.ini.{os.getpid()}")
-            with tmp.open("w", encoding="utf-8") as f:
-                parser.write(f)
-            tmp.replace(path)
+            replace_file(path, parser.write)
         except OSError as exc:
             log.warning("cannot save %s: %s", path, exc)
+
+
+def replace_file(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Replace `path` with what `write` writes, atomically: a new file under an unpredictable
+    name in the same directory (mkstemp: O_CREAT|O_EXCL, so a planted symlink or file at any
+    name is never followed or reused), fsync, then rename(2) over `path`, which replaces a
+    symlink there rather than writing through it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
