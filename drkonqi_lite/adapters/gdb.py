@@ -4,9 +4,12 @@ The core is decompressed into a private 0700 directory (stored_core), gdb runs a
 app never runs as root, SECURITY.md 8) in its own process group, and the directory is removed
 afterwards. Cancel and the timeout kill the whole group with SIGKILL, so nothing gdb started
 (debuginfod helpers, shells) survives (SECURITY.md 7). At most one batch gdb runs at a time
-(GdbRunner). Nothing from the entry is executed: the executable and core are data files for gdb,
-gdb's auto-loading is limited to the system's auto-load directory (a crafted ELF's
-.debug_gdb_scripts section is not run), and ~/.gdbinit and the system gdbinit are skipped.
+(GdbRunner). Nothing from the entry or the core is executed (SECURITY.md 15): the executable and
+core are data files for gdb; gdb auto-loads nothing (no .debug_gdb_scripts, objfile-gdb.py or
+.gdb scripts, local .gdbinit, nor a libthread_db next to a library the core names) because the
+names it would judge come from the core's link map, which the crashed program wrote, and gdb's
+safe-path compares them as text (`/usr/share/gdb/auto-load/../../../tmp/evil.so` passes); no
+gdbinit is read; py-bt's helper is sourced by its system path, chosen from the system's files.
 debuginfod downloads happen only when the user opted in. Blocking: call `run` off the GUI thread.
 """
 
@@ -19,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -35,7 +39,7 @@ from drkonqi_lite.adapters.stored_core import (
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.trust import TrustPolicy
 
-#: gdb loads auto-load scripts (python's py-bt helpers) only from here; never from the binary.
+#: The system's gdb helpers (python3-dbg's py-bt among them); none is loaded automatically.
 AUTO_LOAD_DIR = "/usr/share/gdb/auto-load"
 DEFAULT_TIMEOUT_S = 120.0
 #: More gdb output than this is cut (a runaway trace must not eat the user's memory).
@@ -68,10 +72,31 @@ class GdbOptions:
     debuginfod: bool = False
 
 
-def wants_python_frames(crash: Crash) -> bool:
-    """True for a Python interpreter (gdb's py-bt then shows the Python-level frames)."""
+def python_helper(crash: Crash, auto_load_dir: str = AUTO_LOAD_DIR) -> Path | None:
+    """The system's py-bt helper for a Python interpreter's crash, else None.
+
+    Only the name's shape is taken from the entry (`python3.11`, `python3.11-dbg`: no `/`, no
+    `..`); the file is the one the distribution installed for that interpreter under
+    `auto_load_dir`, or its libpython's (Debian links them to one file there), resolved,
+    root-owned and not writable by others.
+    """
     name = Path(crash.exe).name if crash.exe else crash.comm
-    return bool(_PYTHON.match(name))
+    if not _PYTHON.match(name):
+        return None
+    base = Path(auto_load_dir)
+    candidates = [base / "usr/bin" / f"{name}-gdb.py"]
+    candidates += sorted(base.glob("usr/lib/*/libpython3*.so*-gdb.py"))
+    for candidate in candidates:
+        try:
+            path = candidate.resolve(strict=True)
+            st = path.stat()
+        except (OSError, RuntimeError):
+            continue
+        if not path.is_relative_to(base.resolve()):
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022:
+            return path
+    return None
 
 
 def usable_executable(exe: str) -> str | None:
@@ -81,20 +106,28 @@ def usable_executable(exe: str) -> str | None:
     return exe if Path(exe).is_file() else None
 
 
-def common_options(debuginfod: bool) -> list[str]:
-    """Safety options shared by batch and interactive gdb."""
-    return [
-        "--nx",  # no system or user gdbinit
-        "-iex", f"set auto-load safe-path {AUTO_LOAD_DIR}",
+def common_options(debuginfod: bool, helper: Path | None) -> list[str]:
+    """Safety options shared by batch and interactive gdb (before anything is loaded: -iex)."""
+    options = [
+        "--nx",  # no system, user or local gdbinit
+        # Nothing auto-loaded, whatever safe-path would say of a name from the core.
+        "-iex", "set auto-load off",
+        # libthread_db only from the system's library directories ($sdir), never from the
+        # directory of the libc the core's link map names ($pdir, in gdb's default).
+        "-iex", "set libthread-db-search-path $sdir",
         "-iex", f"set debuginfod enabled {'on' if debuginfod else 'off'}",
     ]  # fmt: skip
+    if helper is not None:
+        options += ["-iex", f"source {helper}"]
+    return options
 
 
 def batch_argv(
-    gdb: str, exe: str | None, core: Path, *, debuginfod: bool, python: bool
+    gdb: str, exe: str | None, core: Path, *, debuginfod: bool, python: Path | None
 ) -> list[str]:
-    """gdb's argv for the full backtrace: all threads with arguments, locals, Python frames."""
-    argv = [gdb, "--batch", *common_options(debuginfod)]
+    """gdb's argv for the full backtrace: all threads with arguments, locals, and the Python
+    frames when `python` (the system's py-bt helper) is given."""
+    argv = [gdb, "--batch", *common_options(debuginfod, python)]
     argv += ["-ex", "set pagination off", "-ex", "set width 0",
              "-ex", "set print frame-arguments scalars",
              "-ex", "echo \\n=== All threads ===\\n", "-ex", "thread apply all bt",
@@ -178,7 +211,7 @@ class FullBacktraceJob:
                 usable_executable(self.crash.exe),
                 core,
                 debuginfod=self._options.debuginfod,
-                python=wants_python_frames(self.crash),
+                python=python_helper(self.crash),
             )
             return self._gdb(argv, start, result)
         finally:
@@ -311,9 +344,10 @@ def find_terminal() -> list[str] | None:
 
 
 def interactive_argv(terminal: Sequence[str], gdb: str, exe: str | None, core: Path,
-                     *, debuginfod: bool) -> list[str]:  # fmt: skip
-    """A terminal running an interactive gdb on the executable and core."""
-    argv = [*terminal, gdb, "-q", *common_options(debuginfod)]
+                     *, debuginfod: bool, python: Path | None = None) -> list[str]:  # fmt: skip
+    """A terminal running an interactive gdb on the executable and core (py-bt available when
+    `python`, the system's helper, is given)."""
+    argv = [*terminal, gdb, "-q", *common_options(debuginfod, python)]
     if exe is not None:
         argv += ["-se", exe]  # symbols and executable (plain -e loads no symbols)
     return [*argv, "-c", str(core)]
@@ -339,7 +373,12 @@ def open_in_debugger(crash: Crash, policy: TrustPolicy, *, debuginfod: bool) -> 
     try:
         core = decompress_core(policy, crash.core_filename, directory)
         argv = interactive_argv(
-            terminal, gdb, usable_executable(crash.exe), core, debuginfod=debuginfod
+            terminal,
+            gdb,
+            usable_executable(crash.exe),
+            core,
+            debuginfod=debuginfod,
+            python=python_helper(crash),
         )
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, env=gdb_environment(debuginfod), start_new_session=True

@@ -1,9 +1,12 @@
 """SECURITY.md 15: the user's own tools on a crashed program's data.
 
-What the crashed program (or any other uid) wrote must not make the app spend the user's memory
-or write through the user's files: an untrusted entry is judged on a few bytes per field before
-anything large is read, and settings.ini is replaced through an unpredictable temporary name
-that no planted symlink redirects.
+What the crashed program (or any other uid) wrote must not make the user's gdb run anything,
+the app spend the user's memory, or the app write through the user's files: a library dlopen()ed
+by a name that walks out of gdb's auto-load directory with `..`, carrying an inline
+.debug_gdb_scripts script and objfile scripts beside it, crashes through the real collector and
+the app's full backtrace runs as the user; an untrusted entry is judged by its sender before
+its 100 MiB field is read; settings.ini is replaced through an unpredictable temporary name that
+no planted symlink redirects. (py-bt still working: tests/integration/test_gdb_full_backtrace.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ import time
 from pathlib import Path
 
 from drkonqi_lite.adapters.state_store import StateStore
-from tests.integration.desktop import coredump_fields, send_entry_as
+from tests.conftest import which
+from tests.integration import desktop as dk
+from tests.integration.desktop import Desktop, coredump_fields, send_entry_as
+from tests.integration.harness import Harness, crash_self, wait_entry_since
+
+app_desktop = dk.app_desktop
 
 USER = 4244
 SYSTEM_UID = 990
@@ -79,3 +87,80 @@ def test_settings_are_not_written_through_a_planted_symlink(tmp_path: Path) -> N
     assert victim.read_text() == "precious\n"
     assert "debuginfod = yes" in (config / "settings.ini").read_text()
     assert store.settings().debuginfod is True
+
+
+#: A library whose .debug_gdb_scripts section holds an inline Python script (gdb's format:
+#: byte 4, a name line, the script, NUL) that would write MARKER.
+EVIL_LIB_C = r"""
+asm(".pushsection \".debug_gdb_scripts\", \"MS\",@progbits,1\n"
+    ".byte 4\n"
+    ".ascii \"gdb.inlined-script\\n\"\n"
+    ".ascii \"open('" MARKER "', 'w').write('inline script ran')\\n\"\n"
+    ".byte 0\n"
+    ".popsection\n");
+int evil_function(void) { return 42; }
+"""
+#: dlopen()s the library by a name inside gdb's auto-load directory that walks out of it.
+LOADER_C = r"""
+#include <dlfcn.h>
+int main(void) {
+    if (!dlopen("/usr/share/gdb/auto-load/../../../.." LIBRARY, RTLD_NOW)) return 3;
+    *(volatile int *)0 = 0;
+    return 1;
+}
+"""
+#: The full backtrace, run by the app's own code as the user, of crash PID.
+BACKTRACE = """
+import os, sys
+from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions
+from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
+from drkonqi_lite.domain.trust import TrustPolicy
+storage, since, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+trusted = trust_policy_for(os.getuid()).trusted_senders
+policy = TrustPolicy(own_uid=os.getuid(), trusted_senders=trusted, storage_dirs=(storage,))
+source = JournalSource(policy)
+source.seek_realtime(since)
+crash = next(c for c in source.read() if c.pid == pid)
+result = FullBacktraceJob(crash, policy, GdbOptions()).run()
+print(result.outcome)
+print(result.text)
+"""
+
+
+def test_a_library_named_through_dotdot_runs_nothing_in_the_users_gdb(
+    harness: Harness, core_pattern: None, app_desktop: Desktop
+) -> None:
+    which("gcc")
+    which("gdb")
+    user = app_desktop.user(with_display=False)
+    lib = harness.prefix / "lib"
+    lib.mkdir(mode=0o755)
+    marker = Path(f"/tmp/dkl-gdb-marker-{os.getpid()}")
+    markers = [marker, marker.with_suffix(".py"), marker.with_suffix(".gdb")]
+    evil = lib / "evil.so"
+    (lib / "evil.c").write_text(EVIL_LIB_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(evil),
+                    str(lib / "evil.c")], check=True)  # fmt: skip
+    # gdb's per-objfile scripts next to the library, and a gdbinit in its directory.
+    (lib / "evil.so-gdb.py").write_text(f"open('{markers[1]}', 'w').write('ran')\n")
+    (lib / "evil.so-gdb.gdb").write_text(f"shell touch {markers[2]}\n")
+    (lib / ".gdbinit").write_text(f"shell touch {markers[2]}\n")
+    (lib / "loader.c").write_text(LOADER_C)
+    loader = lib / "loader"
+    subprocess.run(["gcc", f'-DLIBRARY="{evil}"', "-o", str(loader), str(lib / "loader.c")],
+                   check=True)  # fmt: skip
+    harness.install()
+    since = time.time_ns() // 1000
+    try:
+        pid = crash_self([str(loader)], user.uid, user.uid)
+        wait_entry_since(since / 1e6, COREDUMP_PID=pid)
+        out = user.run([sys.executable, "-c", BACKTRACE, str(harness.storage), str(since),
+                        str(pid)], timeout=180)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        outcome, _, text = out.stdout.partition("\n")
+        assert outcome == "done", out.stdout
+        assert "in main ()" in text, text  # the backtrace itself still works
+        assert [m for m in markers if m.exists()] == [], "gdb ran what the crashed program named"
+    finally:
+        for m in markers:
+            m.unlink(missing_ok=True)

@@ -189,7 +189,7 @@ def test_debuginfod_only_when_opted_in(make: Callable[..., CrashDetailWindow]) -
     w = make()
     assert not w.backtrace.debuginfod.isChecked()
     assert not w._services.gdb_options().debuginfod
-    argv = batch_argv("gdb", None, Path("/c"), debuginfod=False, python=False)
+    argv = batch_argv("gdb", None, Path("/c"), debuginfod=False, python=None)
     assert "set debuginfod enabled off" in argv
     os.environ["DEBUGINFOD_URLS"] = "https://debuginfod.debian.net"
     try:
@@ -200,7 +200,7 @@ def test_debuginfod_only_when_opted_in(make: Callable[..., CrashDetailWindow]) -
     finally:
         del os.environ["DEBUGINFOD_URLS"]
     assert "set debuginfod enabled on" in batch_argv("gdb", None, Path("/c"), debuginfod=True,
-                                                     python=False)  # fmt: skip
+                                                     python=None)  # fmt: skip
     assert stat.S_IMODE(0o700) == 0o700
 
 
