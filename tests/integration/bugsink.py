@@ -48,12 +48,18 @@ def free_port() -> int:
 class Bugsink:
     """One Bugsink instance with one project; `dsn` reaches it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, quota: int | None = None) -> None:
+        """`quota`: events per 5 minutes (Bugsink's default, 1,000, answers 429 beyond)."""
         self.workdir = workdir
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._manage("bugsink-create-conf", "--template=local", f"--port={self.port}",
                      "--host=127.0.0.1")  # fmt: skip
+        if quota is not None:
+            with (workdir / "bugsink_conf.py").open("a") as conf:
+                for key in ("MAX_EVENTS_PER_PROJECT_PER_5_MINUTES", "MAX_EVENTS_PER_5_MINUTES",
+                            "MAX_EVENTS_PER_PROJECT_PER_HOUR", "MAX_EVENTS_PER_HOUR"):
+                    conf.write(f"BUGSINK[{key!r}] = {quota}\n")
         self._manage("bugsink-manage", "migrate", "-v0")
         self._manage("bugsink-manage", "migrate", "snappea", "--database=snappea", "-v0")
         self.dsn = self.shell(_PROJECT).strip().splitlines()[-1]
