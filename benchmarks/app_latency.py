@@ -102,7 +102,8 @@ def _systemd_pattern() -> str:
 
 
 def _collector_pattern(prefix: Path) -> str:
-    from drkonqi_lite_collector import config, pattern  # noqa: PLC0415
+    from drkonqi_lite_collector import config  # noqa: PLC0415
+    from drkonqi_lite_collector.admin import pattern  # noqa: PLC0415
 
     paths = config.Paths(str(prefix))
     Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")

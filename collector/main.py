@@ -18,8 +18,9 @@ import os
 import resource
 import sys
 
-from drkonqi_lite_collector import __version__, argv, config, forward
+from drkonqi_lite_collector import __version__, config
 from drkonqi_lite_collector.log import log
+from drkonqi_lite_collector.stage import argv, forward
 
 TYPE_CHECKING = False  # see handler.py
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def run_handler(raw: list[str]) -> int:
         return 2
     if forward.hand_over(config.Paths(args.prefix).socket, raw, args, 0):
         return 0
-    from drkonqi_lite_collector.supervisor import supervise  # noqa: PLC0415
+    from drkonqi_lite_collector.worker.supervisor import supervise  # noqa: PLC0415
 
     return supervise(args, 0, None)
 
@@ -87,8 +88,8 @@ def run_service() -> int:
             if fd is not None:
                 _close(fd)
         return 2
-    from drkonqi_lite_collector.procinfo import Process  # noqa: PLC0415
-    from drkonqi_lite_collector.supervisor import supervise  # noqa: PLC0415
+    from drkonqi_lite_collector.worker.procinfo import Process  # noqa: PLC0415
+    from drkonqi_lite_collector.worker.supervisor import supervise  # noqa: PLC0415
 
     process = Process(args.pid, handed.pidfd, from_kernel=handed.from_kernel, dirfd=handed.dirfd)
     return supervise(args, handed.stdin, process)
@@ -106,7 +107,7 @@ def run_cores_service(prefix_arg: str | None) -> int:
         return 2
     import socket  # noqa: PLC0415 - not on the kernel's path
 
-    from drkonqi_lite_collector import cores  # noqa: PLC0415
+    from drkonqi_lite_collector.admin import cores  # noqa: PLC0415
 
     try:
         conn = socket.socket(fileno=forward.listen_fd())
@@ -125,8 +126,8 @@ def _close(fd: int) -> None:
 
 
 def _report_dropped(why: str) -> None:
-    from drkonqi_lite_collector import journal  # noqa: PLC0415
-    from drkonqi_lite_collector.schema import Field  # noqa: PLC0415
+    from drkonqi_lite_collector.journal import native as journal  # noqa: PLC0415
+    from drkonqi_lite_collector.journal.schema import Field  # noqa: PLC0415
 
     payload = journal.serialize(
         [
@@ -204,7 +205,7 @@ def main(raw: list[str] | None = None) -> int:
         return run_cores_service(raw[0] if len(raw) == 2 else None)
     if is_handler_call(raw):
         return run_handler(raw)
-    from drkonqi_lite_collector import pattern  # noqa: PLC0415 - commands only
+    from drkonqi_lite_collector.admin import pattern  # noqa: PLC0415 - commands only
 
     ns = _parser().parse_args(raw)
     paths = config.Paths(ns.prefix)
@@ -228,7 +229,9 @@ def main(raw: list[str] | None = None) -> int:
 
 
 def replay(paths: config.Paths) -> int:
-    from drkonqi_lite_collector import journal, spool, storage  # noqa: PLC0415
+    from drkonqi_lite_collector.journal import native as journal  # noqa: PLC0415
+    from drkonqi_lite_collector.journal import spool  # noqa: PLC0415
+    from drkonqi_lite_collector.worker import storage  # noqa: PLC0415
 
     try:
         state_fd = storage.open_dir(paths.state_dir)

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from drkonqi_lite_collector import config, pattern
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import pattern
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 
 TOOLS = (
     "Xvfb",

@@ -18,7 +18,7 @@ from pathlib import Path
 import zstandard
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
-from drkonqi_lite_collector.schema import MESSAGE_ID, core_filename
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, core_filename
 
 BOOT = "4f1c2a9e8b7d4c3aa1e2f3b4c5d6e7f8"
 STORAGE = "/var/lib/drkonqi-lite/coredump"

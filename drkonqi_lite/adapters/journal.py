@@ -30,7 +30,7 @@ from drkonqi_lite.domain.crash import (
     crash_from_entry,
 )
 from drkonqi_lite.domain.trust import COLLECTOR_USERS, CoreProbe, TrustPolicy, decide_core_state
-from drkonqi_lite_collector.schema import CRASH_MESSAGE_IDS
+from drkonqi_lite_collector.journal.schema import CRASH_MESSAGE_IDS
 
 log = logging.getLogger(__name__)
 

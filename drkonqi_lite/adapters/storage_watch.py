@@ -19,7 +19,7 @@ import os
 import struct
 from collections.abc import Iterable
 
-from drkonqi_lite_collector.schema import parse_core_filename
+from drkonqi_lite_collector.journal.schema import parse_core_filename
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import zstandard
 
 from drkonqi_lite.adapters.core_file import open_storage_dir
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.schema import parse_core_filename
+from drkonqi_lite_collector.journal.schema import parse_core_filename
 
 CHUNK = 1 << 20
 #: A decompressed core larger than this is refused (a 4 GiB sparse core fits).
@@ -187,7 +187,7 @@ def delete_core(policy: TrustPolicy, filename: str, cores_socket: str = CORES_SO
 
 
 def _ask_cores_service(cores_socket: str, name: str) -> None:
-    """One request to drkonqi-lite-cores@.service (collector/cores.py); its refusal raised."""
+    """One request to drkonqi-lite-cores@.service (collector/admin/cores.py); its refusal raised."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(SERVICE_TIMEOUT_S)
         try:

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 
 from drkonqi_lite.domain import python_stack
 from drkonqi_lite.domain.python_stack import PythonFrame, PythonThread
-from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, CRASH_MESSAGE_IDS, CoreState, Field
+from drkonqi_lite_collector.journal.schema import (
+    BACKTRACE_MESSAGE_ID,
+    CRASH_MESSAGE_IDS,
+    CoreState,
+    Field,
+)
 
 #: Bounds for hostile text (a 128 KiB argv[0] must not become a 128 KiB notification).
 MAX_NAME_CHARS = 256

@@ -1,6 +1,6 @@
 """The Python-level stack of a crashed CPython program: threads of {function, file, line}.
 
-Every producer writes the same JSON shape (collector/schema.py, Field.PYTHON_STACK): the
+Every producer writes the same JSON shape (collector/journal/schema.py, Field.PYTHON_STACK): the
 unhandled-exception hook in the exception's journal entry, and the reading of a native crash's
 core for a Python program. This module parses that text into
 frozen records, bounded, with invalid UTF-8 (lone surrogates) replaced, and gives the plain

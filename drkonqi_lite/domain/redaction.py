@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 
 #: Fields withheld unless the user reveals them.
 SECRET_FIELDS: frozenset[str] = frozenset({Field.ENVIRON, Field.CMDLINE})

@@ -16,7 +16,7 @@ from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.python_stack import format_text, thread_dicts
 from drkonqi_lite.domain.redaction import REDACTED, redacted_fields
 from drkonqi_lite.domain.summary import summary
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 
 #: Values shorter than this are not masked in free text ("1", "C", "yes" would mangle it).
 MIN_SECRET_CHARS = 6

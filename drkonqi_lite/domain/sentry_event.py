@@ -25,7 +25,7 @@ from drkonqi_lite.domain.python_stack import PythonFrame
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.signature import signature
 from drkonqi_lite.domain.trace import Frame, Thread, parse_threads
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 
 #: Who made the event (Sentry's `sdk` interface).
 SDK_NAME = "drkonqi-lite"

@@ -14,7 +14,7 @@ import enum
 import posixpath
 
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite_collector.schema import CRASH_MESSAGE_IDS, CoreState
+from drkonqi_lite_collector.journal.schema import CRASH_MESSAGE_IDS, CoreState
 
 #: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's. Ours comes first
 #: (drkonqi_lite/adapters/stored_core.py: only ours has a deletion service).

@@ -33,7 +33,7 @@ from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import multi_line, one_line
 from drkonqi_lite.domain.redaction import REDACTED, SECRET_FIELDS
 from drkonqi_lite.qt.icons import IconSet
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 
 #: The Process tab's sections: label → journal field.
 PROCESS_SECTIONS: tuple[tuple[str, str], ...] = (

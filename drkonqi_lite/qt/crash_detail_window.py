@@ -36,7 +36,7 @@ from drkonqi_lite.qt.backtrace_view import BacktraceView, full_backtrace_blocker
 from drkonqi_lite.qt.crash_detail_tabs import DetailsTab, EnvironmentTab, LogTab, ProcessTab
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.icons import IconSet
-from drkonqi_lite_collector.schema import escape_name
+from drkonqi_lite_collector.journal.schema import escape_name
 
 
 def plain_label(text: str, parent: QWidget) -> QLabel:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import need
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from systemd import journal
 
-from drkonqi_lite_collector import config, pattern
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import pattern
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 
 COLLECTOR = Path(sys.executable).with_name("drkonqi-lite-collector")
 Entry = Mapping[str, bytes]
@@ -430,7 +431,7 @@ def children(pid: int) -> list[int]:
 def install_without_pidfd(h: Harness) -> str:
     """core_pattern without %F: the collector must prove identity with pidfd_open + PF_DUMPCORE
     (kernels before 6.16). Caller holds the `core_pattern` fixture."""
-    from drkonqi_lite_collector import argv as kargv  # noqa: PLC0415
+    from drkonqi_lite_collector.stage import argv as kargv  # noqa: PLC0415
 
     pat = f"|{COLLECTOR} --prefix={h.prefix} {kargv.SPECIFIERS}"
     Path("/proc/sys/kernel/core_pipe_limit").write_text("16\n")
@@ -512,8 +513,8 @@ def group_alive(pgid: int) -> list[int]:
 
 
 def admin_uid() -> int:
-    """The uid the full entry of a restricted crash is sent as (collector/restriction.py): the
-    collector's system user where it exists, else root."""
+    """The uid the full entry of a restricted crash is sent as (collector/journal/restriction.py): the
+    collector's system user where it exists, else root."""  # noqa: E501
     try:
         return pwd.getpwnam("drkonqi-lite").pw_uid
     except KeyError:

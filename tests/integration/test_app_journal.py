@@ -9,7 +9,7 @@ from pathlib import Path
 
 from drkonqi_lite.adapters.journal import JournalSource
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import need
 
 REMOTE = Path("/lib/systemd/systemd-journal-remote")

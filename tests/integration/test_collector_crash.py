@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from drkonqi_lite_collector import pattern
+from drkonqi_lite_collector.admin import pattern
 from tests.conftest import need, which
 from tests.integration.harness import (
     Entry,

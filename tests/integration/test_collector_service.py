@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import config, pattern
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import pattern
 from tests.conftest import which
 from tests.integration.harness import Harness, crash, field, socket_activated, wait_entry
 

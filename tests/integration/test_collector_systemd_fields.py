@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import argv, pattern
+from drkonqi_lite_collector.admin import pattern
+from drkonqi_lite_collector.stage import argv
 from tests.conftest import which
 from tests.integration.harness import (
     COLLECTOR,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import drkonqi, pattern
+from drkonqi_lite_collector.admin import drkonqi, pattern
 from tests.conftest import need
 from tests.integration.harness import Harness
 

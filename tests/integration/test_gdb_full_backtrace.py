@@ -44,7 +44,7 @@ from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
-from drkonqi_lite_collector.schema import core_filename
+from drkonqi_lite_collector.journal.schema import core_filename
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
 from tests.integration.desktop import Display, wait_for
 from tests.integration.harness import group_alive

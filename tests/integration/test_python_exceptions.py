@@ -17,8 +17,10 @@ import pytest
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector import config, hook_install, pattern, python_hook
-from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, Field
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import hook_install, pattern
+from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
+from drkonqi_lite_collector.pyhook import python_hook
 from tests.conftest import CORE_PATTERN, need
 from tests.integration.harness import COLLECTOR, Entry, Harness, entries, field, wait_entry
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.handler import boot_id
-from drkonqi_lite_collector.journal import serialize
-from drkonqi_lite_collector.schema import MESSAGE_ID, core_filename
+from drkonqi_lite_collector.journal.native import serialize
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, core_filename
+from drkonqi_lite_collector.worker.handler import boot_id
 from tests.integration.harness import (
     Entry,
     Harness,

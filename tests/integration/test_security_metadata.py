@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.schema import escape_name
+from drkonqi_lite_collector.journal.schema import escape_name
 from tests.integration.harness import (
     Entry,
     Harness,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.stacktrace import (
+from drkonqi_lite_collector.unwinder.stacktrace import (
     CoreTap,
     StackTraceResult,
     analyze,

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.pattern import PIPE_LIMIT
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
 from tests.integration.harness import (
     children,

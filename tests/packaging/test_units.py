@@ -78,7 +78,7 @@ def test_service_sets_the_required_hardening() -> None:
 
 def test_capabilities_are_what_the_collector_needs() -> None:
     """No CAP_SYS_ADMIN (map_files needs only CAP_CHECKPOINT_RESTORE since Linux 5.9), and
-    every capability the collector uses (collector/handler.py, sandbox.py) is there."""
+    every capability the collector uses (collector/worker/handler.py, sandbox.py) is there."""
     caps = set(value(SERVICE, "Service", "CapabilityBoundingSet").split())
     needed = {
         "CAP_SYS_PTRACE",
@@ -159,7 +159,7 @@ try:  # the guard is really on
     sys.exit("a writable+executable mapping was allowed")
 except PermissionError:
     pass
-from drkonqi_lite_collector.stacktrace import CoreTap, analyze, open_module_files
+from drkonqi_lite_collector.unwinder.stacktrace import CoreTap, analyze, open_module_files
 target = subprocess.Popen(["/bin/sleep", "1000"])
 time.sleep(0.3)
 tmp = Path(tempfile.mkdtemp())

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import argv, config, pattern
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import pattern
+from drkonqi_lite_collector.stage import argv
 from tests.conftest import which
 from tests.packaging.units import (
     DESKTOP_FILES,
@@ -213,7 +215,7 @@ def test_sysusers_creates_a_locked_system_user(tmp_path: Path) -> None:
     conf = PACKAGING / "sysusers.d/drkonqi-lite.conf"
     out = run([sysusers, f"--root={tmp_path}", str(conf)])
     assert out.returncode == 0, out.stderr
-    from drkonqi_lite_collector import handler  # noqa: PLC0415
+    from drkonqi_lite_collector.worker import handler  # noqa: PLC0415
 
     entry = next(
         line.split(":")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 
 BOOT = "0123456789abcdef0123456789abcdef"
 STORAGE = "/var/lib/drkonqi-lite/coredump"

@@ -1,4 +1,4 @@
-"""collector/cores.py on real files: which deletion requests are granted, and the ACL reader.
+"""collector/admin/cores.py on real files: which deletion requests are granted, and the ACL reader.
 
 The end-to-end path (socket activation, a real crash's core, the app's client) is in
 tests/integration/test_core_deletion.py; these pin the rules one by one.
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import cores, storage
+from drkonqi_lite_collector.admin import cores
+from drkonqi_lite_collector.worker import storage
 from tests.conftest import need
 
 BOOT = "0123456789abcdef0123456789abcdef"

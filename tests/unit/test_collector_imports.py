@@ -54,7 +54,7 @@ def test_handler_path_imports_nothing_slow_or_foreign(tmp_path: Path) -> None:
         f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {site!r}]\n"
         "import drkonqi_lite_collector.main\n"
         "stage = sorted(sys.modules)\n"
-        "import drkonqi_lite_collector.supervisor\n"  # the in-process path
+        "import drkonqi_lite_collector.worker.supervisor\n"  # the in-process path
         "sys.stdout.write(repr([stage, sorted(sys.modules)]))\n"
     )
     out = subprocess.run(
@@ -64,7 +64,7 @@ def test_handler_path_imports_nothing_slow_or_foreign(tmp_path: Path) -> None:
     assert not {m for m in stage if m.startswith("zstandard")}, (
         "the kernel-facing stage only forwards: no zstd, no handler"
     )
-    assert "drkonqi_lite_collector.handler" not in stage
+    assert "drkonqi_lite_collector.worker.handler" not in stage
     assert "zstandard.backend_c" in everything, "zstd's C backend is loaded directly"
     loaded = stage | everything
     allowed = {"zstandard.backend_c"}  # the C extension alone, without its package __init__

@@ -1,5 +1,5 @@
 """The wake-up poke is sent by root into a user's runtime directory: only to the user's own
-socket, reached without following links (collector/journal.py poke)."""
+socket, reached without following links (collector/journal/native.py poke)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import journal
+from drkonqi_lite_collector.journal import native as journal
 
 
 @pytest.fixture

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import argv, config, entry, journal, ratelimit, spool, storage
-from drkonqi_lite_collector.schema import (
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.journal import entry, spool
+from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.schema import (
     core_filename,
     escape_name,
     format_frame,
     parse_core_filename,
 )
+from drkonqi_lite_collector.stage import argv
+from drkonqi_lite_collector.worker import ratelimit, storage
 
 KERNEL = ["1234", "1000", "1000", "11", "1795675000", "18446744073709551615", "host", "1"]
 

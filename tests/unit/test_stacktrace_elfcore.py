@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import elfcore
-from drkonqi_lite_collector.coretap import CoreTap
-from drkonqi_lite_collector.package import _find_note, dpkg_owner
-from drkonqi_lite_collector.sandbox import encode_json
-from drkonqi_lite_collector.schema import format_frame
+from drkonqi_lite_collector.journal.schema import format_frame
+from drkonqi_lite_collector.unwinder import elfcore
+from drkonqi_lite_collector.unwinder.coretap import CoreTap
+from drkonqi_lite_collector.unwinder.package import _find_note, dpkg_owner
+from drkonqi_lite_collector.unwinder.sandbox import encode_json
 
 STACK_VA = 0x7FFF_0000_0000
 STACK_SIZE = 8 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 
 BOOT = "0123456789abcdef0123456789abcdef"
 

@@ -7,7 +7,7 @@ import pytest
 from drkonqi_lite.domain.crash import MalformedEntryError, crash_from_entry, crash_id, reason_text
 from drkonqi_lite.domain.summary import detail, summary
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy, decide_core_state
-from drkonqi_lite_collector.schema import CoreState
+from drkonqi_lite_collector.journal.schema import CoreState
 
 from .entries import BOOT, entry
 

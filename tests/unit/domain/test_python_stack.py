@@ -11,7 +11,7 @@ from drkonqi_lite.domain.report import report_json, report_text
 from drkonqi_lite.domain.signature import group_key, signature
 from drkonqi_lite.domain.summary import detail
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, Field
+from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
 
 from .entries import entry
 

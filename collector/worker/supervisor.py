@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import os
 
-from drkonqi_lite_collector import __version__, argv, config, entry
-from drkonqi_lite_collector.corestream import READ_TIMEOUT
-from drkonqi_lite_collector.handler import (
+from drkonqi_lite_collector import __version__, config
+from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal.schema import CoreMissing, Field
+from drkonqi_lite_collector.log import log
+from drkonqi_lite_collector.stage import argv
+from drkonqi_lite_collector.worker.corestream import READ_TIMEOUT
+from drkonqi_lite_collector.worker.handler import (
     Outcome,
     deliver,
     handle,
     open_state_dir,
 )
-from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.procinfo import Process
-from drkonqi_lite_collector.schema import CoreMissing, Field
+from drkonqi_lite_collector.worker.procinfo import Process
 
 TYPE_CHECKING = False  # see handler.py
 if TYPE_CHECKING:
     import signal as _signal
 
-    from drkonqi_lite_collector.handler import Tracer
+    from drkonqi_lite_collector.worker.handler import Tracer
 else:
     import _signal  # the C module: `signal` imports enum (see handler.py)
 
@@ -55,7 +57,7 @@ def _wait_bounded(pid: int, timeout: float) -> int:
 
 
 def _tracer() -> Tracer | None:
-    from drkonqi_lite_collector.stacktrace import Engine  # noqa: PLC0415 - worker only
+    from drkonqi_lite_collector.unwinder.stacktrace import Engine  # noqa: PLC0415 - worker only
 
     engine: Tracer = Engine()
     return engine

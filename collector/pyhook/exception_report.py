@@ -20,8 +20,11 @@ import os
 import sys
 import time
 
-from drkonqi_lite_collector import __version__, config, entry, journal, procinfo, ratelimit
-from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, PRIORITY, Field
+from drkonqi_lite_collector import __version__, config
+from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, PRIORITY, Field
+from drkonqi_lite_collector.worker import procinfo, ratelimit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,14 +16,14 @@ full entry, core included for Storage=journal, to the user's journal.
 
 from __future__ import annotations
 
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:
-    from drkonqi_lite_collector.argv import KernelArgs
-    from drkonqi_lite_collector.entry import Fields
-    from drkonqi_lite_collector.journal import FieldValue
-    from drkonqi_lite_collector.procinfo import ProcInfo
+    from drkonqi_lite_collector.journal.entry import Fields
+    from drkonqi_lite_collector.journal.native import FieldValue
+    from drkonqi_lite_collector.stage.argv import KernelArgs
+    from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 #: Fields the user's entry of a restricted crash never carries: behind a ptrace check in /proc
 #: (EXE, CWD, ROOT, ENVIRON, OPEN_FDS, PROC_MAPS, PROC_AUXV) or read from the core and the

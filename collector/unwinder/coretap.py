@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from drkonqi_lite_collector import elfcore
+from drkonqi_lite_collector.unwinder import elfcore
 
 TYPE_CHECKING = False  # no typing/dataclasses/pathlib at run time: see handler.py
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from drkonqi_lite_collector import config, python_hook
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.pyhook import python_hook
 
 #: The system's interpreter (Debian's; a pip install into a venv is not the system).
 SYSTEM_PYTHON = Path("/usr/bin/python3")

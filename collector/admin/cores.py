@@ -24,8 +24,10 @@ import socket
 import stat
 import struct
 
-from drkonqi_lite_collector import config, schema, storage
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.journal import schema
 from drkonqi_lite_collector.log import log
+from drkonqi_lite_collector.worker import storage
 
 REQUEST = b"delete\0"
 MAX_REQUEST = 512

@@ -15,7 +15,7 @@ import stat
 import time
 import zlib
 
-from drkonqi_lite_collector.schema import escape_name
+from drkonqi_lite_collector.journal.schema import escape_name
 
 
 class Verdict:

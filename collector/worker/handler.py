@@ -12,22 +12,15 @@ import errno
 import os
 import pwd
 
-from drkonqi_lite_collector import (
-    __version__,
-    config,
-    entry,
-    journal,
-    ratelimit,
-    restriction,
-    spool,
-    storage,
-    zstd,
-)
-from drkonqi_lite_collector.argv import KernelArgs
-from drkonqi_lite_collector.corestream import CHUNK, StreamResult, stream_core
+from drkonqi_lite_collector import __version__, config
+from drkonqi_lite_collector.journal import entry, restriction, spool
+from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.procinfo import Process, ProcInfo
-from drkonqi_lite_collector.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
+from drkonqi_lite_collector.stage.argv import KernelArgs
+from drkonqi_lite_collector.worker import ratelimit, storage, zstd
+from drkonqi_lite_collector.worker.corestream import CHUNK, StreamResult, stream_core
+from drkonqi_lite_collector.worker.procinfo import Process, ProcInfo
 
 #: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
 SYSTEM_UID_MAX = 999
@@ -43,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
 
-    from drkonqi_lite_collector.corestream import Tap
+    from drkonqi_lite_collector.worker.corestream import Tap
 
     class TraceResult(Protocol):
         """A stack trace in systemd's format, the modules, and the package, for the entry."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 import ctypes
 import os
 
-from drkonqi_lite_collector.elffile import has_section, soname
-from drkonqi_lite_collector.package import package_note
+from drkonqi_lite_collector.unwinder.elffile import has_section, soname
+from drkonqi_lite_collector.unwinder.package import package_note
 
 FRAMES_MAX = 64
 THREADS_MAX = 64

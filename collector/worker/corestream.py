@@ -13,7 +13,7 @@ import fcntl
 import os
 import time
 
-from drkonqi_lite_collector.schema import CoreMissing
+from drkonqi_lite_collector.journal.schema import CoreMissing
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     class Tap(Protocol):
-        """Sees the core's bytes as they stream through (collector/stacktrace.py)."""
+        """Sees the core's bytes as they stream through (collector/unwinder/stacktrace.py)."""
 
         def feed(self, chunk: bytes | memoryview) -> None: ...
 

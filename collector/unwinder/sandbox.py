@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from drkonqi_lite_collector.module import ModuleFiles
+    from drkonqi_lite_collector.unwinder.module import ModuleFiles
 else:
     import _signal
 
@@ -123,7 +123,7 @@ def _child(
     code = 0
     try:
         # Only the child loads ctypes and libdw.
-        from drkonqi_lite_collector.unwind import Unwinder  # noqa: PLC0415
+        from drkonqi_lite_collector.unwinder.unwind import Unwinder  # noqa: PLC0415
 
         _close_other_fds({core_fd, w, go, *modules.by_start.values()})
         _not_dumpable()

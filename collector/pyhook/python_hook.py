@@ -75,8 +75,8 @@ def wanted(etype: type[BaseException], value: BaseException) -> bool:
 
 
 def _load(collector_lib: str) -> "ModuleType":
-    """The collector's exception_report module, from `collector_lib`/drkonqi_lite_collector."""
-    name = _PACKAGE + ".exception_report"
+    """pyhook/exception_report of the collector package in `collector_lib`."""
+    name = _PACKAGE + ".pyhook.exception_report"
     if name in sys.modules:
         return sys.modules[name]
     import importlib  # noqa: PLC0415 - only on a crash

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import time
 
-from drkonqi_lite_collector import sandbox
-from drkonqi_lite_collector.argv import signal_name
-from drkonqi_lite_collector.coretap import CoreTap
-from drkonqi_lite_collector.module import ModuleFiles, open_module_files
-from drkonqi_lite_collector.package import dpkg_owner
-from drkonqi_lite_collector.schema import format_frame, format_thread
+from drkonqi_lite_collector.journal.schema import format_frame, format_thread
+from drkonqi_lite_collector.stage.argv import signal_name
+from drkonqi_lite_collector.unwinder import sandbox
+from drkonqi_lite_collector.unwinder.coretap import CoreTap
+from drkonqi_lite_collector.unwinder.module import ModuleFiles, open_module_files
+from drkonqi_lite_collector.unwinder.package import dpkg_owner
 
 # Before the core has streamed, this module stays lean (the crashed process waits, see
 # handler.py); json and select are imported once the child unwinds on the other CPU.
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from drkonqi_lite_collector.corestream import Tap
+    from drkonqi_lite_collector.worker.corestream import Tap
 
 __all__ = [
     "CoreTap",

@@ -5,10 +5,10 @@ Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
 
 from __future__ import annotations
 
-from drkonqi_lite_collector.argv import KernelArgs
-from drkonqi_lite_collector.journal import FieldValue
-from drkonqi_lite_collector.procinfo import ProcInfo
-from drkonqi_lite_collector.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
+from drkonqi_lite_collector.journal.native import FieldValue
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
+from drkonqi_lite_collector.stage.argv import KernelArgs
+from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:

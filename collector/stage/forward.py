@@ -18,7 +18,7 @@ import _socket  # not `socket`: it imports enum and selectors (start-up time, se
 import os
 import struct
 
-from drkonqi_lite_collector.argv import KernelArgs
+from drkonqi_lite_collector.stage.argv import KernelArgs
 
 MAX_MESSAGE = 64 * 1024
 #: systemd's sd_listen_fds(3): passed sockets start at fd 3.

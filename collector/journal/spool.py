@@ -15,9 +15,10 @@ import os
 import stat
 import time
 
-from drkonqi_lite_collector import journal, storage
+from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.schema import Field
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.worker import storage
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:

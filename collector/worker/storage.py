@@ -14,7 +14,7 @@ import stat
 import struct
 
 from drkonqi_lite_collector import config
-from drkonqi_lite_collector.schema import parse_core_filename
+from drkonqi_lite_collector.journal.schema import parse_core_filename
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:

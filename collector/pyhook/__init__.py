@@ -1,0 +1,1 @@
+"""Runs inside a crashing Python program, as its user: the unhandled-exception hook."""

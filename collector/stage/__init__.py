@@ -1,0 +1,1 @@
+"""The kernel-facing stage: parses the kernel's argv and hands the crash over."""

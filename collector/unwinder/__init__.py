@@ -1,0 +1,1 @@
+"""The stack-trace engine; its sandboxed child (sandbox.py, unwind.py) may import freely."""

@@ -1,0 +1,1 @@
+"""The root worker: one crash captured, stored and recorded (supervisor, handler)."""

@@ -1,0 +1,150 @@
+"""The collector's execution zones and the import rule between them, checked in fresh interpreters.
+
+collector/ is split by the process that runs the code (README, Layout): stage/ (the kernel's
+lean helper), worker/ (root, one crash), unwinder/ (the stack-trace engine and its sandboxed
+child), journal/ (the entry: the schema both processes share, fields, delivery, spool),
+pyhook/ (inside a crashing Python program) and admin/ (install, status, the core deletion
+service); config.py and log.py serve every zone and
+main.py dispatches to them. A module that reaches into a zone it must not know fails here with
+both names: at import time (what a fresh interpreter loads, under the launcher's -IS) and in
+any import statement inside a function (the lazy imports the start-up diet relies on).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zstandard
+
+import drkonqi_lite_collector
+
+PACKAGE = Path(drkonqi_lite_collector.__path__[0])
+ZONES = ("stage", "worker", "unwinder", "journal", "pyhook", "admin")
+SHARED = ("config", "log")
+#: zone -> the zones it must never import. main.py may use them all (it dispatches).
+FORBIDDEN = {
+    "shared": set(ZONES),
+    "stage": {"worker", "unwinder", "journal", "admin"},
+    "journal": {"unwinder", "admin"},
+    "unwinder": {"worker", "admin"},
+    "worker": {"admin", "pyhook"},
+    "pyhook": {"unwinder", "admin"},
+    "admin": set(),
+}
+#: The contract with the app, the native protocol, and the hook every Python program loads at
+#: start: the standard library alone.
+STDLIB_ONLY = {"journal.schema", "journal.native", "pyhook.python_hook"}
+
+
+def _modules() -> list[str]:
+    """Every module of the collector as a dotted name below the package ("worker.handler")."""
+    return sorted(
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    )
+
+
+def _zone(module: str) -> str:
+    head = module.split(".")[0]  # noqa: PLC0207
+    return head if head in ZONES else "shared" if head in SHARED else head
+
+
+def test_every_module_lives_in_a_zone() -> None:
+    loose = [m for m in _modules() if _zone(m) not in (*ZONES, "shared", "main")]
+    assert not loose, f"collector modules outside every zone: {loose}"
+    for zone in ZONES:
+        assert (PACKAGE / zone / "__init__.py").read_text().startswith('"""'), zone
+
+
+def _loaded_by(modules: list[str], tmp_path: Path) -> dict[str, list[str]]:
+    """What importing each module alone loads, in a fresh -IS interpreter each (the launcher's
+    layout: the package by its import name, then the site-packages that hold zstandard)."""
+    (tmp_path / "drkonqi_lite_collector").symlink_to(PACKAGE)
+    site = str(Path(zstandard.__file__).parent.parent)
+    loaded = {}
+    for module in modules:
+        code = (
+            f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {site!r}]\n"
+            f"import drkonqi_lite_collector.{module}\n"
+            "sys.stdout.write(repr(sorted(sys.modules)))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True, env={}
+        )
+        loaded[module] = json.loads(out.stdout.replace("'", '"'))
+    return loaded
+
+
+def _violations(module: str, imported: list[str]) -> list[str]:
+    zone = _zone(module)
+    bad = []
+    for name in imported:
+        parts = name.split(".")
+        if parts[0] != "drkonqi_lite_collector" or len(parts) < 2:
+            continue
+        target = ".".join(parts[1:])
+        if _zone(target) in FORBIDDEN.get(zone, set()):
+            bad.append(f"{module} ({zone}) imports {target}")
+        if module in STDLIB_ONLY and target not in (module, module.split(".")[0]):  # noqa: PLC0207
+            bad.append(f"{module} must be stdlib only, imports {target}")
+    return bad
+
+
+def test_no_zone_loads_a_zone_it_must_not_know(tmp_path: Path) -> None:
+    modules = [m for m in _modules() if m != "main"]
+    loaded = _loaded_by(modules, tmp_path)
+    bad = [v for m in modules for v in _violations(m, loaded[m])]
+    assert not bad, "\n".join(bad)
+
+
+def _lazy_imports(path: Path) -> list[str]:
+    """Absolute collector modules named by import statements inside functions."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.module:
+                names.append(inner.module)
+                names += [f"{inner.module}.{a.name}" for a in inner.names]
+            elif isinstance(inner, ast.Import):
+                names += [a.name for a in inner.names]
+    return names
+
+
+def test_no_lazy_import_crosses_a_forbidden_zone() -> None:
+    bad = []
+    for module in _modules():
+        if module == "main":
+            continue
+        path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+        bad += _violations(module, _lazy_imports(path))
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("module", "imported", "complaint"),
+    [
+        ("stage.forward", ["drkonqi_lite_collector.worker.handler"], "imports worker.handler"),
+        ("unwinder.unwind", ["drkonqi_lite_collector.admin.pattern"], "imports admin.pattern"),
+        ("config", ["drkonqi_lite_collector.stage.argv"], "imports stage.argv"),
+        ("journal.schema", ["drkonqi_lite_collector.config"], "must be stdlib only"),
+    ],
+)
+def test_the_rule_names_what_it_forbids(module: str, imported: list[str], complaint: str) -> None:
+    """The checker itself: each kind of crossing is reported, with both modules named."""
+    (found,) = _violations(module, imported)
+    assert complaint in found
+    assert module in found
+
+
+def test_a_module_may_import_its_own_zone_and_those_allowed() -> None:
+    assert not _violations("worker.handler", ["drkonqi_lite_collector.journal.entry"])
+    assert not _violations("worker.supervisor", ["drkonqi_lite_collector.unwinder.stacktrace"])
+    assert not _violations("unwinder.stacktrace", ["drkonqi_lite_collector.stage.argv"])
