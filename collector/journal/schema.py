@@ -94,7 +94,8 @@ class Field:
     #: "verified" when the pidfd proved /proc/PID was the crashed process, else "unverified".
     IDENTITY = "DRKONQI_LITE_IDENTITY"
     #: On the user's entry of a restricted crash: the names of the fields kept out of it
-    #: (space-separated); the full entry is in the system journal (collector/journal/restriction.py).  # noqa: E501
+    #: (space-separated); the full entry is in the system journal
+    #: (collector/journal/restriction.py).
     WITHHELD = "DRKONQI_LITE_WITHHELD"
     #: Crashes of this executable by this user in the current rate-limit window.
     CRASH_COUNT = "DRKONQI_LITE_CRASH_COUNT"

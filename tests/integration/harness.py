@@ -513,8 +513,8 @@ def group_alive(pgid: int) -> list[int]:
 
 
 def admin_uid() -> int:
-    """The uid the full entry of a restricted crash is sent as (collector/journal/restriction.py): the
-    collector's system user where it exists, else root."""  # noqa: E501
+    """The uid the full entry of a restricted crash is sent as
+    (collector/journal/restriction.py): the collector's system user where it exists, else root."""
     try:
         return pwd.getpwnam("drkonqi-lite").pw_uid
     except KeyError:
