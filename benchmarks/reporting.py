@@ -39,7 +39,7 @@ from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.dsn import parse_dsn
 from drkonqi_lite.domain.sentry_event import EventOptions, build_event, serialize
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 from tests.integration import harness as hn
 from tests.integration.bugsink import Bugsink
 from tests.integration.desktop import User, desktop_session
