@@ -26,6 +26,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from drkonqi_lite.adapters import session_bus
+from drkonqi_lite.adapters.crash_reporting import AppReporting, ReportFailedError
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
 from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
 from drkonqi_lite.adapters.notification import AnnouncementSender, NotificationsClient
@@ -68,6 +69,8 @@ class CrashApp(QObject):
         self.store = store
         self.settings = settings
         self.inbox = CrashInbox(store.load())
+        self.reporting = AppReporting()
+        self.inbox.reported = self.reporting.reported()
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
         self.programs = DesktopEntryIndex.from_environment()
         self.source = JournalSource(trust_policy_for(os.getuid()))
@@ -274,6 +277,14 @@ class CrashApp(QObject):
 
     def get_crash(self, crash_id: str) -> CrashDetail | None:
         return self.inbox.detail(crash_id)
+
+    async def report_crash(self, crash_id: str) -> str:
+        crash = self.inbox.get(crash_id)
+        if crash is None:
+            raise ReportFailedError("Failed", f"no crash {crash_id}")
+        event_id = await self.reporting.report(crash)
+        self.inbox.reported = self.reporting.reported()
+        return event_id
 
     def show_crash(self, crash_id: str) -> bool:
         shown = self.router.show_crash(crash_id)

@@ -120,7 +120,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     crashes = _all_crashes(since)
     state = _state()
     if args.json:
-        _dump([summary(c, seen=state.is_seen(c.id)) for c in crashes])
+        reported = cli_report.reported_ids()
+        _dump([summary(c, seen=state.is_seen(c.id), reported=reported.get(c.id, ""))
+               for c in crashes])  # fmt: skip
     else:
         for crash in crashes:
             print(_line(crash))
@@ -144,7 +146,7 @@ def _find(key: str) -> Crash:
 def cmd_show(args: argparse.Namespace) -> int:
     crash = _find(args.crash)
     seen = _state().is_seen(crash.id)
-    info = detail(crash, seen=seen)
+    info = detail(crash, seen=seen, reported=cli_report.reported_ids().get(crash.id, ""))
     if args.reveal:
         for key in SECRET_FIELDS:
             if key in crash.fields:

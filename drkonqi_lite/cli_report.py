@@ -12,23 +12,17 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from drkonqi_lite.adapters.report_queue import QueueBusyError, QueueError
-from drkonqi_lite.adapters.reporter import Reporter, host_facts, queue_for
+from drkonqi_lite.adapters.reporter import Reporter, queue_for
 from drkonqi_lite.adapters.sentry_transport import TIMEOUT_S, Outcome, send_envelope
-from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
 from drkonqi_lite.domain.plain_text import one_line
 from drkonqi_lite.domain.reporting_policy import (
-    AdminPolicy,
     NoDestinationError,
-    destination,
-    parse_admin_policy,
 )
 from drkonqi_lite.domain.sentry_event import EventOptions
 
@@ -62,16 +56,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.add_argument("--json", action="store_true", help="with --list-queued: JSON output")
 
 
-def admin_policy(prefix: str | None = None) -> AdminPolicy:
-    root = Path(prefix or os.environ.get("DRKONQI_LITE_PREFIX", "/"))
+def reported_ids() -> dict[str, str]:
+    """crash id → event id of the user's delivered reports (`reported` in --json output)."""
     try:
-        text = (root / ADMIN_CONF).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return AdminPolicy()
-    except OSError as exc:
-        log.warning("cannot read %s: %s", root / ADMIN_CONF, exc.strerror)
-        return AdminPolicy()
-    return parse_admin_policy(text, log.warning)
+        return Reporter(queue_for()).sent_ids()
+    except OSError:
+        return {}
 
 
 def _when(seconds: float) -> str:
@@ -131,20 +121,12 @@ def _send_queued(reporter: Reporter) -> int:
 
 
 def _report_one(args: argparse.Namespace, reporter: Reporter, crash: Crash) -> int:
-    done = reporter.queue.sent(crash.id)
-    if done is not None:
-        print(done.event_id)
-        print(
-            f"crash {crash.id} was already reported to {done.server} on {_when(done.sent_at)}",
-            file=sys.stderr,
-        )
-        return EXIT_OK
-    user_dsn = StateStore.from_environment().settings().report_dsn
-    dsn = destination(crash, args.dsn, user_dsn, admin_policy())
     options = EventOptions(comment=args.comment, include_cmdline=args.include_cmdline)
-    result = reporter.report(crash, dsn, host_facts(), options)
+    result = reporter.report_for_user(crash, args.dsn, options)
     print(result.event_id)
     if result.outcome is Outcome.SENT:
+        if not result.message.startswith("sent"):
+            print(f"drkonqi-lite: crash {crash.id} was {result.message}", file=sys.stderr)
         return EXIT_OK
     print(f"drkonqi-lite: {result.message}", file=sys.stderr)
     return EXIT_TEMPFAIL if result.queued else EXIT_FAIL

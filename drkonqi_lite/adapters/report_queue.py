@@ -212,6 +212,23 @@ class ReportQueue:
         except TypeError:
             return None
 
+    def sent_records(self) -> list[SentRecord]:
+        """Every delivery record (one directory listing: the crash list shows them all)."""
+        try:
+            dfd = self._open_dir("sent", create=False)
+        except (FileNotFoundError, QueueError):
+            return []
+        out = []
+        try:
+            for name in os.listdir(dfd):
+                data = self._read(dfd, name) if name.endswith(".json") else None
+                if data is not None:
+                    with contextlib.suppress(TypeError):
+                        out.append(SentRecord(**data))
+        finally:
+            os.close(dfd)
+        return out
+
     @contextlib.contextmanager
     def sending(self) -> Iterator[None]:
         """Hold the queue's send lock (one sender at a time, so nothing is sent twice)."""

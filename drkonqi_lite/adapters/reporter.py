@@ -25,9 +25,10 @@ from drkonqi_lite.adapters.report_queue import (
     SentRecord,
 )
 from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome, send_envelope
-from drkonqi_lite.adapters.state_store import state_dir
+from drkonqi_lite.adapters.state_store import StateStore, state_dir
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import Dsn, DsnError, envelope, parse_dsn
+from drkonqi_lite.domain.reporting_policy import AdminPolicy, destination, parse_admin_policy
 from drkonqi_lite.domain.sentry_event import EventOptions, HostFacts, build_event, serialize
 
 #: Backoff after the n-th failed attempt: 1 min, 2 min, 4 min, ... at most 6 h.
@@ -35,10 +36,24 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE_S = 60.0
 BACKOFF_MAX_S = 6 * 3600.0
 Send = Callable[[Dsn, bytes], Delivery]
+ADMIN_CONF = "etc/drkonqi-lite/reporting.conf"
 
 
 def queue_for(env: Mapping[str, str] = os.environ) -> ReportQueue:
     return ReportQueue(state_dir(env) / "reports")
+
+
+def admin_policy(prefix: str | None = None) -> AdminPolicy:
+    """The administrator's reporting.conf (under DRKONQI_LITE_PREFIX, "/" by default)."""
+    root = Path(prefix or os.environ.get("DRKONQI_LITE_PREFIX", "/"))
+    try:
+        text = (root / ADMIN_CONF).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return AdminPolicy()
+    except OSError as exc:
+        log.warning("cannot read %s: %s", root / ADMIN_CONF, exc.strerror)
+        return AdminPolicy()
+    return parse_admin_policy(text, log.warning)
 
 
 def host_facts(env: Mapping[str, str] = os.environ, root: Path = Path("/")) -> HostFacts:
@@ -107,6 +122,23 @@ class Reporter:
             queue_error = exc
         delivery = self._deliver(dsn, event)
         return self._settle(item, dsn, delivery, queue_error)
+
+    def report_for_user(self, crash: Crash, dsn_text: str, options: EventOptions) -> ReportResult:
+        """What `drkonqi-lite report` and D-Bus ReportCrash do: a crash already delivered gives
+        its event id again and sends nothing; else the DSN is chosen (`dsn_text`, the user's
+        setting, the admin's rules: DsnError / NoDestinationError) and the report sent."""
+        done = self.queue.sent(crash.id)
+        if done is not None:
+            when = datetime.datetime.fromtimestamp(done.sent_at).strftime("%Y-%m-%d %H:%M")
+            return ReportResult(done.event_id, Outcome.SENT,
+                                f"already reported to {done.server} on {when}", False)  # fmt: skip
+        user_dsn = StateStore.from_environment().settings().report_dsn
+        dsn = destination(crash, dsn_text, user_dsn, admin_policy())
+        return self.report(crash, dsn, host_facts(), options)
+
+    def sent_ids(self) -> dict[str, str]:
+        """crash id → event id of every delivered report (the crash dict's `reported`)."""
+        return {r.crash_id: r.event_id for r in self.queue.sent_records()}
 
     def _settle(
         self, item: QueuedReport, dsn: Dsn, delivery: Delivery, queue_error: QueueError | None

@@ -19,19 +19,22 @@ from dbus_next.errors import DBusError
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 from dbus_next.signature import Variant
 
+from drkonqi_lite.adapters.crash_reporting import ReportFailedError
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 
 BUS_NAME = "org.drkonqi_lite.CrashNotifier"
 OBJECT_PATH = "/org/drkonqi_lite/CrashNotifier"
 INTERFACE = "org.drkonqi_lite.CrashNotifier1"
 UNKNOWN_CRASH = f"{INTERFACE}.Error.UnknownCrash"
+#: ReportCrash failures: f"{ERROR_PREFIX}NoDestination|Refused|Failed".
+ERROR_PREFIX = f"{INTERFACE}.Error."
 VERSION = "1.0"
 
 #: D-Bus type of each crash dict key (DESIGN.md §2.3).
 SIGNATURES: dict[str, str] = {
     "id": "s", "pid": "x", "uid": "u", "signal": "i", "signal_name": "s", "comm": "s",
     "exe": "s", "timestamp": "t", "hostname": "s", "unit": "s", "package": "s",
-    "core_state": "s", "seen": "b", "backtrace": "s", "fields": "a{ss}",
+    "core_state": "s", "seen": "b", "reported": "s", "backtrace": "s", "fields": "a{ss}",
     "python_stack": "aa{sv}", "python_threads": "aa{sv}", "exception_type": "s",
     "exception_value": "s",
 }  # fmt: skip
@@ -67,6 +70,7 @@ class CrashBackend(Protocol):
     def dismiss(self, crash_id: str) -> bool: ...
     def dismiss_all(self) -> None: ...
     def unseen_count(self) -> int: ...
+    async def report_crash(self, crash_id: str) -> str: ...
 
 
 def _safe(text: str) -> str:
@@ -144,6 +148,17 @@ class CrashNotifierService(ServiceInterface):
     @dbus_signature()
     def DismissAll(self) -> None:  # noqa: N802
         self._backend.dismiss_all()
+
+    @method()
+    @dbus_signature("s", id="s")
+    async def ReportCrash(self, id: str) -> str:  # noqa: N802
+        """Send the crash's report to its developers (DESIGN.md §2.5); the event id, also when
+        the report was queued because the server is away."""
+        self._known(id)
+        try:
+            return await self._backend.report_crash(id)
+        except ReportFailedError as exc:
+            raise DBusError(ERROR_PREFIX + exc.kind, _safe(str(exc))[:512]) from None
 
     @signal()
     @dbus_signature("a{sv}", crash="a{sv}")

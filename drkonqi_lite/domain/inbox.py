@@ -19,6 +19,8 @@ class CrashInbox:
 
     def __init__(self, state: SeenState) -> None:
         self.state = state
+        #: crash id → event id of its delivered report (set by the app from the report queue).
+        self.reported: dict[str, str] = {}
         self._crashes: dict[str, Crash] = {}
         self._sorted: list[Crash] | None = None
 
@@ -61,12 +63,19 @@ class CrashInbox:
         return changed
 
     def summaries(self) -> list[CrashSummary]:
-        return [summary(c, seen=self.state.is_seen(c.id)) for c in self.newest_first()]
+        return [
+            summary(c, seen=self.state.is_seen(c.id), reported=self.reported.get(c.id, ""))
+            for c in self.newest_first()
+        ]
 
     def summary(self, crash_id: str) -> CrashSummary | None:
         crash = self._crashes.get(crash_id)
-        return None if crash is None else summary(crash, seen=self.state.is_seen(crash_id))
+        if crash is None:
+            return None
+        return summary(crash, seen=self.is_seen(crash_id), reported=self.reported.get(crash_id, ""))
 
     def detail(self, crash_id: str) -> CrashDetail | None:
         crash = self._crashes.get(crash_id)
-        return None if crash is None else detail(crash, seen=self.state.is_seen(crash_id))
+        if crash is None:
+            return None
+        return detail(crash, seen=self.is_seen(crash_id), reported=self.reported.get(crash_id, ""))

@@ -27,6 +27,8 @@ class CrashSummary(TypedDict):
     package: str
     core_state: str
     seen: bool
+    #: DESIGN.md §2.5: the event id of the crash's delivered report, "" when not reported.
+    reported: str
 
 
 class CrashDetail(CrashSummary):
@@ -40,7 +42,7 @@ class CrashDetail(CrashSummary):
     exception_value: str
 
 
-def summary(crash: Crash, *, seen: bool) -> CrashSummary:
+def summary(crash: Crash, *, seen: bool, reported: str = "") -> CrashSummary:
     """The D-Bus crash dict (`ListCrashes`, `CrashDetected`)."""
     return CrashSummary(
         id=crash.id,
@@ -56,12 +58,13 @@ def summary(crash: Crash, *, seen: bool) -> CrashSummary:
         package=crash.package,
         core_state=str(crash.core_state),
         seen=seen,
+        reported=reported,
     )
 
 
-def detail(crash: Crash, *, seen: bool) -> CrashDetail:
+def detail(crash: Crash, *, seen: bool, reported: str = "") -> CrashDetail:
     """`GetCrash`: the summary plus the quick backtrace and the non-secret fields."""
-    base = summary(crash, seen=seen)
+    base = summary(crash, seen=seen, reported=reported)
     return CrashDetail(
         **base,
         backtrace=crash.backtrace,

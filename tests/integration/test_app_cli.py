@@ -33,7 +33,7 @@ def test_list_json_and_text(user_with_crashes: User) -> None:
     assert [c["comm"] for c in crashes] == ["newer", "older"]  # newest first
     assert set(crashes[0]) == {
         "id", "pid", "uid", "signal", "signal_name", "comm", "exe", "timestamp", "hostname",
-        "unit", "package", "core_state", "seen",
+        "unit", "package", "core_state", "seen", "reported",
     }  # fmt: skip
     text = user.cli("list").stdout.splitlines()
     assert len(text) == 2

@@ -13,7 +13,7 @@ app_desktop = dk.app_desktop
 SUMMARY_KEYS = {
     "id": "s", "pid": "x", "uid": "u", "signal": "i", "signal_name": "s", "comm": "s",
     "exe": "s", "timestamp": "t", "hostname": "s", "unit": "s", "package": "s",
-    "core_state": "s", "seen": "b",
+    "core_state": "s", "seen": "b", "reported": "s",
 }  # fmt: skip
 
 

@@ -319,3 +319,42 @@ def test_a_full_disk_is_said_and_a_reachable_server_still_gets_it(
     sent = report(user, pid, "--dsn", bugsink.dsn)
     assert sent.returncode == 0, sent.stderr
     assert bugsink.event(sent.stdout.strip())["data"]["exception"]["values"][0]["type"]
+
+
+def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
+    bugsink: Bugsink, user: User
+) -> None:
+    settings = user.home / ".config/drkonqi-lite/settings.ini"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(f"[App]\nreport_dsn = {bugsink.dsn}\n")
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.uid}", str(user.home / ".config")],
+                   check=True)  # fmt: skip
+    app = user.start_app()
+    try:
+        user.wait_log("started:")
+        user.send_entry(dk.coredump_fields(user.uid, comm="viadbus", pid=4300))
+        user.wait_log("(pid 4300")
+        [crash] = json.loads(user.cli("list", "--json").stdout)
+        assert crash["reported"] == ""
+        out = user.dbus_call("ReportCrash", f"string:{crash['id']}")
+        assert out.returncode == 0, out.stderr
+        event_id = out.stdout.split('"')[1]
+        stored = bugsink.event(event_id)["data"]
+        assert stored["exception"]["values"][0]["type"] == "SIGSEGV"
+        assert "ENVSECRET" not in json.dumps(stored)
+        got = user.dbus_call("GetCrash", f"string:{crash['id']}").stdout
+        assert f'string "reported"\n         variant             string "{event_id}"' in got
+        assert json.loads(user.cli("list", "--json").stdout)[0]["reported"] == event_id
+        # Unknown crash and no destination are D-Bus errors with names.
+        unknown = user.dbus_call("ReportCrash", "string:cnothere")
+        assert "Error.UnknownCrash" in unknown.stderr
+        settings.write_text("[App]\n")
+        user.send_entry(dk.coredump_fields(user.uid, comm="nodsn", pid=4301))
+        user.wait_log("(pid 4301")
+        other = [c for c in json.loads(user.cli("list", "--json").stdout) if c["pid"] == 4301]
+        failed = user.dbus_call("ReportCrash", f"string:{other[0]['id']}")
+        assert failed.returncode != 0
+        assert "Error.NoDestination" in failed.stderr
+        assert "no report server configured" in failed.stderr
+    finally:
+        user.stop(app)
