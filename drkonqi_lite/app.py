@@ -1,27 +1,25 @@
 """Composition root of the tray app: QApplication + asyncio on Qt's loop (qasync) + wiring.
 
 Sources of crashes: the catch-up read at start (entries after the saved cursor, bounded to the
-last `catchup_days`), the journal fd watched by a QSocketNotifier (no timer, zero idle
-wake-ups), and the collector's wake-up datagram, after which the journal is drained at once
-and retried briefly (journald may need a few ms to write the entry). Each new trusted crash:
-CrashDetected on D-Bus, a notification (grouped by program; muted ones counted only), the tray.
+last `catchup_days`), the collector's wake-up datagram (or the socket unit's, which started
+us), after which the journal is drained at once and retried briefly (journald may need a few
+ms to write the entry), the core storage watch, and the journal fd or a coarse fallback timer
+(lifetime.py says which, and when the app ends). Each new trusted crash: CrashDetected on
+D-Bus, a notification (grouped by program; muted ones counted only), the tray.
 Decisions live in domain/, I/O in adapters/, widgets in qt/; this module only connects them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
-import socket
 import sys
 import time
 from collections.abc import Coroutine
 
 import qasync
-from PySide6.QtCore import QObject, QSocketNotifier, QTimer
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -33,8 +31,7 @@ from drkonqi_lite.adapters.notification import AnnouncementSender, Notifications
 from drkonqi_lite.adapters.resources import resource_dir
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
-from drkonqi_lite.adapters.storage_watch import StorageWatch
-from drkonqi_lite.adapters.wakeup import WakeupSocket, wakeup_path
+from drkonqi_lite.adapters.wakeup import discard_passed
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
@@ -42,17 +39,17 @@ from drkonqi_lite.domain.plain_text import one_line
 from drkonqi_lite.domain.report import absolute_when
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
-from drkonqi_lite.domain.trust import STORAGE_DIRS
+from drkonqi_lite.qt.crash_signals import CrashSignals
 from drkonqi_lite.qt.crash_windows import CrashWindows
+from drkonqi_lite.qt.lifetime import IdleExit, quit_on_signals
 from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
 
 log = logging.getLogger("drkonqi_lite")
 RESOURCES = resource_dir()
-#: After a wake-up (datagram, or our core appearing in storage): re-read the journal after these
-#: delays (ms) until the entry shows. journald usually needs a few ms; systemd-coredump sends
-#: its entry ~50-100 ms after linking the core (it unwinds the stack in between). ~0.5 s bound.
-WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
+#: Started by a crash's datagram (socket activation): the crashes this recent are why, and get
+#: their own "X crashed" notification, not the login's "crashed since you last logged in".
+LIVE_AT_START_S = 30
 
 
 def icon(name: str, fallback: str) -> QIcon:
@@ -63,7 +60,14 @@ def icon(name: str, fallback: str) -> QIcon:
 class CrashApp(QObject):
     """The running app; also the D-Bus service's backend (service.CrashBackend)."""
 
-    def __init__(self, bus: session_bus.MessageBus, store: StateStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        bus: session_bus.MessageBus,
+        store: StateStore,
+        settings: Settings,
+        *,
+        exit_when_idle: bool = False,
+    ) -> None:
         super().__init__()
         self.bus = bus
         self.store = store
@@ -99,11 +103,8 @@ class CrashApp(QObject):
             self.notifications, self.announcer, fallback=self.tray.balloon, after=self._save
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._read_total = 0
-        self._wakeup_gen = 0
-        self._notifiers: list[QSocketNotifier] = []
-        self._wakeup: WakeupSocket | None = None
-        self._storage: StorageWatch | None = None
+        self.signals = CrashSignals(self.source, self.drain, self)
+        self.idle = IdleExit(self._busy, self.quit_event.set, self) if exit_when_idle else None
 
     # --- start-up -------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -118,9 +119,7 @@ class CrashApp(QObject):
         handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
         for crash in handled + new:
             self.inbox.add(crash)
-        self._watch(self.source.fileno(), self._on_journal)
-        self._open_wakeup()
-        self._open_storage_watch()
+        self.signals.start()
         self._refresh()
         log.info(
             "started: %d crashes in the last %g days, %d new since last run",
@@ -131,39 +130,6 @@ class CrashApp(QObject):
         self._spawn(self._catch_up(new, self.source.position))
         return True
 
-    def _open_wakeup(self) -> None:
-        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-        if not runtime.startswith("/"):
-            log.warning("no $XDG_RUNTIME_DIR: no fast wake-up path (the journal still works)")
-            return
-        wakeup = WakeupSocket(wakeup_path(runtime))
-        try:
-            wakeup.open()
-        except OSError as exc:
-            log.warning("no fast wake-up path: %s", exc)
-            return
-        self._wakeup = wakeup
-        self._watch(wakeup.fileno(), self._on_wakeup)
-
-    def _open_storage_watch(self) -> None:
-        try:
-            storage = StorageWatch(os.getuid())
-        except OSError as exc:
-            log.info("no storage watch: %s", exc)
-            return
-        storage.watch(STORAGE_DIRS)
-        self._storage = storage
-        self._watch(storage.fileno(), self._on_storage)
-
-    def _on_storage(self) -> None:
-        if self._storage is not None and self._storage.drain():
-            self._expect_entry()
-
-    def _watch(self, fd: int, slot: object) -> None:
-        notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
-        notifier.activated.connect(slot)
-        self._notifiers.append(notifier)
-
     async def _catch_up(self, new: list[Crash], position: Position) -> None:
         self.outbox.server = await self.notifications.wait_available(
             self.settings.notification_server_wait_ms / 1000
@@ -172,7 +138,9 @@ class CrashApp(QObject):
             await asyncio.sleep(self.settings.catchup_delay_ms / 1000)
         state = self.inbox.state
         announce = []
-        for crash in new:
+        live_window_s = LIVE_AT_START_S if self.signals.started_by_crash else 0
+        recent_us = int((time.time() - live_window_s) * 1e6)
+        for crash in [c for c in new if c.timestamp_us < recent_us]:
             self.service.announce(self.inbox.summary(crash.id) or _never())
             if state.is_muted(crash.program_key):
                 self.announcer.muted_counts[crash.program_key] = (
@@ -183,56 +151,20 @@ class CrashApp(QObject):
         grouped = catch_up(announce)
         if grouped is not None:
             await self.outbox.present(grouped)
+        for crash in [c for c in new if c.timestamp_us >= recent_us]:
+            self._announce_live(crash)
         # Announced (or deliberately not): never again, across restarts.
         state.advance(position.cursor, position.realtime_us)
         self._save()
+        self.check_idle()
 
     # --- live -----------------------------------------------------------------------------
-    def _on_journal(self) -> None:
-        self.source.process()
-        self.drain()
-
-    def _on_wakeup(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.drain()
-        self._expect_entry()
-
-    def _expect_entry(self) -> None:
-        """A crash entry is on its way: read now, then retry briefly until it shows up."""
-        self._wakeup_gen += 1
-        self._retry_wakeup(self._wakeup_gen, self._read_total, 0)
-
-    def _retry_wakeup(self, gen: int, read_before: int, step: int) -> None:
-        if gen != self._wakeup_gen:
-            return  # a newer wake-up took over
-        self.source.process()  # picks up a user journal file created just now
-        self.drain()
-        if self._read_total > read_before or step + 1 >= len(WAKEUP_RETRIES_MS):
-            return
-        QTimer.singleShot(
-            WAKEUP_RETRIES_MS[step + 1], lambda: self._retry_wakeup(gen, read_before, step + 1)
-        )
-
-    def drain(self) -> None:
-        """Read new entries (a batch; the rest on the next loop iteration)."""
+    def drain(self) -> int:
+        """Read new entries (a batch; the rest on the next loop iteration); how many."""
         crashes = self.source.read(BATCH)
-        self._read_total += self.source.last_read
         for crash in crashes:
-            if not self.inbox.add(crash):
-                continue
-            self.service.announce(self.inbox.summary(crash.id) or _never())
-            muted = self.inbox.state.is_muted(crash.program_key)
-            announcement = self.announcer.live(crash, self.program(crash), muted=muted)
-            log.info(
-                "crash %s: %s (pid %d, %s)%s",
-                crash.id,
-                one_line(crash.comm),
-                crash.pid,
-                crash.signal_name,
-                " [muted]" if muted else "",
-            )
-            if announcement is not None:
-                self._spawn(self.outbox.present(announcement))
+            if self.inbox.add(crash):
+                self._announce_live(crash)
         if self.source.last_read:
             self.inbox.state.advance(self.source.position.cursor, self.source.position.realtime_us)
             self._refresh()
@@ -240,6 +172,22 @@ class CrashApp(QObject):
                 self._save()
         if self.source.last_read == BATCH:
             QTimer.singleShot(0, self.drain)
+        return self.source.last_read
+
+    def _announce_live(self, crash: Crash) -> None:
+        self.service.announce(self.inbox.summary(crash.id) or _never())
+        muted = self.inbox.state.is_muted(crash.program_key)
+        announcement = self.announcer.live(crash, self.program(crash), muted=muted)
+        log.info(
+            "crash %s: %s (pid %d, %s)%s",
+            crash.id,
+            one_line(crash.comm),
+            crash.pid,
+            crash.signal_name,
+            " [muted]" if muted else "",
+        )
+        if announcement is not None:
+            self._spawn(self.outbox.present(announcement))
 
     # --- notifications --------------------------------------------------------------------
     def _on_action(self, nid: int, action: str) -> None:
@@ -338,6 +286,21 @@ class CrashApp(QObject):
         self.tray.update_state(self.inbox.unseen_count(), recent, muted)
         self.service.refresh_unseen()
         self.router.crashes_changed()
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.check()
+
+    def _busy(self) -> str | None:
+        """Why the on-demand app must stay (None: it may end)."""
+        if self.inbox.unseen_count():
+            return "unseen crashes"
+        if any(w.isVisible() for w in QApplication.topLevelWidgets()):
+            return "a window is open"
+        if self._tasks or self.outbox.busy:
+            return "a notification is being sent"
+        return None
 
     def _save(self) -> None:
         self.store.save(self.inbox.state)
@@ -351,15 +314,11 @@ class CrashApp(QObject):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error: %r", task.exception())
+        self.check_idle()
 
     def close(self) -> None:
         self._save()
-        for notifier in self._notifiers:
-            notifier.setEnabled(False)
-        if self._wakeup is not None:
-            self._wakeup.close()
-        if self._storage is not None:
-            self._storage.close()
+        self.signals.close()
         self.source.close()
 
 
@@ -367,37 +326,21 @@ def _never() -> CrashSummary:
     raise RuntimeError("a crash just added to the inbox is missing")
 
 
-def _quit_on_signals(app: CrashApp) -> QSocketNotifier:
-    """SIGTERM/SIGINT end the app cleanly: the handler only writes to a socket Qt watches."""
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    signal.set_wakeup_fd(writer.fileno())
-    for signo in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signo, lambda *_: None)
-    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
-
-    def on_signal() -> None:
-        with contextlib.suppress(BlockingIOError):
-            reader.recv(64)
-        app.quit_event.set()
-
-    notifier.activated.connect(on_signal)
-    notifier.setProperty("sockets", (reader, writer))  # keep them alive with the notifier
-    return notifier
-
-
-async def _main(qapp: QApplication, settings: Settings, store: StateStore, autostart: bool) -> int:
+async def _main(
+    qapp: QApplication, settings: Settings, store: StateStore, autostart: bool, on_demand: bool
+) -> int:
     bus = await session_bus.connect()
-    app = CrashApp(bus, store, settings)
+    app = CrashApp(bus, store, settings, exit_when_idle=on_demand)
     if not await app.start():
+        discard_passed()
         if not autostart:  # a user's second start means "show me"; a login's means nothing
             log.info("already running: asking it to show the crash list")
             await session_bus.call_running(bus, "ShowCrashList")
         session_bus.disconnect(bus)
         return 0
-    keep = _quit_on_signals(app)
+    keep = quit_on_signals(app.quit_event.set, app)
     app.tray.quit_requested.connect(app.quit_event.set)
+    qapp.lastWindowClosed.connect(app.check_idle)
     disconnected = asyncio.ensure_future(session_bus.wait_closed(bus))
     quit_wait = asyncio.ensure_future(app.quit_event.wait())
     await asyncio.wait({disconnected, quit_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -408,8 +351,9 @@ async def _main(qapp: QApplication, settings: Settings, store: StateStore, autos
     return 0
 
 
-def run(*, autostart: bool = False) -> int:
-    """The tray app (`drkonqi-lite` without a subcommand; `--autostart` from the session)."""
+def run(*, autostart: bool = False, exit_when_idle: bool = False) -> int:
+    """The tray app (`drkonqi-lite` without a subcommand; `--autostart` from the session,
+    `--exit-when-idle` from the systemd user unit)."""
     if os.geteuid() == 0:
         print(
             "drkonqi-lite: refusing to run the tray app as root (run it as your user)",
@@ -428,4 +372,4 @@ def run(*, autostart: bool = False) -> int:
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     with loop:
-        return int(loop.run_until_complete(_main(qapp, settings, store, autostart)))
+        return int(loop.run_until_complete(_main(qapp, settings, store, autostart, exit_when_idle)))

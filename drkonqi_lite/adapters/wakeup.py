@@ -6,6 +6,10 @@ nothing the app trusts: its content is discarded and the app only re-reads the j
 poke from any process of the user costs one journal read. journald itself wakes readers
 250-500 ms late (it batches inotify events, TESTING.md); this path gets the notification out in
 a few ms.
+
+Under a systemd user manager the socket is `drkonqi-lite.socket`'s (socket activation: the
+first datagram starts the app, which takes the bound fd, LISTEN_FDS, sd_listen_fds(3)); the
+unit owns the path, so the app neither binds nor removes it.
 """
 
 from __future__ import annotations
@@ -26,12 +30,40 @@ def wakeup_path(runtime_dir: str) -> Path:
     return Path(runtime_dir) / "drkonqi-lite" / "wakeup"
 
 
+#: sd_listen_fds(3): the first passed fd.
+LISTEN_FDS_START = 3
+
+
+def listened_socket() -> socket.socket | None:
+    """The datagram socket systemd passed us (LISTEN_PID/LISTEN_FDS), or None.
+
+    Clears the variables so that nothing the app starts believes it got the fd too.
+    """
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if pid != str(os.getpid()) or not count.isdigit() or int(count) < 1:
+        return None
+    sock = socket.socket(fileno=LISTEN_FDS_START)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
+        log.warning("ignoring the passed fd: not an AF_UNIX datagram socket")
+        sock.detach()
+        return None
+    sock.setblocking(False)
+    os.set_inheritable(sock.fileno(), False)
+    return sock
+
+
 class WakeupSocket:
     """The bound socket; `fileno()` for a QSocketNotifier, `drain()` in its slot."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._sock: socket.socket | None = None
+        self._ino = 0
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Use the socket the socket unit bound (the unit keeps the path)."""
+        self._sock = sock
         self._ino = 0
 
     def open(self) -> None:
@@ -43,7 +75,10 @@ class WakeupSocket:
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
             raise OSError(f"{directory} is not a directory owned by this user")
         directory.chmod(0o700)
-        # Only one app per session holds the D-Bus name, so a leftover socket is stale.
+        # Only one app per session holds the D-Bus name, so a leftover socket is stale, unless
+        # the socket unit listens there (this app was started by hand): that one must stay.
+        if _listening(self.path):
+            raise OSError(f"{self.path} belongs to the socket unit (drkonqi-lite.socket)")
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         sock = socket.socket(
@@ -84,10 +119,33 @@ class WakeupSocket:
             return
         self._sock.close()
         self._sock = None
+        if not self._ino:
+            return  # the socket unit's path: it stays, to start us at the next crash
         # Remove the path only if it is still ours (a newer instance may have re-bound it).
         with contextlib.suppress(OSError):
             if self.path.lstat().st_ino == self._ino:
                 self.path.unlink()
+
+
+def _listening(path: Path) -> bool:
+    """Is a socket bound at `path`? (connect(2) on a stale one: ECONNREFUSED.)"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def discard_passed() -> None:
+    """An instance that is not needed (another one runs) empties the socket it was passed, or
+    the socket unit would start it again and again for the same datagrams."""
+    sock = listened_socket()
+    if sock is not None:
+        wakeup = WakeupSocket(Path("/"))
+        wakeup.adopt(sock)
+        wakeup.drain()
+        wakeup.close()
 
 
 def poke(path: Path) -> bool:

@@ -1,0 +1,161 @@
+"""Everything that tells the running app "read the journal now", wired into Qt's loop.
+
+- the wake-up datagram (adapters/wakeup.py): bound by the app, or passed by the socket unit
+  that started it;
+- one of this user's cores appearing in the storage directories (adapters/storage_watch.py);
+- the journal fd, or, when our collector is the crash handler, a coarse fallback timer instead
+  (qt/lifetime.py: the fd fires on every journal write of the machine).
+After a datagram or a core the journal is read at once and then retried briefly until the
+entry shows (journald may need a few ms; systemd-coredump links the core ~50-100 ms before it
+sends the entry). No other timer runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer
+
+from drkonqi_lite.adapters.storage_watch import StorageWatch
+from drkonqi_lite.adapters.wakeup import WakeupSocket, listened_socket, wakeup_path
+from drkonqi_lite.domain.trust import STORAGE_DIRS
+from drkonqi_lite.qt.lifetime import collector_is_handler, fallback_timer
+
+log = logging.getLogger("drkonqi_lite")
+#: Re-read delays (ms) after a wake-up until the entry shows; ~0.5 s bound in all.
+WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
+
+
+class JournalFd(Protocol):
+    """What this needs of adapters/journal.JournalSource (Qt code does not import systemd)."""
+
+    def fileno(self) -> int: ...
+    def process(self) -> None: ...
+
+
+class CrashSignals(QObject):
+    """Calls `drain()` (which returns how many entries it read) whenever a crash may be due."""
+
+    def __init__(self, source: JournalFd, drain: Callable[[], int], parent: QObject) -> None:
+        super().__init__(parent)
+        self._source = source
+        self._drain = drain
+        self._read_total = 0
+        self._gen = 0
+        self._notifiers: list[QSocketNotifier] = []
+        self.wakeup: WakeupSocket | None = None
+        self._storage: StorageWatch | None = None
+        self.fallback: QTimer | None = None
+        self._journal_fd: QSocketNotifier | None = None
+        #: The socket unit started us for a datagram, i.e. for a crash that just happened.
+        self.started_by_crash = False
+
+    def start(self) -> None:
+        # sd_journal_get_fd() sets up the inotify watch through which process() finds journal
+        # files created later (a user's first crash creates user-UID.journal), watched or not.
+        self._source.fileno()
+        self._open_wakeup()
+        self._choose_journal_watch()
+        self._open_storage_watch()
+
+    def _choose_journal_watch(self) -> None:
+        """The fallback timer while our collector is the handler, else the journal fd; checked
+        again whenever either fires (the handler can change while the app runs)."""
+        ours = self.wakeup is not None and collector_is_handler()
+        if ours and self.fallback is None:
+            if self._journal_fd is not None:
+                self._journal_fd.setEnabled(False)
+                self._notifiers.remove(self._journal_fd)
+                self._journal_fd.deleteLater()
+                self._journal_fd = None
+            self.fallback = fallback_timer(self._on_journal, self)
+            log.info("our collector handles crashes: its datagram is the signal, the journal is "
+                     "re-read every %d s", self.fallback.interval() // 1000)  # fmt: skip
+        elif not ours and self._journal_fd is None:
+            if self.fallback is not None:
+                self.fallback.stop()
+                self.fallback.deleteLater()
+                self.fallback = None
+            self._journal_fd = self._watch(self._source.fileno(), self._on_journal)
+
+    def _open_wakeup(self) -> None:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        passed = listened_socket()
+        if passed is not None:
+            self.wakeup = WakeupSocket(wakeup_path(runtime or "/nonexistent"))
+            self.wakeup.adopt(passed)
+            # The datagram that started us: the catch-up reads its crash.
+            self.started_by_crash = self.wakeup.drain() > 0
+        elif not runtime.startswith("/"):
+            log.warning("no $XDG_RUNTIME_DIR: no fast wake-up path (the journal still works)")
+            return
+        else:
+            wakeup = WakeupSocket(wakeup_path(runtime))
+            try:
+                wakeup.open()
+            except OSError as exc:
+                log.warning("no fast wake-up path: %s", exc)
+                return
+            self.wakeup = wakeup
+        self._watch(self.wakeup.fileno(), self._on_wakeup)
+
+    def _open_storage_watch(self) -> None:
+        try:
+            storage = StorageWatch(os.getuid())
+        except OSError as exc:
+            log.info("no storage watch: %s", exc)
+            return
+        storage.watch(STORAGE_DIRS)
+        self._storage = storage
+        self._watch(storage.fileno(), self._on_storage)
+
+    def _watch(self, fd: int, slot: Callable[[], None]) -> QSocketNotifier:
+        notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+        notifier.activated.connect(slot)
+        self._notifiers.append(notifier)
+        return notifier
+
+    def _read(self) -> None:
+        self._source.process()  # acknowledges the fd; picks up a journal file created just now
+        self._read_total += self._drain()
+
+    def _on_journal(self) -> None:
+        self._read()
+        self._choose_journal_watch()
+
+    def _on_storage(self) -> None:
+        if self._storage is not None and self._storage.drain():
+            self.expect_entry()
+
+    def _on_wakeup(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.drain()
+        self.expect_entry()
+
+    def expect_entry(self) -> None:
+        """A crash entry is on its way: read now, then retry briefly until it shows up."""
+        self._gen += 1
+        self._retry(self._gen, self._read_total, 0)
+
+    def _retry(self, gen: int, read_before: int, step: int) -> None:
+        if gen != self._gen:
+            return  # a newer wake-up took over
+        self._read()
+        if self._read_total > read_before or step + 1 >= len(WAKEUP_RETRIES_MS):
+            return
+        QTimer.singleShot(
+            WAKEUP_RETRIES_MS[step + 1], lambda: self._retry(gen, read_before, step + 1)
+        )
+
+    def close(self) -> None:
+        for notifier in self._notifiers:
+            notifier.setEnabled(False)
+        if self.fallback is not None:
+            self.fallback.stop()
+        if self.wakeup is not None:
+            self.wakeup.close()
+        if self._storage is not None:
+            self._storage.close()
