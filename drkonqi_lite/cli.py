@@ -220,12 +220,38 @@ def cmd_watch(args: argparse.Namespace) -> int:
         source.close()
 
 
+def cmd_unseen(_args: argparse.Namespace) -> int:
+    """How many of your crashes (within the app's catch-up window) are unseen; exit status 1
+    when none is (drkonqi-lite-login.service starts the app only otherwise)."""
+    store = StateStore.from_environment()
+    since = int((time.time() - store.settings().catchup_days * 86400) * 1e6)
+    state = _state()
+    count = sum(1 for crash in _all_crashes(since) if not state.is_seen(crash.id))
+    print(count)
+    return EXIT_OK if count else EXIT_FAIL
+
+
+def cmd_coredump_hook(args: argparse.Namespace) -> int:
+    from drkonqi_lite.adapters import coredump_hook  # noqa: PLC0415 (root's unit only)
+
+    try:
+        return coredump_hook.run(args.instance)
+    except coredump_hook.HookError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drkonqi-lite", description="Crash notifier for the desktop.")
     p.add_argument(
         "--autostart",
         action="store_true",
         help="start the tray app quietly (do nothing if it already runs)",
+    )
+    p.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="end the tray app once no crash is unseen and no window is open (the systemd user "
+        "unit: its socket starts the app again at the next crash)",
     )
     sub = p.add_subparsers(dest="command")
     lst = sub.add_parser("list", help="list your crashes, newest first")
@@ -246,6 +272,15 @@ def parser() -> argparse.ArgumentParser:
     watch = sub.add_parser("watch", help="print one line per new crash")
     watch.add_argument("--json", action="store_true")
     cli_report.add_parser(sub)
+    sub.add_parser(
+        "unseen", help="print how many of your crashes are unseen (exit status 1: none is)"
+    )
+    hook = sub.add_parser(
+        "coredump-hook",
+        help="(root, from drkonqi-lite-coredump-hook@.service) wake the app of the user whose "
+        "crash systemd-coredump@INSTANCE.service handles",
+    )
+    hook.add_argument("instance", metavar="INSTANCE")
     demo = sub.add_parser(
         "demo",
         help="(root) the whole pipeline on this machine: a real crash, its notification and "
@@ -277,13 +312,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
-                "watch": cmd_watch, "demo": cmd_demo,
-                "report": cmd_report}  # fmt: skip
+                "watch": cmd_watch, "unseen": cmd_unseen, "coredump-hook": cmd_coredump_hook,
+                "demo": cmd_demo, "report": cmd_report}  # fmt: skip
     try:
         if args.command is None:
             from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
 
-            return run(autostart=args.autostart)
+            return run(autostart=args.autostart, exit_when_idle=args.exit_when_idle)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"drkonqi-lite: {exc}", file=sys.stderr)

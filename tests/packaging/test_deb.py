@@ -68,6 +68,10 @@ RESOURCES_OF_APP = (
 APP_FILES = {
     "packaging/drkonqi-lite-autostart.desktop": Path("/etc/xdg/autostart/drkonqi-lite.desktop"),
     "packaging/drkonqi-lite.service": Path("/usr/lib/systemd/user/drkonqi-lite.service"),
+    "packaging/drkonqi-lite.socket": Path("/usr/lib/systemd/user/drkonqi-lite.socket"),
+    "packaging/drkonqi-lite-login.service": Path(
+        "/usr/lib/systemd/user/drkonqi-lite-login.service"
+    ),
     "packaging/org.drkonqi_lite.CrashNotifier.service": Path(
         "/usr/share/dbus-1/services/org.drkonqi_lite.CrashNotifier.service"
     ),
@@ -133,6 +137,7 @@ def check_files() -> None:
         UNITS / "drkonqi-lite-collector-replay.service",
         UNITS / "drkonqi-lite-cores.socket",
         UNITS / "drkonqi-lite-cores@.service",
+        UNITS / "drkonqi-lite-coredump-hook@.service",
         Path("/usr/lib/tmpfiles.d/drkonqi-lite.conf"),
         Path("/etc/drkonqi-lite/collector.conf"),
         Path("/usr/lib/sysusers.d/drkonqi-lite.conf"),

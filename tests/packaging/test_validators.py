@@ -30,6 +30,7 @@ from tests.packaging.units import (
     PACKAGING,
     SYSTEM_UNITS,
     USER_UNIT,
+    USER_UNITS,
     exec_paths,
     value,
 )
@@ -115,17 +116,20 @@ def test_verify_catches_a_misspelt_directive(tmp_path: Path) -> None:
     assert "Unknown key" in out.stdout + out.stderr
 
 
-def test_user_unit_verifies(tmp_path: Path) -> None:
-    """The tray app's systemd user unit. systemd 252 cannot verify a user
-    unit under --root, so its programs are pointed at a stub, and only their paths change."""
+@pytest.mark.parametrize("user_unit", USER_UNITS, ids=lambda p: p.name)
+def test_user_unit_verifies(tmp_path: Path, user_unit: Path) -> None:
+    """The tray app's systemd user units. systemd 252 cannot verify a user unit under --root,
+    so their programs are pointed at a stub, and only their paths change; the units they name
+    are verified beside them."""
     analyze = which("systemd-analyze")
     stub = tmp_path / "bin/stub"
     _stub(tmp_path, "bin/stub")
-    text = USER_UNIT.read_text()
-    for program in exec_paths(USER_UNIT):
-        text = text.replace(f"={program}", f"={stub}")
-    unit = tmp_path / USER_UNIT.name
-    unit.write_text(text)
+    for other in USER_UNITS:
+        text = other.read_text()
+        for program in exec_paths(other):
+            text = text.replace(f"={program}", f"={stub}")
+        (tmp_path / other.name).write_text(text)
+    unit = tmp_path / user_unit.name
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     env = {

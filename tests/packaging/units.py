@@ -15,10 +15,21 @@ PACKAGING = ROOT / "packaging"
 SYSTEM_UNITS = sorted((PACKAGING / "systemd").iterdir())
 #: Added by the tray app's branch; tested when present.
 USER_UNIT = PACKAGING / "drkonqi-lite.service"
+#: Every systemd user unit: the app, its wake-up socket, the login check (issue 12).
+USER_UNITS = sorted(
+    p for p in PACKAGING.iterdir() if p.suffix in {".service", ".socket"} and "." not in p.stem
+)
 DESKTOP_FILES = sorted(PACKAGING.glob("*.desktop"))
 METAINFO = sorted(PACKAGING.glob("*.metainfo.xml"))
 MAN_PAGES = sorted((PACKAGING / "man").iterdir())
-EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecReload")
+EXEC_KEYS = (
+    "ExecCondition",
+    "ExecStart",
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecStop",
+    "ExecReload",
+)
 _SECTION = re.compile(r"^\[(.+)\]$")
 
 

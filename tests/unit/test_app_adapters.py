@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.wakeup import WakeupSocket, poke, wakeup_path
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy
+from tests.conftest import which
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,3 +188,100 @@ def test_storage_watch_reacts_only_to_this_users_cores(tmp_path: Path) -> None:
         assert not watch.drain()
     finally:
         watch.close()
+
+
+def test_wakeup_leaves_the_socket_units_socket_alone(tmp_path: Path) -> None:
+    """Started by hand while drkonqi-lite.socket listens at the path: the app must not unlink
+    the unit's socket (crashes after the app ends would then start nothing)."""
+    path = wakeup_path(str(tmp_path))
+    path.parent.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unit:
+        unit.bind(str(path))
+        with pytest.raises(OSError, match="socket unit"):
+            WakeupSocket(path).open()
+        assert poke(path)
+        assert unit.recv(16) == b""  # the unit's socket still gets the datagram
+    # Nobody listens any more: a stale socket file is replaced as before.
+    wakeup = WakeupSocket(path)
+    wakeup.open()
+    wakeup.close()
+
+
+PASSED_FD_PROBE = """
+import os, socket, sys
+from drkonqi_lite.adapters.wakeup import WakeupSocket, listened_socket, wakeup_path
+sock = listened_socket()
+assert "LISTEN_FDS" not in os.environ, "not inherited by what the app starts"
+wakeup = WakeupSocket(wakeup_path(sys.argv[1]))
+wakeup.adopt(sock)
+print(wakeup.drain())
+wakeup.close()
+print(wakeup.path.exists())
+"""
+
+
+def test_socket_activation_passes_the_bound_socket(tmp_path: Path) -> None:
+    """The real systemd-socket-activate, as drkonqi-lite.socket: it binds the path, a datagram
+    starts the program, which takes fd 3 (LISTEN_FDS) and leaves the path to the unit."""
+    activate = which("systemd-socket-activate")
+    path = wakeup_path(str(tmp_path))
+    path.parent.mkdir(mode=0o700)
+    proc = subprocess.Popen(
+        [activate, "--datagram", "-l", str(path), sys.executable, "-c", PASSED_FD_PROBE,
+         str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ,
+        "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert poke(path)
+        assert poke(path)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out.split() == ["2", "True"], out + err
+
+
+@pytest.mark.usefixtures("root")
+def test_coredump_hook_sends_as_the_crashing_user_only() -> None:
+    """The hook runs as root but pokes as the crash's uid:gid: the user's own socket is
+    reached, a root-only socket (where a planted symlink could point) is not."""
+    from drkonqi_lite.adapters.coredump_hook import poke_as  # noqa: PLC0415
+
+    uid = 4242
+    tmp_path = Path(tempfile.mkdtemp(prefix="dkl-hook-"))  # pytest's is 0700: not for 4242
+    tmp_path.chmod(0o755)
+    mine = wakeup_path(str(tmp_path / "user"))
+    mine.parent.mkdir(parents=True, mode=0o700)
+    os.chown(mine.parent.parent, uid, uid)
+    os.chown(mine.parent, uid, uid)
+    roots = tmp_path / "root.sock"
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s_user,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s_root,
+    ):
+        s_user.bind(str(mine))
+        os.chown(mine, uid, uid)
+        mine.chmod(0o600)
+        s_root.bind(str(roots))
+        roots.chmod(0o600)
+        try:
+            assert poke_as(uid, uid, mine)
+            assert s_user.recv(16) == b""
+            assert not poke_as(uid, uid, roots)
+        finally:
+            shutil.rmtree(tmp_path)
+
+
+def test_coredump_hook_refuses_a_bad_instance() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "drkonqi_lite", "coredump-hook", "../../etc"],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert "is not a systemd-coredump@.service instance" in out.stderr

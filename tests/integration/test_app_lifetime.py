@@ -1,0 +1,111 @@
+"""The app's two lives (issue 12): started by a crash's datagram and ended once nothing is
+unseen; resident, and then, with our collector as the crash handler, deaf to the journal fd
+but never to a crash whose datagram got lost.
+
+Real journald, session bus and dunst (tests/integration/desktop.py); the wake-up socket unit is
+played by the real systemd-socket-activate (under a real systemd user manager:
+tests/packaging/test_deb.py), the crash handler by our collector from a scratch prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from drkonqi_lite.qt.lifetime import FALLBACK_S
+from tests.conftest import need
+from tests.integration import desktop as dk
+from tests.integration.desktop import PYTHON, Desktop, User, coredump_fields, wait_for
+from tests.integration.harness import crash, make_prefix
+
+app_desktop = dk.app_desktop
+
+
+def _apps(user: User) -> list[int]:
+    """PIDs of this user's running tray app (python -m drkonqi_lite without a command)."""
+    out = subprocess.run(["pgrep", "-u", str(user.uid), "-f", "-x",
+                          f"{PYTHON} -m drkonqi_lite --autostart --exit-when-idle"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desktop) -> None:
+    """No app until the crash; its datagram starts one that takes the socket, notifies, and
+    ends a few seconds after the user dismisses; the next start still knows it was seen."""
+    activate = shutil.which("systemd-socket-activate")
+    need(activate is not None, "systemd-socket-activate not installed")
+    user = app_desktop.user()
+    user.start_dunst()
+    path = user.runtime / "drkonqi-lite" / "wakeup"
+    user.run(["mkdir", "-m", "0700", "-p", str(path.parent)])
+    # (systemd-socket-activate passes on only the variables named with -E, like a unit.)
+    keep = [f"-E{name}" for name in user.env]
+    socket_unit = user.spawn(
+        [str(activate), "--datagram", *keep, "-l", str(path), PYTHON, "-m", "drkonqi_lite",
+         "--autostart", "--exit-when-idle"], "app")  # fmt: skip
+    wait_for(path.is_socket, what="the socket unit's socket")
+    time.sleep(1)
+    assert not _apps(user), "nothing but the socket before a crash"
+    assert "started:" not in user.app_log()
+
+    user.send_entry(coredump_fields(user.uid, comm="ondemand", pid=4711))
+    try:
+        user.wait_log("ondemand crashed", timeout=20)
+    finally:
+        print(user.app_log(), (user.logs / "app.out").read_text(errors="replace"))
+    assert _apps(user) == [socket_unit.pid], "the socket's process became the app"
+    assert "since you last logged in" not in user.app_log(), "announced as the crash it is"
+    (crash_id,) = [c["id"] for c in json.loads(user.cli("list", "--json").stdout)]
+    user.dunstctl("close-all")
+    time.sleep(4)
+    assert socket_unit.poll() is None, "an unseen crash keeps the app (and its tray icon)"
+
+    out = user.dbus_call("Dismiss", f"string:{crash_id}")
+    assert out.returncode == 0, out.stderr
+    assert socket_unit.wait(timeout=20) == 0
+    assert "nothing unseen and no window open: exiting" in user.app_log()
+    assert path.is_socket(), "the unit's socket stays for the next crash"
+
+    user.install_activation_file()
+    unseen = user.run(["dbus-send", "--session", "--print-reply",
+                       "--dest=org.drkonqi_lite.CrashNotifier", "/org/drkonqi_lite/CrashNotifier",
+                       "org.freedesktop.DBus.Properties.Get",
+                       "string:org.drkonqi_lite.CrashNotifier1", "string:UnseenCount"])  # fmt: skip
+    assert "uint32 0" in unseen.stdout, unseen.stdout + unseen.stderr
+    none = user.cli("unseen")
+    assert (none.stdout.strip(), none.returncode) == ("0", 1)
+
+
+@pytest.mark.crash
+def test_resident_with_our_collector_a_lost_datagram_delays_but_never_hides(
+    app_desktop: Desktop, core_pattern: None
+) -> None:
+    """Our collector handles crashes: the resident app ignores the journal fd and relies on
+    the datagram (a real kernel crash is notified at once), and an entry whose datagram never
+    came is still notified by the bounded fallback re-read."""
+    user = app_desktop.user()
+    user.start_dunst()
+    prefixes = make_prefix()
+    harness = next(prefixes)
+    try:
+        harness.install()
+        app = user.start_app()
+        user.wait_log("started:")
+        user.wait_log("its datagram is the signal")
+        pid = crash(["/bin/sleep", "1000"], user.uid, user.uid, signal.SIGSEGV)
+        t0 = time.monotonic()
+        user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
+        assert time.monotonic() - t0 < FALLBACK_S / 2, "the datagram, not the fallback"
+
+        user.send_entry(coredump_fields(user.uid, comm="lostdgram", pid=4712), wake=False)
+        user.wait_log("lostdgram crashed", timeout=FALLBACK_S + 10)
+        user.stop(app)
+    finally:
+        print(user.app_log())
+        for _ in prefixes:
+            pass
