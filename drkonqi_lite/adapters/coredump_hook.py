@@ -22,7 +22,7 @@ from pathlib import Path
 from systemd import journal
 
 from drkonqi_lite.adapters.wakeup import poke, wakeup_path
-from drkonqi_lite_collector.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 
 log = logging.getLogger(__name__)
 #: systemd-coredump@.service instances are "N-PID-UID" of the connection (Accept=yes).

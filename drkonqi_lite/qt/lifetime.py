@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QSocketNotifier, Qt, QTimer
 
-from drkonqi_lite_collector.pattern import CORE_PATTERN, handler_kind
+from drkonqi_lite_collector.admin.pattern import CORE_PATTERN, handler_kind
 
 log = logging.getLogger(__name__)
 #: On-demand mode: how long the app waits with nothing to do before it ends.
