@@ -74,7 +74,7 @@ class CrashApp(QObject):
         self.settings = settings
         self.inbox = CrashInbox(store.load())
         self.reporting = AppReporting()
-        self.inbox.reported = self.reporting.reported()
+        self.inbox.reported = self.reporting.sent  # the same dict: refreshed after each send
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
         self.programs = DesktopEntryIndex.from_environment()
         self.source = JournalSource(trust_policy_for(os.getuid()))
@@ -86,6 +86,7 @@ class CrashApp(QObject):
             policy,
             debuginfod=settings.debuginfod,
             remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
+            reporting=self.reporting,
         )
         self.router = WindowRouter(windows, self)
         self.tray = CrashTray(
@@ -112,6 +113,7 @@ class CrashApp(QObject):
         if not await session_bus.claim_name(self.bus, self.service):
             return False
         await self.notifications.start()
+        self.reporting.start(asyncio.get_running_loop())
         # Parse the installed .desktop files now, not in the first crash's notification path.
         self.programs.refresh()
         since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
@@ -230,9 +232,7 @@ class CrashApp(QObject):
         crash = self.inbox.get(crash_id)
         if crash is None:
             raise ReportFailedError("Failed", f"no crash {crash_id}")
-        event_id = await self.reporting.report(crash)
-        self.inbox.reported = self.reporting.reported()
-        return event_id
+        return await self.reporting.report(crash)
 
     def show_crash(self, crash_id: str) -> bool:
         shown = self.router.show_crash(crash_id)

@@ -132,9 +132,12 @@ class Reporter:
             when = datetime.datetime.fromtimestamp(done.sent_at).strftime("%Y-%m-%d %H:%M")
             return ReportResult(done.event_id, Outcome.SENT,
                                 f"already reported to {done.server} on {when}", False)  # fmt: skip
+        return self.report(crash, self.destination(crash, dsn_text), host_facts(), options)
+
+    def destination(self, crash: Crash, dsn_text: str = "") -> Dsn:
+        """`dsn_text`, else the user's report_dsn setting, else the admin's rules."""
         user_dsn = StateStore.from_environment().settings().report_dsn
-        dsn = destination(crash, dsn_text, user_dsn, admin_policy())
-        return self.report(crash, dsn, host_facts(), options)
+        return destination(crash, dsn_text, user_dsn, admin_policy())
 
     def sent_ids(self) -> dict[str, str]:
         """crash id → event id of every delivered report (the crash dict's `reported`)."""

@@ -23,7 +23,7 @@ from typing import Any
 from drkonqi_lite.domain.crash import Crash, bounded
 from drkonqi_lite.domain.python_stack import PythonFrame
 from drkonqi_lite.domain.report import mask_secrets
-from drkonqi_lite.domain.signature import signature
+from drkonqi_lite.domain.signature import SIGNAL_MACHINERY, signature
 from drkonqi_lite.domain.trace import Frame, Thread, parse_threads
 from drkonqi_lite_collector.journal.schema import Field
 
@@ -251,7 +251,9 @@ def _exceptions(crash: Crash, crashed: Thread | None, found: list[Image]) -> lis
             "mechanism": {"type": "excepthook", "handled": False},
             "stacktrace": _python_stacktrace(crash.python_stack),
         }]  # fmt: skip
-    top = next((f.function for f in crashed.frames if f.function), None) if crashed else None
+    named = [f.function for f in crashed.frames if f.function] if crashed else []
+    # The frame a developer looks at first: past abort()/raise(), which every abort shares.
+    top = next((f for f in named if f not in SIGNAL_MACHINERY), named[0] if named else None)
     value: dict[str, Any] = {
         "type": crash.signal_name or f"signal {crash.signal}",
         "value": f"{crash.reason} in {top or crash.comm or crash.exe}",

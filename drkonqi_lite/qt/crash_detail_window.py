@@ -28,14 +28,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from drkonqi_lite.adapters.crash_reporting import report_outcome_text
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.dsn import DsnError
 from drkonqi_lite.domain.plain_text import one_line, wrappable
 from drkonqi_lite.domain.report import absolute_when, relative_when, report_json, report_text
+from drkonqi_lite.domain.reporting_policy import NoDestinationError
+from drkonqi_lite.domain.sentry_event import EventOptions
 from drkonqi_lite.qt.backtrace_view import BacktraceView, full_backtrace_blocker
 from drkonqi_lite.qt.crash_detail_tabs import DetailsTab, EnvironmentTab, LogTab, ProcessTab
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.icons import IconSet
+from drkonqi_lite.qt.report_dialog import ReportDialog
 from drkonqi_lite_collector.journal.schema import escape_name
 
 
@@ -75,6 +80,7 @@ def core_notice(crash: Crash) -> str:
 
 class _Bridge(QObject):
     message = Signal(str)
+    report_done = Signal(str)
 
 
 class CrashDetailWindow(QWidget):
@@ -95,6 +101,8 @@ class CrashDetailWindow(QWidget):
         self.icons = IconSet(self.palette())
         self._bridge = _Bridge(self)
         self._bridge.message.connect(self._debugger_result)
+        self._bridge.report_done.connect(self._report_result)
+        self.report_dialog: ReportDialog | None = None
         name = one_line(program.name, 80)
         self.setWindowTitle(f"{one_line(program.name, 60)} crash — Crash Reports")
         self.setWindowIcon(self.icons.program(program.icon))
@@ -197,6 +205,7 @@ class CrashDetailWindow(QWidget):
         self.debugger_button = button("debugger", "Open in debugger", self.open_debugger)
         self.restart_button = button("restart", "Restart program", self.restart_program)
         self.delete_button = button("delete", "Delete core", self.delete_core)
+        self.send_button = button("send", "Send report…", self.send_report_dialog)
         self.bug_button = button("report-bug", "Report bug", self.report_bug)
         row.addStretch(1)
         close = QPushButton("Close", self)
@@ -233,6 +242,7 @@ class CrashDetailWindow(QWidget):
             )
         else:
             self._allow(self.delete_button, "There is no stored core file to delete.")
+        self._allow(self.send_button, self._report_blocker())
         self._bug_url = services.bug_tracker(self.program.desktop_entry)
         self._allow(
             self.bug_button,
@@ -326,6 +336,39 @@ class CrashDetailWindow(QWidget):
         self._core_deleted = True
         self.backtrace.generate_button.setEnabled(False)
         self._status("The core dump was deleted.")
+        self._update_actions()
+
+    def _report_blocker(self) -> str:
+        reporting = self._services.reporting
+        if self.crash.id in reporting.sent:
+            return f"Already reported (event id {reporting.sent[self.crash.id]})."
+        try:
+            self._report_server = reporting.destination(self.crash)
+        except (DsnError, NoDestinationError) as exc:
+            return one_line(str(exc)[:1].upper() + str(exc)[1:], 300) + "."
+        return ""
+
+    def send_report_dialog(self) -> None:
+        """Show what would be sent; send it when the user says Send."""
+        crash, reporting = self.crash, self._services.reporting
+        dialog = ReportDialog(self.program.name, self._report_server,
+                              lambda options: reporting.preview(crash, options), self)  # fmt: skip
+        dialog.accepted.connect(lambda: self._send_report(dialog.options()))
+        self.report_dialog = dialog
+        dialog.open()
+
+    def _send_report(self, options: EventOptions) -> None:
+        self.send_button.setEnabled(False)
+        self._status("Sending the crash report…")
+        crash, reporting = self.crash, self._services.reporting
+
+        def work() -> None:  # the network and the queue's fsyncs stay off the GUI thread
+            self._bridge.report_done.emit(report_outcome_text(reporting, crash, options))
+
+        threading.Thread(target=work, name="drkonqi-lite-report", daemon=True).start()
+
+    def _report_result(self, text: str) -> None:
+        self._status(text)
         self._update_actions()
 
     def report_bug(self) -> None:

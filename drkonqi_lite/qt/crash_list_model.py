@@ -47,9 +47,10 @@ class Column(enum.IntEnum):
     ORIGIN = 4
     CORE = 5
     COUNT = 6
+    REPORTED = 7
 
 
-HEADERS = ("When", "Program", "Reason", "PID", "Package or unit", "Core", "Times")
+HEADERS = ("When", "Program", "Reason", "PID", "Package or unit", "Core", "Times", "Reported")
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -87,11 +88,14 @@ class CrashListModel(QAbstractItemModel):
         icon: Callable[[Program], QIcon],
         is_seen: Callable[[str], bool] = lambda _id: True,
         parent: QObject | None = None,
+        reported: Callable[[str], str] = lambda _id: "",
     ) -> None:
         super().__init__(parent)
         self._program = program
         self._icon = icon
         self._is_seen = is_seen
+        #: crash id → event id of its delivered report ("" when not reported).
+        self._reported = reported
         self._groups: dict[tuple[str, str], CrashGroup] = {}
         self._by_serial: dict[int, CrashGroup] = {}
         self._ids: set[str] = set()
@@ -192,6 +196,8 @@ class CrashListModel(QAbstractItemModel):
             value = origin(newest).casefold()
         elif column is Column.CORE:
             value = str(newest.core_state)
+        elif column is Column.REPORTED:
+            value = self._reported(newest.id)
         else:
             value = len(group.crashes)
         return (value, newest.timestamp_us, group.serial)
@@ -387,6 +393,8 @@ class CrashListModel(QAbstractItemModel):
             return None
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == Column.REPORTED:
+                return self._reported_text(group, crash, is_group=is_group)
             return self._display(group, crash, column, is_group=is_group)
         if role == Qt.ItemDataRole.DecorationRole and column == Column.PROGRAM and is_group:
             return self._icon(group.program)
@@ -397,6 +405,13 @@ class CrashListModel(QAbstractItemModel):
         if role == CRASH_ID_ROLE:
             return crash.id
         return None
+
+    def _reported_text(self, group: CrashGroup, crash: Crash, *, is_group: bool) -> str:
+        """The event id (the server's key for the report); a group counts its reported ones."""
+        if is_group and len(group.crashes) > 1:
+            n = sum(1 for c in group.crashes[:50] if self._reported(c.id))
+            return f"{n} reported" if n else ""
+        return self._reported(crash.id)
 
     def _seen(self, group: CrashGroup, crash: Crash, *, is_group: bool) -> bool:
         if is_group:

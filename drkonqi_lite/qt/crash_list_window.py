@@ -50,13 +50,16 @@ class CrashListWindow(QWidget):
         open_crash: Callable[[str], object],
         is_seen: Callable[[str], bool] = lambda _id: True,
         parent: QWidget | None = None,
+        reported: Callable[[str], str] = lambda _id: "",
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Crash Reports")
         self.icons = IconSet(self.palette())
         self.setWindowIcon(self.icons.program(""))
         self._open_crash = open_crash
-        self.model = CrashListModel(program, lambda p: self.icons.program(p.icon), is_seen, self)
+        self.model = CrashListModel(
+            program, lambda p: self.icons.program(p.icon), is_seen, self, reported
+        )
 
         self.search = QLineEdit(self)
         self.search.setPlaceholderText("Search by program, reason, PID, package or unit")

@@ -17,6 +17,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 
 from drkonqi_lite.adapters import desktop_launch, gdb, stored_core
+from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.adapters.gdb import GdbOptions, GdbRunner
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.trust import TrustPolicy
@@ -62,6 +63,8 @@ class CrashServices:
         "" if gdb.find_terminal() else "No terminal program (konsole, xterm, …) is installed."
     )
     open_url: Callable[[str], bool] = _open_url
+    #: Crash reports to the developers (Sentry protocol): destination, preview, send.
+    reporting: AppReporting = dataclasses.field(default_factory=AppReporting)
     user_name: Callable[[int], str] = _user_name
     now_us: Callable[[], int] = lambda: time.time_ns() // 1000
     own_uid: int = dataclasses.field(default_factory=os.getuid)

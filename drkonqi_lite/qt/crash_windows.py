@@ -13,6 +13,7 @@ from typing import Protocol
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
+from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.trust import TrustPolicy
@@ -52,17 +53,24 @@ class CrashWindows:
         policy: TrustPolicy,
         debuginfod: bool = False,
         remember_debuginfod: Callable[[bool], None] = lambda _enabled: None,
+        reporting: AppReporting | None = None,
     ) -> CrashWindows:
         """The windows with the real adapters (what the app plugs into its router);
-        `debuginfod` is the user's saved opt-in, `remember_debuginfod` saves a change."""
+        `debuginfod` is the user's saved opt-in, `remember_debuginfod` saves a change,
+        `reporting` the app's crash reports (one record of what was sent)."""
         services = CrashServices(
-            policy, debuginfod=debuginfod, remember_debuginfod=remember_debuginfod
-        )
+            policy, debuginfod=debuginfod, remember_debuginfod=remember_debuginfod,
+            reporting=reporting or AppReporting(),
+        )  # fmt: skip
         return cls(crashes, program, open_crash, services)
 
     def crash_list(self) -> QWidget:
         if self._list is None:
-            self._list = CrashListWindow(self._program, self._open_crash, self._crashes.is_seen)
+            sent = self.services.reporting.sent
+            self._list = CrashListWindow(
+                self._program, self._open_crash, self._crashes.is_seen,
+                reported=lambda crash_id: sent.get(crash_id, ""),
+            )  # fmt: skip
             self._list.set_crashes(self._crashes.newest_first())
         return self._list
 
