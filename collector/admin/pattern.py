@@ -163,6 +163,8 @@ def install(paths: config.Paths, *, force: bool = False, handler: Path | None = 
         print(f"drkonqi-lite-collector: {drkonqi.FORCED}", file=sys.stderr)
     elif neighbour.enabled and kind != "drkonqi-lite-collector":
         print(f"drkonqi-lite-collector: {drkonqi.IDLE}", file=sys.stderr)
+    if not PACKAGED.exists():
+        print(*without_package(paths), sep="\n")
     return _install_python_hook(paths)
 
 
@@ -176,6 +178,29 @@ def _install_python_hook(paths: config.Paths) -> int:
     else:
         print(f"python hook: {site / hook_install.MODULE}.pth")
     return 0
+
+
+def without_package(paths: config.Paths) -> list[str]:
+    """What an installation without the Debian package (pip) cannot do, and how to get it."""
+    missing = [
+        "  - stay the crash handler after a reboot: the kernel forgets core_pattern and nothing",
+        "    sets it again (the package installs a sysctl.d file); run `install` at every boot",
+    ]
+    if not _is_socket(paths.socket):
+        missing += [
+            "  - run split and sandboxed (drkonqi-lite-collector.socket): it handles every crash",
+            "    in-process, as root",
+        ]
+    if not _is_socket(paths.cores_socket):
+        missing.append(
+            "  - delete cores for their users (drkonqi-lite-cores.socket): Delete core is disabled"
+        )
+    return [
+        "note: installed without the Debian package, the collector cannot",
+        *missing,
+        "  The Debian package does all of it: `make deb` in the source tree, then",
+        "  `sudo apt install ./build/deb/drkonqi-lite_*.deb` (README: Install on a real desktop).",
+    ]
 
 
 def uninstall(paths: config.Paths) -> int:

@@ -1,13 +1,15 @@
 """Where the app's own files are: its SVG icons and the D-Bus interface XML.
 
-From a source checkout they are in resources/ beside the package; an installation puts them
-in a data directory (the Debian package: /usr/share/drkonqi-lite, found through
-$XDG_DATA_DIRS like every desktop file). Nothing here reads a crash entry.
+From a source checkout they are in resources/ beside the package. A pip install puts them in
+share/drkonqi-lite under its prefix (pyproject.toml's data-files: the venv, or /usr/local);
+the Debian package in /usr/share/drkonqi-lite, found through $XDG_DATA_DIRS like every
+desktop file. Nothing here reads a crash entry.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,12 +18,16 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent.parent / "resources"
 MARKER = "drkonqi-lite.svg"
 
 
-def resource_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """The first directory holding our resources; the source tree's path if none does."""
+def resource_dir(env: Mapping[str, str] = os.environ, prefix: str = sys.prefix) -> Path:
+    """The first directory holding our resources; the source tree's path if none does.
+
+    The install prefix comes before $XDG_DATA_DIRS: a venv's files match its own code even
+    where another version is installed system-wide.
+    """
     if (SOURCE_TREE / MARKER).is_file():
         return SOURCE_TREE
     data_dirs = env.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share"
-    for base in data_dirs.split(":"):
+    for base in [str(Path(prefix) / "share"), *data_dirs.split(":")]:
         candidate = Path(base) / "drkonqi-lite"
         if base.startswith("/") and (candidate / MARKER).is_file():
             return candidate
