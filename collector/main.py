@@ -205,6 +205,13 @@ def main(raw: list[str] | None = None) -> int:
         return run_cores_service(raw[0] if len(raw) == 2 else None)
     if is_handler_call(raw):
         return run_handler(raw)
+    from drkonqi_lite_collector.admin.closed_pipe import quiet_on_closed_pipe  # noqa: PLC0415
+
+    return quiet_on_closed_pipe(lambda: run_command(raw))
+
+
+def run_command(raw: list[str]) -> int:
+    """install, uninstall, status, replay (and --help, --version)."""
     from drkonqi_lite_collector.admin import pattern  # noqa: PLC0415 - commands only
 
     ns = _parser().parse_args(raw)

@@ -32,6 +32,8 @@ from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
+from drkonqi_lite_collector import __version__
+from drkonqi_lite_collector.admin.closed_pipe import quiet_on_closed_pipe
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)(\s+ago)?$")
@@ -242,6 +244,7 @@ def cmd_coredump_hook(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="drkonqi-lite", description="Crash notifier for the desktop.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "--autostart",
         action="store_true",
@@ -310,6 +313,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return quiet_on_closed_pipe(lambda: _run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run its command (main() handles a closed stdout)."""
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
                 "watch": cmd_watch, "unseen": cmd_unseen, "coredump-hook": cmd_coredump_hook,
@@ -327,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"drkonqi-lite: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except BrokenPipeError:
-        return EXIT_OK
+        raise  # not an error: main() ends quietly when the reader of stdout has gone
     except OSError as exc:
         print(f"drkonqi-lite: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAIL
