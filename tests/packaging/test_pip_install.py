@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from drkonqi_lite_collector import __version__
-from drkonqi_lite_collector import pattern as pattern_mod
+from drkonqi_lite_collector.admin import pattern as pattern_mod
 from tests.conftest import CORE_PATTERN
 from tests.packaging.units import PACKAGING, ROOT
 
