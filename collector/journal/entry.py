@@ -5,7 +5,7 @@ Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
 
 from __future__ import annotations
 
-from drkonqi_lite_collector.journal.native import FieldValue
+from drkonqi_lite_collector.journal.native import FIELD_MAX, FIELDS_MAX, Blob, FieldValue
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
 from drkonqi_lite_collector.stage.argv import KernelArgs
 from drkonqi_lite_collector.worker.procinfo import ProcInfo
@@ -132,3 +132,39 @@ def message(args: KernelArgs, comm: bytes, stacktrace: str) -> bytes:
     head = b"Process %d (%s) of user %d dumped core." % (args.pid, comm, args.uid)
     trace = stacktrace.rstrip("\n")
     return head + (b"\n\n" + trace.encode("utf-8", "surrogateescape") if trace else b"")
+
+
+def bounded(
+    fields: list[tuple[str, FieldValue | Blob]],
+    field_max: int = FIELD_MAX,
+    total_max: int = FIELDS_MAX,
+) -> list[tuple[str, FieldValue | Blob]]:
+    """The entry cut to journald-safe sizes: no value over `field_max` bytes, all values but
+    the core (a Blob, bounded while it streamed) at most `total_max` together, the largest cut
+    first. Cut fields are named in DRKONQI_LITE_TRUNCATED_FIELDS; nothing is dropped."""
+    texts: list[bytes | None] = [
+        v.encode("utf-8", "surrogateescape")
+        if isinstance(v, str)
+        else v
+        if isinstance(v, bytes)
+        else None
+        for _, v in fields
+    ]
+    cut: list[str] = []
+    limit = field_max
+    while True:
+        for i, text in enumerate(texts):
+            if text is not None and len(text) > limit:
+                texts[i] = text[:limit]
+                if fields[i][0] not in cut:
+                    cut.append(fields[i][0])
+        if sum(len(t) for t in texts if t is not None) <= total_max or limit <= 4096:
+            break
+        limit //= 2  # rare (many huge fields): halve the largest until the whole fits
+    if not cut:
+        return list(fields)
+    out: list[tuple[str, FieldValue | Blob]] = [
+        (name, value if text is None else text)
+        for (name, value), text in zip(fields, texts, strict=True)
+    ]
+    return [*out, (Field.TRUNCATED_FIELDS, " ".join(cut))]

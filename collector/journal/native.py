@@ -46,6 +46,20 @@ UNREACHABLE = frozenset(
 )
 SEND_TIMEOUT = 5.0
 
+MiB = 1024 * 1024
+#: journald's limits for one native-protocol entry (journal-def.h, journald-native.c; systemd
+#: 252-258): DATA_SIZE_MAX (768 MiB) per field, ENTRY_SIZE_MAX (770 MiB) per entry, but
+#: ENTRY_SIZE_UNPRIV_MAX when the sender's uid is not 0 (systemd >= 257) — ours carry the
+#: user's — and ENTRY_FIELD_COUNT_MAX fields. Over them journald drops the entry, telling the
+#: sender nothing: so we never come near them.
+JOURNALD_ENTRY_UNPRIV_MAX = 32 * MiB
+JOURNALD_FIELD_COUNT_MAX = 1024
+#: Our own bounds, well inside: one field (a /proc file, the stack trace), all fields but the
+#: core together, and the core carried in the entry (Storage=journal), with room for headers.
+FIELD_MAX = 1 * MiB
+FIELDS_MAX = 16 * MiB
+CORE_IN_ENTRY_MAX = JOURNALD_ENTRY_UNPRIV_MAX - FIELDS_MAX - MiB
+
 FieldValue = bytes | str | int
 
 

@@ -82,6 +82,8 @@ class Field:
     PACKAGE_JSON = "COREDUMP_PACKAGE_JSON"
     FILENAME = "COREDUMP_FILENAME"
     TRUNCATED = "COREDUMP_TRUNCATED"
+    #: Fields cut to journald-safe sizes (space-separated names; entry.bounded).
+    TRUNCATED_FIELDS = "DRKONQI_LITE_TRUNCATED_FIELDS"
     #: The core itself, when Storage=journal (binary).
     COREDUMP = "COREDUMP"
     # --- ours -------------------------------------------------------------------------------

@@ -251,7 +251,10 @@ def _store_core(
     """Drain stdin into the configured storage; fills outcome.stored / outcome.blob."""
     limit = min(
         cfg.process_size_max,
-        cfg.journal_size_max if cfg.storage == config.Storage.JOURNAL else cfg.external_size_max,
+        # In the entry, the core shares journald's per-entry limit with every other field.
+        min(cfg.journal_size_max, journal.CORE_IN_ENTRY_MAX)
+        if cfg.storage == config.Storage.JOURNAL
+        else cfg.external_size_max,
     )
     if limited or cfg.storage == config.Storage.NONE:
         return stream_core(stdin, None, cfg.process_size_max, tap)
@@ -415,7 +418,7 @@ def _send_or_spool(
     wakeup: str | None,
 ) -> int:
     """One entry to journald as `creds`, or into the spool; 0 unless it was lost."""
-    payload = journal.build_payload(fields)
+    payload = journal.build_payload(entry.bounded(fields))
     try:
         err = errno.EAGAIN if backlog else journal.send_as(payload, creds, wakeup=wakeup)
         if err == 0:

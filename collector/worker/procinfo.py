@@ -15,16 +15,22 @@ from __future__ import annotations
 import errno
 import os
 
+from drkonqi_lite_collector.journal.native import FIELD_MAX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
     import signal as _signal
 else:
     import _signal  # not `signal`: it imports enum (start-up time, see handler.py)
 
-#: Per-file bound. /proc/PID/cmdline and environ are limited by ARG_MAX (a few MiB at most);
-#: maps of a huge process are a few hundred KiB.
-FIELD_MAX = 4 * 1024**2
+#: Per-file bound: one byte more than a field may hold, so that entry.bounded sees (and marks)
+#: what was cut. The user chooses these sizes (argv and environ up to a quarter of an unlimited
+#: stack, 65530 mappings, 100000 mounts in their own namespace): memory stays bounded.
+READ_MAX = FIELD_MAX + 1
+#: fds looked at, and fdinfo bytes per fd: POSIX locks add a line each to fdinfo, so one fd's
+#: fdinfo can be megabytes; COREDUMP_OPEN_FDS as a whole stops at READ_MAX as well.
 FDS_MAX = 4096
+FDINFO_MAX = 4096
 #: PF_DUMPCORE (include/linux/sched.h): set while the kernel writes this task's core.
 PF_DUMPCORE = 0x00000200
 #: AT_SECURE in the auxiliary vector (elf.h): set for set-uid/set-gid/file-caps executables.
@@ -118,7 +124,7 @@ class ProcInfo:
         return None
 
 
-def _read_at(dirfd: int, name: str, limit: int = FIELD_MAX) -> bytes | None:
+def _read_at(dirfd: int, name: str, limit: int = READ_MAX) -> bytes | None:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dirfd)
     except OSError:
@@ -153,14 +159,26 @@ def _open_fds(dirfd: int) -> bytes | None:
     except OSError:
         return None
     try:
-        names = sorted((n for n in os.listdir(fd_dir) if n.isdigit()), key=int)[:FDS_MAX]
+        # scandir, not listdir: a process may hold a million fds (nr_open); /proc lists them
+        # in ascending order, so the first FDS_MAX are the lowest.
+        names: list[int] = []
+        with os.scandir(fd_dir) as it:
+            for dent in it:
+                if dent.name.isdigit():
+                    names.append(int(dent.name))
+                    if len(names) >= FDS_MAX:
+                        break
         blocks: list[bytes] = []
-        for name in names:
-            target = _readlink_at(fd_dir, name)
+        size = 0
+        for number in sorted(names):
+            target = _readlink_at(fd_dir, str(number))
             if target is None:
                 continue
-            info = _read_at(dirfd, f"fdinfo/{name}", 65536) or b""
-            blocks.append(name.encode() + b":" + target + b"\n" + info)
+            info = _read_at(dirfd, f"fdinfo/{number}", FDINFO_MAX) or b""
+            blocks.append(b"%d:%s\n%s" % (number, target, info))
+            size += len(blocks[-1]) + 1
+            if size >= READ_MAX:
+                break
         return b"\n".join(blocks)
     finally:
         os.close(fd_dir)

@@ -200,3 +200,52 @@ def test_closed_stdin_is_a_logged_loss_not_a_traceback(
     while not _kernel_log_since(t0, b"stdin (fd 0) was closed"):
         assert time.monotonic() < deadline, "the loss is not in the kernel log"
         time.sleep(0.2)
+
+
+#: Holds FDS descriptors of one file that carries LOCKS POSIX locks: every fd's fdinfo lists
+#: every lock (~80 bytes a line), so /proc/PID/fdinfo together is FDS x LOCKS lines.
+LOCKER = r"""
+import fcntl, os, resource, sys, time
+fds, locks = int(sys.argv[1]), int(sys.argv[2])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (fds + 64, hard))
+fd = os.open(sys.argv[3], os.O_RDWR | os.O_CREAT, 0o600)
+for i in range(locks):  # gaps between the ranges: the kernel cannot merge them
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 2 * i)
+for _ in range(fds):
+    os.dup(fd)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_thousands_of_fds_with_big_fdinfo_cost_bounded_memory(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, attacker: int
+) -> None:
+    """2000 fds x 2000 locks: 300 MB of fdinfo. The entry stays below journald's limits (the
+    field cut and named), the collector's memory bounded, and the victim still recorded."""
+    from tests.integration.test_security_exhaustion import PeakRss  # noqa: PLC0415
+
+    harness.install()
+    script = harness.prefix / "locker.py"
+    script.write_text(LOCKER)
+    script.chmod(0o644)
+    lockfile = harness.prefix / "locked"
+    lockfile.touch()
+    os.chown(lockfile, attacker, attacker)
+    cmd = [sys.executable, "-I", str(script), "2000", "2000", str(lockfile)]
+    proc = spawn_as(cmd, attacker, attacker, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    with PeakRss(harness.prefix) as rss:
+        os.kill(proc.pid, signal.SIGSEGV)
+        assert proc.wait(timeout=120) == -signal.SIGSEGV
+        e = wait_entry_since(t0, COREDUMP_PID=proc.pid, timeout=60)
+    fds = field(e, "COREDUMP_OPEN_FDS")
+    assert len(fds) <= 1024 * 1024
+    assert b"lock:" in fds, "the fdinfo is there, only cut"
+    assert b"COREDUMP_OPEN_FDS" in field(e, "DRKONQI_LITE_TRUNCATED_FIELDS").split()
+    assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
+    assert rss.seen, "never saw the collector running"
+    assert rss.peak_kib < 64 * 1024, f"collector peak RSS {rss.peak_kib} KiB"
+    assert_victim_recorded(t0, crashme)

@@ -271,3 +271,19 @@ def test_rate_limit_state_of_quiet_programs_is_removed(tmp_path: Path) -> None:
         assert names == ["new", "recent"]
     finally:
         os.close(fd)
+
+
+def test_bounded_entry_cuts_and_names_what_it_cut() -> None:
+    fields = [("A", b"x" * 100), ("B", "y" * 10), ("C", 5), ("D", b"z" * 40)]
+    out = entry.bounded(fields, field_max=50, total_max=1000)
+    assert dict(out)["A"] == b"x" * 50
+    assert dict(out)["DRKONQI_LITE_TRUNCATED_FIELDS"] == "A"
+    assert ("C", 5) in out
+    assert entry.bounded(fields, field_max=1000, total_max=1000) == fields
+
+
+def test_bounded_entry_keeps_the_whole_under_its_limit() -> None:
+    fields = [(f"F{i}", bytes(64 * 1024)) for i in range(40)]
+    out = entry.bounded(fields, field_max=64 * 1024, total_max=1024 * 1024)
+    assert sum(len(v) for _, v in out if isinstance(v, bytes)) <= 1024 * 1024
+    assert len(dict(out)["DRKONQI_LITE_TRUNCATED_FIELDS"].split()) == 40
