@@ -90,8 +90,10 @@ class Paths:
 class Config:
     """The [Coredump] settings, with systemd's defaults.
 
-    Crash-loop limit: at most `rate_limit_burst` stored cores per program and user within
-    `rate_limit_interval` seconds; further crashes are counted in their entries, not stored.
+    Crash-loop limit: at most `rate_limit_burst` stored cores per program and user, and at
+    most `rate_limit_user_burst` per user whatever the program (renamed or copied binaries),
+    within `rate_limit_interval` seconds; further crashes are counted in their entries, not
+    stored. `rate_limit_user_burst` None means twice `rate_limit_burst`.
     `max_use`/`keep_free` None mean the file-system dependent default (see storage.vacuum).
     `compress_level` is zstd's; systemd uses the library default (3), and levels >= 10 are far
     too slow for cores. `compress_threads`: zstd worker threads (0: compress in the reading
@@ -112,6 +114,7 @@ class Config:
         "python_exceptions",
         "rate_limit_burst",
         "rate_limit_interval",
+        "rate_limit_user_burst",
         "stacktrace_timeout",
         "storage",
         "warnings",
@@ -131,6 +134,7 @@ class Config:
         keep_free: int | None = None,
         rate_limit_interval: float = 60.0,
         rate_limit_burst: int = 10,
+        rate_limit_user_burst: int | None = None,
         stacktrace_timeout: float = 5.0,
         python_exceptions: bool = True,
         warnings: tuple[str, ...] = (),
@@ -146,6 +150,9 @@ class Config:
         self.keep_free = keep_free
         self.rate_limit_interval = rate_limit_interval
         self.rate_limit_burst = rate_limit_burst
+        self.rate_limit_user_burst = (
+            2 * rate_limit_burst if rate_limit_user_burst is None else rate_limit_user_burst
+        )
         self.stacktrace_timeout = stacktrace_timeout
         self.python_exceptions = python_exceptions
         self.warnings = warnings
@@ -204,6 +211,7 @@ _KEYS = {
     "keepfree": ("keep_free", parse_size),
     "ratelimitintervalsec": ("rate_limit_interval", _parse_seconds),
     "ratelimitburst": ("rate_limit_burst", int),
+    "ratelimituserburst": ("rate_limit_user_burst", int),
     "stacktracetimeoutsec": ("stacktrace_timeout", _parse_seconds),
     "pythonexceptions": ("python_exceptions", parse_bool),
 }

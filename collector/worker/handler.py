@@ -121,47 +121,36 @@ def handle(
         log(f"configuration: {warning}")
     outcome = Outcome(fields=entry.kernel_fields(args))
     fields = outcome.fields
-
-    with process or Process(args.pid, args.pidfd) as proc:
-        # The unwinder child first: it loads libdw while /proc is read and the core streams.
-        tap = tracer.start(proc.dirfd) if tracer is not None else None
-        info = proc.capture(args.tid)
-        identity = proc.verify(info, args.uid, args.gid)
-        pidfd_id = proc.pidfd_id() if identity.verified else None
-    if pidfd_id is not None:
-        # systemd 258's meaning: /proc was read through the kernel's own pidfd (%F).
-        fields += [(Field.BY_PIDFD, 1), (Field.PIDFDID, pidfd_id)]
-    if not identity.verified:
-        log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
-        # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That
-        # includes comm: keeping it would name the core and MESSAGE after whoever now holds
-        # the PID.
-        info = ProcInfo()
-    fields.extend(entry.proc_fields(info))
-    fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
-    comm = info.comm or b"n/a"
-    exe = info.exe or comm
-    allowed, why_not = may_read_core(args, info, identity.verified)
-    hidden = restriction.kernel_hides(args, info, identity.verified)
-
     state_fd = open_state_dir(paths)
     try:
-        verdict = None
-        try:
-            if state_fd is None:
-                raise OSError(errno.ENOENT, "no state directory")
-            rl_fd = storage.open_subdir(state_fd, config.RATELIMIT_SUBDIR, mode=0o700)
-            try:
-                verdict = ratelimit.check(
-                    rl_fd, args.uid, exe, cfg.rate_limit_interval, cfg.rate_limit_burst
-                )
-            finally:
-                os.close(rl_fd)
-        except OSError as e:
-            log(f"rate limit state unusable, not limiting: {e}")
+        with process or Process(args.pid, args.pidfd) as proc:
+            # Cheap before expensive (SECURITY.md 11): the loop limit needs only the kernel's
+            # uid and the exe link. A limited crash gets no unwinder and no big /proc reads.
+            verdict = _rate_limit(state_fd, cfg, args.uid, proc.exe_link() or b"n/a")
+            limited = verdict is not None and verdict.limited
+            # The unwinder child first: it loads libdw while /proc is read and the core streams.
+            tap = tracer.start(proc.dirfd) if tracer is not None and not limited else None
+            info = proc.capture(args.tid, light=limited)
+            identity = proc.verify(info, args.uid, args.gid)
+            pidfd_id = proc.pidfd_id() if identity.verified else None
+        if limited:
+            _release(stdin)
+        if pidfd_id is not None:
+            # systemd 258's meaning: /proc was read through the kernel's own pidfd (%F).
+            fields += [(Field.BY_PIDFD, 1), (Field.PIDFDID, pidfd_id)]
+        if not identity.verified:
+            log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
+            # Fail closed: what /proc said may belong to another process (CVE-2025-4598).
+            # That includes comm: keeping it would name the core and MESSAGE after whoever
+            # now holds the PID.
+            info = ProcInfo()
+        fields.extend(entry.proc_fields(info))
+        fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
+        comm = info.comm or b"n/a"
+        allowed, why_not = may_read_core(args, info, identity.verified)
+        hidden = restriction.kernel_hides(args, info, identity.verified)
         if verdict is not None:
             fields.append((Field.CRASH_COUNT, verdict.crashes))
-        limited = verdict is not None and verdict.limited
 
         result = _store_core(
             args,
@@ -174,7 +163,8 @@ def handle(
             tap if not limited else None,
             stdin,
         )
-        fields.append((Field.CORE_SIZE, result.size))
+        if not limited:
+            fields.append((Field.CORE_SIZE, result.size))
         if tap is not None and tap.siginfo is not None and tap.siginfo[0] == args.signal:
             fields.append((Field.CODE, tap.siginfo[1]))
         if result.truncated:
@@ -227,6 +217,41 @@ def handle(
             os.close(state_fd)
 
 
+def _rate_limit(
+    state_fd: int | None, cfg: config.Config, uid: int, exe: bytes
+) -> ratelimit.Verdict | None:
+    """Count this crash; None when the state is unusable (then nothing is limited)."""
+    try:
+        if state_fd is None:
+            raise OSError(errno.ENOENT, "no state directory")
+        rl_fd = storage.open_subdir(state_fd, config.RATELIMIT_SUBDIR, mode=0o700)
+        try:
+            return ratelimit.check(
+                rl_fd,
+                uid,
+                exe,
+                cfg.rate_limit_interval,
+                cfg.rate_limit_burst,
+                user_burst=cfg.rate_limit_user_burst,
+            )
+        finally:
+            os.close(rl_fd)
+    except OSError as e:
+        log(f"rate limit state unusable, not limiting: {e}")
+        return None
+
+
+def _release(stdin: int) -> None:
+    """Let go of the kernel's pipe unread: the kernel stops dumping (EPIPE) and the crashed
+    process is released at once, however large its core would have been."""
+    try:
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    os.dup2(null, stdin, inheritable=False)
+    os.close(null)
+
+
 def open_state_dir(paths: config.Paths) -> int | None:
     """The state directory, or None when it is unusable (a symlink, writable by others, not
     creatable). The crash is then still recorded, only without core, rate limit and spool."""
@@ -256,7 +281,9 @@ def _store_core(
         if cfg.storage == config.Storage.JOURNAL
         else cfg.external_size_max,
     )
-    if limited or cfg.storage == config.Storage.NONE:
+    if limited:
+        return StreamResult()  # released unread (_release)
+    if cfg.storage == config.Storage.NONE:
         return stream_core(stdin, None, cfg.process_size_max, tap)
     if cfg.storage == config.Storage.JOURNAL:
         mem = os.memfd_create("core", os.MFD_CLOEXEC)

@@ -259,10 +259,15 @@ class Process:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def capture(self, tid: int | None = None) -> ProcInfo:
+    def exe_link(self) -> bytes | None:
+        """/proc/PID/exe as the kernel shows it: one readlink, for the rate limit."""
+        return _readlink_at(self.dirfd, "exe") if self.dirfd is not None else None
+
+    def capture(self, tid: int | None = None, *, light: bool = False) -> ProcInfo:
         """Read everything systemd-coredump records, through the directory fd; with `tid`
         (the crashing thread, %I) also that thread's name, which exists under task/ only
-        when it is a thread of this process."""
+        when it is a thread of this process. `light` (a rate-limited crash): skip the files
+        whose size the user chooses (environ, maps, mountinfo, fds)."""
         d = self.dirfd
         if d is None:
             return ProcInfo()
@@ -274,14 +279,14 @@ class Process:
             cmdline=_read_at(d, "cmdline"),
             cwd=_readlink_at(d, "cwd"),
             root=_readlink_at(d, "root"),
-            environ=_read_at(d, "environ"),
+            environ=None if light else _read_at(d, "environ"),
             status=_read_at(d, "status"),
-            maps=_read_at(d, "maps"),
+            maps=None if light else _read_at(d, "maps"),
             limits=_read_at(d, "limits"),
             cgroup=_read_at(d, "cgroup"),
-            mountinfo=_read_at(d, "mountinfo"),
+            mountinfo=None if light else _read_at(d, "mountinfo"),
             auxv=_read_at(d, "auxv", 4096),
-            open_fds=_open_fds(d),
+            open_fds=None if light else _open_fds(d),
             stat=_read_at(d, "stat", 4096),
             container_cmdline=_container_cmdline(d),
             thread_name=thread.rstrip(b"\n") if thread is not None else None,

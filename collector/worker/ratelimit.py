@@ -1,9 +1,11 @@
 """Crash-loop limiting: count every crash, store at most a burst of cores per window.
 
-Keyed by (uid, executable). The state is one small file per key in a root-owned directory,
-updated under flock so that a storm of concurrent collectors counts exactly. A limited crash still
-gets its journal entry (nothing is dropped silently); only the expensive parts — storing the core,
-the stack trace — are skipped, which bounds disk and CPU during a loop (SECURITY.md 7).
+Keyed by (uid, executable), and by uid alone with a larger burst: copies or renames of one
+binary are different executables, the user is the same (SECURITY.md 11). The state is one
+small file per key in a root-owned directory, updated under flock so that a storm of concurrent
+collectors counts exactly. A limited crash still gets its journal entry (nothing is dropped
+silently); only the expensive parts — reading the core, storing it, the stack trace, the big
+/proc files — are skipped, which bounds disk and CPU during a loop (SECURITY.md 7).
 """
 
 from __future__ import annotations
@@ -19,24 +21,46 @@ from drkonqi_lite_collector.journal.schema import escape_name
 
 
 class Verdict:
-    """`crashes` of this key in the current window (this one included); over the burst?"""
+    """`crashes` of this program in the current window (this one included); over a burst?"""
 
-    __slots__ = ("crashes", "limited")
+    __slots__ = ("by_user", "crashes", "limited")
 
-    def __init__(self, crashes: int, limited: bool) -> None:
+    def __init__(self, crashes: int, limited: bool, by_user: bool = False) -> None:
         self.crashes = crashes
         self.limited = limited
+        #: limited by the user's count across all their programs, not this program's
+        self.by_user = by_user
 
 
 def check(
-    dir_fd: int, uid: int, exe: bytes, interval: float, burst: int, now: float | None = None
+    dir_fd: int,
+    uid: int,
+    exe: bytes,
+    interval: float,
+    burst: int,
+    now: float | None = None,
+    *,
+    user_burst: int | None = None,
 ) -> Verdict:
-    """Record one crash of (uid, exe) and say whether it is over the burst."""
+    """Record one crash of (uid, exe) and say whether it is over either burst."""
     now = time.time() if now is None else now
     # Readable and bounded: uid, the escaped program name, and a checksum of the full path
     # (hashlib would load OpenSSL: ~3 ms of start-up for a non-cryptographic need).
     name = escape_name(exe.rsplit(b"/", 1)[-1])[:64]
-    key = f"{uid}.{name}.{zlib.crc32(exe):08x}"
+    crashes, fresh = _count(dir_fd, f"{uid}.{name}.{zlib.crc32(exe):08x}", interval, now)
+    user_burst = 2 * burst if user_burst is None else user_burst
+    # The user's own key: one number, never the shape of a program key (three parts).
+    by_user, fresh_user = _count(dir_fd, str(uid), interval, now)
+    if fresh or fresh_user:
+        # A new key or a new window: the moment the directory can grow, so the moment to drop
+        # the state of programs that have not crashed for a while (not on every crash).
+        expire(dir_fd, interval, now)
+    over_user = by_user > user_burst
+    return Verdict(crashes=crashes, limited=crashes > burst or over_user, by_user=over_user)
+
+
+def _count(dir_fd: int, key: str, interval: float, now: float) -> tuple[int, bool]:
+    """Add one crash to `key`'s window; returns (crashes in the window, a new window?)."""
     fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
@@ -58,11 +82,7 @@ def check(
         os.pwrite(fd, data, 0)
     finally:
         os.close(fd)
-    if count == 1:
-        # A new key or a new window: the moment the directory can grow, so the moment to drop
-        # the state of programs that have not crashed for a while (not on every crash).
-        expire(dir_fd, interval, now)
-    return Verdict(crashes=count, limited=count > burst)
+    return count, count == 1
 
 
 def expire(dir_fd: int, interval: float, now: float | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,4 +249,30 @@ def test_thousands_of_fds_with_big_fdinfo_cost_bounded_memory(
     assert Path(field(e, "COREDUMP_FILENAME").decode()).is_file()
     assert rss.seen, "never saw the collector running"
     assert rss.peak_kib < 64 * 1024, f"collector peak RSS {rss.peak_kib} KiB"
+    assert_victim_recorded(t0, crashme)
+
+
+def test_renamed_copies_do_not_dodge_the_crash_loop_limit(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, attacker: int
+) -> None:
+    """30 copies of one binary under 30 names, each crashing once: every crash gets its entry,
+    but only RateLimitUserBurst cores are stored for the user; the others are released unread
+    (no core size: the kernel's pipe was let go). The victim's crash is not limited."""
+    harness.configure("RateLimitBurst=5\nRateLimitUserBurst=10\nRateLimitIntervalSec=120\n")
+    harness.install()
+    copies = harness.prefix / "copies"
+    copies.mkdir(mode=0o755)
+    pids = []
+    for i in range(30):
+        copy = copies / f"renamed{i}"
+        shutil.copy(crashme, copy)
+        pids.append(crash_self([str(copy)], attacker, attacker))
+    found = [wait_entry_since(t0, COREDUMP_PID=pid) for pid in pids]
+    stored = [e for e in found if "COREDUMP_FILENAME" in e]
+    assert len(stored) == 10, f"{len(stored)} cores stored for one user's 30 copies"
+    for e in found[10:]:
+        assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"rate-limited"
+        assert "DRKONQI_LITE_CORE_SIZE" not in e, "a limited crash's core is not read"
+        assert "COREDUMP_OPEN_FDS" not in e, "nor its big /proc files"
+    assert len(harness.cores()) == 10
     assert_victim_recorded(t0, crashme)
