@@ -6,7 +6,14 @@ Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
 from __future__ import annotations
 
 from drkonqi_lite_collector.journal.native import FIELD_MAX, FIELDS_MAX, Blob, FieldValue
-from drkonqi_lite_collector.journal.schema import MESSAGE_ID, PRIORITY, SYSLOG_IDENTIFIER, Field
+from drkonqi_lite_collector.journal.schema import (
+    MESSAGE_ID,
+    PRIORITY,
+    SYSLOG_IDENTIFIER,
+    Field,
+    escape_comm,
+    escape_printable,
+)
 from drkonqi_lite_collector.stage.argv import KernelArgs
 from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
@@ -96,13 +103,28 @@ def cgroup_units(path: bytes) -> dict[str, bytes]:
     return out
 
 
+def _printable(raw: bytes | None) -> str | None:
+    return escape_printable(raw) if raw is not None else None
+
+
 def proc_fields(info: ProcInfo) -> Iterator[tuple[str, FieldValue]]:
-    """The COREDUMP_* fields that come from /proc, each only when it was readable."""
-    simple: list[tuple[str, bytes | None]] = [
-        (Field.COMM, info.comm),
-        (Field.THREAD_NAME, info.thread_name),
-        (Field.EXE, info.exe),
-        (Field.CMDLINE, cmdline_text(info.cmdline) if info.cmdline is not None else None),
+    """The COREDUMP_* fields that come from /proc, each only when it was readable.
+
+    The ones coredumpctl prints (COMM, THREAD_NAME, EXE, CMDLINE, CONTAINER_CMDLINE and the
+    cgroup's) are escaped (SECURITY.md 14): COMM and THREAD_NAME as systemd escapes comm, the
+    others as printable UTF-8; schema.unescape gives the bytes back. The rest stays byte-exact.
+    """
+    simple: list[tuple[str, bytes | str | None]] = [
+        (Field.COMM, escape_comm(info.comm) if info.comm is not None else None),
+        (
+            Field.THREAD_NAME,
+            escape_comm(info.thread_name) if info.thread_name is not None else None,
+        ),
+        (Field.EXE, _printable(info.exe)),
+        (
+            Field.CMDLINE,
+            _printable(cmdline_text(info.cmdline)) if info.cmdline is not None else None,
+        ),
         (Field.CWD, info.cwd),
         (Field.ROOT, info.root),
         (Field.ENVIRON, environ_text(info.environ) if info.environ else None),
@@ -115,7 +137,7 @@ def proc_fields(info: ProcInfo) -> Iterator[tuple[str, FieldValue]]:
         (Field.PROC_AUXV, info.auxv),
         (
             Field.CONTAINER_CMDLINE,
-            cmdline_text(info.container_cmdline) if info.container_cmdline else None,
+            _printable(cmdline_text(info.container_cmdline)) if info.container_cmdline else None,
         ),
     ]
     for name, value in simple:
@@ -123,15 +145,20 @@ def proc_fields(info: ProcInfo) -> Iterator[tuple[str, FieldValue]]:
             yield name, value
     path = cgroup_path(info.cgroup) if info.cgroup else None
     if path is not None:
-        yield Field.CGROUP, path
-        yield from cgroup_units(path).items()
+        yield Field.CGROUP, escape_printable(path)
+        for name, value in cgroup_units(path).items():
+            yield name, escape_printable(value)
 
 
-def message(args: KernelArgs, comm: bytes, stacktrace: str) -> bytes:
-    """MESSAGE in systemd's words; comm bytes kept exactly as the process set them."""
-    head = b"Process %d (%s) of user %d dumped core." % (args.pid, comm, args.uid)
+def message(args: KernelArgs, comm: bytes, stacktrace: str) -> str:
+    """MESSAGE in systemd's words, comm escaped as in COREDUMP_COMM, and the stack trace's
+    names (from the crashed program's files) escaped but its lines kept: printable UTF-8, so
+    journalctl shows it as text and no terminal sees a control sequence (SECURITY.md 14)."""
+    head = f"Process {args.pid} ({escape_comm(comm)}) of user {args.uid} dumped core."
     trace = stacktrace.rstrip("\n")
-    return head + (b"\n\n" + trace.encode("utf-8", "surrogateescape") if trace else b"")
+    if not trace:
+        return head
+    return head + "\n\n" + escape_printable(trace.encode("utf-8", "surrogateescape"), keep="\n")
 
 
 def bounded(

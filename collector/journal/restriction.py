@@ -62,7 +62,7 @@ def kernel_hides(args: KernelArgs, info: ProcInfo, verified: bool) -> bool:
     return ids_differ or info.at_secure() != 0
 
 
-def user_view(fields: Fields, headline: bytes, core_in_entry: bool) -> Fields:
+def user_view(fields: Fields, headline: str, core_in_entry: bool) -> Fields:
     """The user's entry of a restricted crash: `fields` without WITHHELD, MESSAGE reduced to its
     `headline` (no stack trace), and the names of what was withheld (COREDUMP too when the full
     entry carries the core, Storage=journal)."""

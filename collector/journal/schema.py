@@ -161,6 +161,76 @@ def format_thread(tid: int, frames: Iterable[str]) -> str:
     return "\n".join([f"Stack trace of thread {tid}:", *frames])
 
 
+#: C escapes of systemd's cescape_char() (basic/escape.c); any other byte outside printable
+#: ASCII becomes `\\ooo` (octal, as glib's g_strescape does).
+_C_ESCAPES = {
+    0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t",
+    0x0B: "\\v", 0x5C: "\\\\", 0x22: '\\"', 0x27: "\\'",
+}  # fmt: skip
+_C_UNESCAPES = {v[1]: k for k, v in _C_ESCAPES.items()}
+
+
+def _cescape_byte(b: int) -> str:
+    if b in _C_ESCAPES:
+        return _C_ESCAPES[b]
+    return chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}"
+
+
+def escape_comm(raw: bytes) -> str:
+    """COREDUMP_COMM as systemd writes it (get_process_comm() → cellescape()): printable ASCII
+    kept, quotes and backslash and every other byte C-escaped. Pure ASCII, no control byte."""
+    return "".join(_cescape_byte(b) for b in raw)
+
+
+def escape_printable(raw: bytes, keep: str = "") -> str:
+    """`raw` as valid UTF-8 with no control character, for the fields coredumpctl and
+    journalctl print (SECURITY.md 14): printable text (UTF-8 included) kept; backslash, invalid
+    UTF-8 bytes and every character str.isprintable() refuses (C0/DEL/C1 controls, bidi and
+    other format characters, line separators), except those in `keep`, C-escaped byte by byte
+    like escape_comm. Printable paths stay as they are, so coredumpctl debug still finds them."""
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if ch in keep:
+            out.append(ch)
+        elif 0xDC80 <= o <= 0xDCFF:  # a byte that is not UTF-8
+            out.append(f"\\{o - 0xDC00:03o}")
+        elif not ch.isprintable() or ch == "\\":
+            out.append("".join(_cescape_byte(b) for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape(text: str) -> bytes:
+    """The bytes behind escape_comm/escape_printable (and systemd's cescape): `\\ooo`, `\\xNN`
+    and the C escapes decoded; anything else kept as it is."""
+    out = bytearray()
+    data = text.encode("utf-8", "surrogateescape")
+    i = 0
+    while i < len(data):
+        b = data[i]
+        nxt = chr(data[i + 1]) if b == 0x5C and i + 1 < len(data) else ""
+        octal = data[i + 1 : i + 4] if nxt else b""
+        if nxt in _C_UNESCAPES and nxt:
+            out.append(_C_UNESCAPES[nxt])
+            i += 2
+        elif len(octal) == 3 and all(0x30 <= c <= 0x37 for c in octal) and octal[0] <= 0x33:
+            out.append(int(octal, 8))
+            i += 4
+        elif nxt == "x" and _is_hex(data[i + 2 : i + 4]):
+            out.append(int(data[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out.append(b)
+            i += 1
+    return bytes(out)
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
 #: Bytes kept as they are in file names: printable ASCII except space, `.`, `/` and `\\`.
 _SAFE_NAME_BYTES = frozenset(range(0x21, 0x7F)) - frozenset(b"./\\")
 

@@ -12,7 +12,7 @@ import os
 
 from drkonqi_lite_collector import __version__, config
 from drkonqi_lite_collector.journal import entry
-from drkonqi_lite_collector.journal.schema import CoreMissing, Field
+from drkonqi_lite_collector.journal.schema import CoreMissing, Field, escape_printable
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage import argv
 from drkonqi_lite_collector.worker.corestream import READ_TIMEOUT
@@ -103,7 +103,10 @@ def fallback_entry(args: argv.KernelArgs, why: str) -> int:
         (
             Field.MESSAGE,
             entry.message(args, b"n/a", "")
-            + f"\n\nThe collector failed while processing this crash ({why}).".encode(),
+            + "\n\n"
+            + escape_printable(
+                f"The collector failed while processing this crash ({why}).".encode()
+            ),
         ),
     ]
     state_fd = open_state_dir(config.Paths(args.prefix))

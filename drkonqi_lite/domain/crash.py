@@ -21,6 +21,7 @@ from drkonqi_lite_collector.journal.schema import (
     CRASH_MESSAGE_IDS,
     CoreState,
     Field,
+    unescape,
 )
 
 #: Bounds for hostile text (a 128 KiB argv[0] must not become a 128 KiB notification).
@@ -176,6 +177,13 @@ def _int(fields: Mapping[str, str], key: str, *, required: bool) -> int:
         return -1
 
 
+def _unescaped(fields: Mapping[str, str], key: str, escaped: bool = True) -> str:
+    """A field as the text its bytes spell (schema.unescape), when its writer escaped it; shown
+    inertly by the views like any hostile text."""
+    value = fields.get(key, "")
+    return unescape(value).decode("utf-8", "replace") if escaped else value
+
+
 def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
     """Build the record from one journal entry (field name → text or bytes).
 
@@ -215,9 +223,10 @@ def crash_from_entry(entry: Mapping[str, str | bytes]) -> Crash:
         gid=_int(fields, Field.GID, required=False),
         signal=signo,
         signal_name=bounded(signal_name, 32),
-        comm=bounded(fields.get(Field.COMM, "")),
-        exe=bounded(fields.get(Field.EXE, ""), 4096),
-        cmdline=bounded(fields.get(Field.CMDLINE, ""), 4096),
+        # systemd and we both C-escape COMM; we also escape EXE and CMDLINE (SECURITY.md 14).
+        comm=bounded(_unescaped(fields, Field.COMM)),
+        exe=bounded(_unescaped(fields, Field.EXE, source is Source.DRKONQI_LITE), 4096),
+        cmdline=bounded(_unescaped(fields, Field.CMDLINE, source is Source.DRKONQI_LITE), 4096),
         timestamp_us=timestamp,
         hostname=bounded(fields.get(Field.HOSTNAME, "")),
         unit=bounded(fields.get(Field.USER_UNIT) or fields.get(Field.UNIT, "")),

@@ -4,8 +4,9 @@ A real process crashes through core_pattern with a comm, executable path, comman
 environment and working directory full of `/`, `..`, spaces, newlines, control and bidi
 characters, invalid UTF-8, shell syntax and `)` (which breaks a naive /proc/PID/stat parser),
 and with a 128 KiB argv[0]. The stored core must stay inside the storage directory under a name
-escaped like systemd's, every field must come back from the journal byte for byte, and nothing
-may be executed or evaluated.
+escaped like systemd's, every field must come back from the journal byte for byte (those that
+coredumpctl prints through schema.unescape: they are stored escaped, SECURITY.md 14), and
+nothing may be executed or evaluated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector.journal.schema import escape_name
+from drkonqi_lite_collector.journal.schema import escape_comm, escape_name, unescape
 from tests.integration.harness import (
     Entry,
     Harness,
@@ -79,6 +80,13 @@ def assert_stored_safely(h: Harness, e: Entry, comm: bytes, pid: int) -> None:
     assert ".." not in name
 
 
+def printed(e: Entry, name: str) -> bytes:
+    """A field coredumpctl prints: printable UTF-8 in the journal, its bytes via unescape."""
+    value = field(e, name).decode("utf-8")  # raises on invalid UTF-8
+    assert value.isprintable(), f"{name} holds control characters: {value!r}"
+    return unescape(value)
+
+
 def assert_nothing_evaluated(h: Harness, cwd: bytes) -> None:
     for d in (b"/", cwd, bytes(h.prefix), bytes(h.storage)):
         assert not os.path.exists(os.path.join(d, b"pwned")), f"something ran in {d!r}"
@@ -110,14 +118,15 @@ def test_hostile_metadata_round_trips(
     # Identity was proven: with %F from the pidfd, without it from PF_DUMPCORE in
     # /proc/PID/stat, parsed after the LAST `)` whatever comm holds.
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified"
-    assert field(e, "COREDUMP_COMM") == comm
-    assert field(e, "COREDUMP_EXE") == exe
+    assert field(e, "COREDUMP_COMM") == escape_comm(comm).encode()
+    assert printed(e, "COREDUMP_COMM") == comm
+    assert printed(e, "COREDUMP_EXE") == exe
     assert field(e, "COREDUMP_CWD") == cwd
-    assert field(e, "COREDUMP_CMDLINE") == b" ".join(argv)
+    assert printed(e, "COREDUMP_CMDLINE") == b" ".join(argv)
     # systemd's format: VAR=value per line (a value's own newlines stay as they are).
     assert field(e, "COREDUMP_ENVIRON") == b"\n".join(k + b"=" + v for k, v in env.items())
     assert field(e, "MESSAGE").startswith(
-        b"Process %d (%s) of user %d dumped core." % (pid, comm, USER)
+        f"Process {pid} ({escape_comm(comm)}) of user {USER} dumped core.".encode()
     )
     assert_stored_safely(harness, e, comm, pid)
     assert_nothing_evaluated(harness, cwd)
@@ -134,6 +143,6 @@ def test_128k_argv0(t0: float, harness: Harness, core_pattern: None, crashme: Pa
     assert len(argv0) == 128 * 1024 - 1
     pid = crash_self([argv0, b"tail"], USER, USER, executable=crashme)
     e = wait_entry_since(t0, COREDUMP_PID=pid)
-    assert field(e, "COREDUMP_CMDLINE") == argv0 + b" tail"
+    assert printed(e, "COREDUMP_CMDLINE") == argv0 + b" tail"
     assert field(e, "COREDUMP_COMM") == b"crashme"
     assert_stored_safely(harness, e, b"crashme", pid)

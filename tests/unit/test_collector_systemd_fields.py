@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from drkonqi_lite_collector.journal import entry
-from drkonqi_lite_collector.journal.schema import Field
+from drkonqi_lite_collector.journal.schema import Field, unescape
 from drkonqi_lite_collector.stage import argv
 from drkonqi_lite_collector.unwinder import elfcore
 from drkonqi_lite_collector.worker.procinfo import ProcInfo
@@ -65,5 +65,7 @@ def test_entry_fields_carry_tid_and_thread_name_only_when_known() -> None:
     assert (Field.TID, 1240) in entry.kernel_fields(args)
     assert Field.TID not in dict(entry.kernel_fields(argv.parse(KERNEL)))
     fields = dict(entry.proc_fields(ProcInfo(comm=b"prog", thread_name=b"worker \xff")))
-    assert fields[Field.THREAD_NAME] == b"worker \xff", "bytes kept exactly, like COMM"
+    # Escaped like COMM (systemd's cellescape), the bytes recoverable exactly (SECURITY.md 14).
+    assert fields[Field.THREAD_NAME] == "worker \\377"
+    assert unescape(str(fields[Field.THREAD_NAME])) == b"worker \xff"
     assert Field.THREAD_NAME not in dict(entry.proc_fields(ProcInfo(comm=b"prog")))

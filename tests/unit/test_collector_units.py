@@ -311,3 +311,22 @@ def test_bounded_entry_keeps_the_whole_under_its_limit() -> None:
     out = entry.bounded(fields, field_max=64 * 1024, total_max=1024 * 1024)
     assert sum(len(v) for _, v in out if isinstance(v, bytes)) <= 1024 * 1024
     assert len(str(dict(out)["DRKONQI_LITE_TRUNCATED_FIELDS"]).split()) == 40
+
+
+def test_printed_fields_escape_reversibly() -> None:
+    """SECURITY.md 14: what coredumpctl prints is printable UTF-8, and the bytes come back."""
+    from drkonqi_lite_collector.journal.schema import escape_comm, escape_printable, unescape  # noqa: PLC0415
+
+    hostile = [
+        b"a/../)\n\x1b\xff )x",
+        b"caf\xc3\xa9 \\x41 \\",
+        b"\xc2\x9b[2J\x7f\xe2\x80\xae",
+        b"a123",
+    ]
+    for raw in hostile:
+        for escaped in (escape_comm(raw), escape_printable(raw)):
+            assert escaped.isprintable(), escaped
+            assert unescape(escaped) == raw
+    assert escape_comm(b"caf\xc3\xa9\x1b") == "caf\\303\\251\\033"  # systemd's cellescape
+    assert escape_printable(b"/home/jos\xc3\xa9/app") == "/home/jos\u00e9/app"  # stays usable
+    assert escape_printable(b"a\nb", keep="\n") == "a\nb"
