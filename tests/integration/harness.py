@@ -526,3 +526,14 @@ def restricted_entries(since: float, pid: int, uid: int) -> tuple[Entry, Entry]:
     own = wait_entry_since(since, COREDUMP_PID=pid, _UID=uid)
     full = wait_entry_since(since, COREDUMP_PID=pid, _UID=admin_uid())
     return own, full
+
+
+def copy_program(h: Harness, program: Path, directory: bytes, name: bytes) -> bytes:
+    """`program` copied to PREFIX/`directory`/`name` (hostile bytes welcome), runnable by all."""
+    d = os.path.join(bytes(h.prefix), directory)
+    os.mkdir(d, 0o755)
+    exe = os.path.join(d, name)
+    with open(program, "rb") as src, open(exe, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(exe, 0o755)  # noqa: S103 - the user must be able to run it
+    return exe

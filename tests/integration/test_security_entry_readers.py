@@ -11,7 +11,6 @@ shows the real name.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from drkonqi_lite_collector.journal.schema import MESSAGE_ID, escape_comm
 from tests.conftest import which
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop
-from tests.integration.harness import Harness, crash_self, field, wait_entry_since
+from tests.integration.harness import Harness, copy_program, crash_self, field, wait_entry_since
 
 app_desktop = dk.app_desktop
 
@@ -31,16 +30,6 @@ EXE = b"crash\xc2\x9b31m\xfe"
 ARG = b"\x1b[31mred\nnew line"
 #: What no reader may print: ESC, BEL, 8-bit CSI (as a byte or UTF-8 encoded), invalid UTF-8.
 FORBIDDEN = (b"\x1b", b"\x07", b"\x9b")
-
-
-def hostile_program(h: Harness, crashme: Path) -> bytes:
-    d = os.path.join(bytes(h.prefix), DIR)
-    os.mkdir(d, 0o755)
-    exe = os.path.join(d, EXE)
-    with open(crashme, "rb") as src, open(exe, "wb") as dst:
-        dst.write(src.read())
-    os.chmod(exe, 0o755)  # noqa: S103 - the user must be able to run it
-    return exe
 
 
 def assert_inert(out: bytes, what: str) -> None:
@@ -54,7 +43,7 @@ def crashed(
     t0: float, harness: Harness, core_pattern: None, crashme: Path, app_desktop: Desktop
 ) -> tuple[int, bytes, dk.User]:
     user = app_desktop.user(with_display=False)
-    exe = hostile_program(harness, crashme)
+    exe = copy_program(harness, crashme, DIR, EXE)
     harness.install()
     pid = crash_self([exe, ARG], user.uid, user.uid, env={b"DKL_COMM": COMM})
     wait_entry_since(t0, COREDUMP_PID=pid)

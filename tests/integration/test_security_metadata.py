@@ -21,6 +21,7 @@ from drkonqi_lite_collector.journal.schema import escape_comm, escape_name, unes
 from tests.integration.harness import (
     Entry,
     Harness,
+    copy_program,
     crash_self,
     field,
     install_without_pidfd,
@@ -55,16 +56,6 @@ COMMS = {
     "weird": b"a/../)\n\x1b\xff )x",
     "stat-spoof": b"x) R 1 1 1 1 1",
 }
-
-
-def weird_exe(h: Harness, crashme: Path) -> bytes:
-    d = os.path.join(bytes(h.prefix), DIR)
-    os.mkdir(d, 0o755)
-    exe = os.path.join(d, EXE)
-    with open(crashme, "rb") as src, open(exe, "wb") as dst:
-        dst.write(src.read())
-    os.chmod(exe, 0o755)  # noqa: S103 - the user must be able to run it
-    return exe
 
 
 def assert_stored_safely(h: Harness, e: Entry, comm: bytes, pid: int) -> None:
@@ -103,7 +94,7 @@ def test_hostile_metadata_round_trips(
     pattern_kind: str,
 ) -> None:
     comm = COMMS[comm_kind]
-    exe = weird_exe(harness, crashme)
+    exe = copy_program(harness, crashme, DIR, EXE)
     cwd = os.path.dirname(exe)
     if pattern_kind == "pidfd":
         harness.install()
