@@ -88,7 +88,10 @@ def processor_sees(entry: dict[str, bytes], instance: str, extra: dict[str, str]
             check=True,
             capture_output=True,
         )
+        # The processor sends to the user's runtime dir; make one only for this run (a
+        # root-owned /run/user/UID left behind breaks that user's later sessions).
         rundir = Path(f"/run/user/{USER}")
+        made = not rundir.exists()
         rundir.mkdir(parents=True, exist_ok=True)
         sock_path = rundir / "drkonqi-coredump-launcher"
         sock_path.unlink(missing_ok=True)
@@ -115,6 +118,8 @@ def processor_sees(entry: dict[str, bytes], instance: str, extra: dict[str, str]
             proc.wait()
             listener.close()
             sock_path.unlink(missing_ok=True)
+            if made:
+                rundir.rmdir()
         return got
 
 

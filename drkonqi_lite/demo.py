@@ -341,6 +341,23 @@ def _screenshot(display: str, path: Path, window: str = "root") -> None:
     )
 
 
+def _runtime_dir(stack: contextlib.ExitStack, work: Path, uid: int, gid: int) -> Path:
+    """/run/user/UID, where the collector's wake-up datagram goes; made for the demo when
+    missing. One the user does not own (left by some other root program) cannot hold the
+    user's sockets: then a private one, and the app falls back to the journal's own wake-up."""
+    runtime = Path(f"/run/user/{uid}")
+    if not runtime.exists():
+        runtime.mkdir(mode=0o700, parents=True)
+        os.chown(runtime, uid, gid)
+        stack.callback(shutil.rmtree, runtime, ignore_errors=True)
+    elif runtime.stat().st_uid != uid:
+        _say(f"{runtime} is not owned by uid {uid}: using a private runtime directory")
+        runtime = work / "runtime"
+        runtime.mkdir(mode=0o700)
+        os.chown(runtime, uid, gid)
+    return runtime
+
+
 def run(output: Path) -> int:
     """The demo; returns the exit status. The session's logs are kept in OUTPUT/logs."""
     if os.geteuid() != 0:
@@ -358,11 +375,7 @@ def run(output: Path) -> int:
         home = work / "home"
         home.mkdir(mode=0o700)
         os.chown(home, uid, gid)
-        runtime = Path(f"/run/user/{uid}")
-        if not runtime.exists():
-            runtime.mkdir(mode=0o700, parents=True)
-            os.chown(runtime, uid, gid)
-            stack.callback(shutil.rmtree, runtime, ignore_errors=True)
+        runtime = _runtime_dir(stack, work, uid, gid)
         display = _display(stack, work)
         # Our own bus socket: /run/user/UID/bus may be a logged-in user's real session bus.
         bus = runtime / f"drkonqi-demo-{os.getpid()}.bus"
