@@ -32,6 +32,7 @@ from drkonqi_lite.adapters.resources import resource_dir
 from drkonqi_lite.adapters.service import CrashNotifierService
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.wakeup import discard_passed
+from drkonqi_lite.domain import kcrash
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
@@ -220,7 +221,7 @@ class CrashApp(QObject):
 
     # --- requests (D-Bus backend, tray, notifications) --------------------------------------
     def program(self, crash: Crash) -> Program:
-        return self.programs.lookup(crash.exe, crash.comm)
+        return kcrash.presented(self.programs.lookup(crash.exe, crash.comm), crash.kcrash)
 
     def list_crashes(self) -> list[CrashSummary]:
         return self.inbox.summaries()

@@ -26,6 +26,7 @@ from drkonqi_lite import cli_report
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
+from drkonqi_lite.domain import crash_facts
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import multi_line, one_line
 from drkonqi_lite.domain.redaction import SECRET_FIELDS
@@ -175,6 +176,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             value = f"{_when(crash.timestamp_us)} ({value})"
         print(f"{key:>12}: {one_line(str(value), None)}")
     print(f"{'reason':>12}: {crash.reason}")
+    if crash.kcrash is not None and crash.kcrash.display_name:
+        print(f"{'program':>12}: {one_line(crash.kcrash.display_name, None)} (KCrash)")
+    for label, value in crash_facts.facts(crash):
+        print(f"{label.lower():>12}: {one_line(value, None)}")
     if args.reveal:
         print(f"{'command line':>12}: {one_line(crash.cmdline, None)}")
         print(f"{'environment':>12}:")

@@ -6,7 +6,8 @@ Reads with `add_match(MESSAGE_ID=…)` (journald's index; never scanning), and e
 entry's sender (`_UID`, stamped by journald) is checked first; only a trusted sender's entry is
 read further (SECURITY.md 15: a 100 MiB field in an entry another uid wrote is never loaded).
 Untrusted and malformed entries are skipped with a log line, never raised. The core file named
-by an entry is probed (opened, never read) only inside the storage directories.
+by an entry is probed (opened, never read) only inside the storage directories; the user's own
+KCrash metadata file for a crash is read through kcrash_file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from systemd import journal
 
 from drkonqi_lite.adapters.core_file import probe_core
+from drkonqi_lite.adapters.kcrash_file import KCrashLookup
 from drkonqi_lite.domain.crash import (
     CURSOR,
     MAX_FIELD_CHARS,
@@ -29,6 +31,7 @@ from drkonqi_lite.domain.crash import (
     MalformedEntryError,
     crash_from_entry,
 )
+from drkonqi_lite.domain.kcrash import KCrashInfo
 from drkonqi_lite.domain.trust import COLLECTOR_USERS, CoreProbe, TrustPolicy, decide_core_state
 from drkonqi_lite_collector.journal.schema import CRASH_MESSAGE_IDS
 
@@ -77,9 +80,11 @@ class JournalSource:
         *,
         path: str | None = None,
         probe: Callable[[TrustPolicy, str], CoreProbe] = probe_core,
+        kcrash: Callable[[Crash], KCrashInfo | None] | None = None,
     ) -> None:
         self._policy = policy
         self._probe = probe
+        self._kcrash = KCrashLookup() if kcrash is None else kcrash
         self._reader = journal.Reader(path=path) if path else journal.Reader()
         # Raw values: our converters only for the fields the reader synthesises; every journal
         # field is decoded as UTF-8 (bytes kept when invalid, the domain replaces them).
@@ -159,7 +164,9 @@ class JournalSource:
             log.info("ignored an untrusted coredump entry (sender uid %d)", crash.sender_uid)
             return None
         probe = self._probe(self._policy, crash.core_filename) if crash.core_filename else None
-        return dataclasses.replace(crash, core_state=decide_core_state(crash, probe))
+        return dataclasses.replace(
+            crash, core_state=decide_core_state(crash, probe), kcrash=self._kcrash(crash)
+        )
 
     def read(self, limit: int | None = None) -> list[Crash]:
         """The next trusted crashes (up to `limit` entries read; `last_read` says how many)."""

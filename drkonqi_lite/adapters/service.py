@@ -36,7 +36,8 @@ SIGNATURES: dict[str, str] = {
     "exe": "s", "timestamp": "t", "hostname": "s", "unit": "s", "package": "s",
     "core_state": "s", "seen": "b", "reported": "s", "backtrace": "s", "fields": "a{ss}",
     "python_stack": "aa{sv}", "python_threads": "aa{sv}", "exception_type": "s",
-    "exception_value": "s",
+    "exception_value": "s", "tid": "x", "thread_name": "s", "signal_cause": "s",
+    "kcrash": "a{ss}",
 }  # fmt: skip
 #: The members of the python_stack / python_threads dicts (domain/python_stack.py).
 _PY_SIGNATURES: dict[str, str] = {"function": "s", "file": "s", "line": "x", "tid": "x",

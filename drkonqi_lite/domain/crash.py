@@ -24,6 +24,10 @@ from drkonqi_lite_collector.journal.schema import (
     unescape,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # kcrash.py uses `bounded` from here: a run-time import would be circular
+    from drkonqi_lite.domain.kcrash import KCrashInfo
+
 #: Bounds for hostile text (a 128 KiB argv[0] must not become a 128 KiB notification).
 MAX_NAME_CHARS = 256
 MAX_FIELD_CHARS = 1 << 20
@@ -130,6 +134,9 @@ class Crash:
     #: An unhandled exception's type ("ValueError"); "" for a crash by signal.
     exception_type: str = ""
     exception_value: str = ""
+    #: What KCrash wrote about a KDE program's crash (display name, version, bug address), set
+    #: by the journal source with replace when the user's metadata file matches (kcrash.py).
+    kcrash: KCrashInfo | None = None
 
     @property
     def reason(self) -> str:

@@ -12,7 +12,9 @@ import datetime
 import json
 import re
 
+from drkonqi_lite.domain import crash_facts
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.kcrash import kcrash_dict
 from drkonqi_lite.domain.python_stack import format_text, thread_dicts
 from drkonqi_lite.domain.redaction import REDACTED, redacted_fields
 from drkonqi_lite.domain.summary import summary
@@ -82,6 +84,7 @@ def _header(crash: Crash, program_name: str) -> list[tuple[str, str]]:
         ("Program", program_name),
         ("Executable", crash.exe),
         ("Reason", reason_line(crash)),
+        *crash_facts.facts(crash),
         ("When", absolute_when(crash.timestamp_us)),
         ("PID", str(crash.pid)),
         ("User", str(crash.uid)),
@@ -127,6 +130,9 @@ def report_json(crash: Crash, program_name: str, full_backtrace: str = "") -> st
         "exception_value": crash.exception_value,
         "full_backtrace": full_backtrace,
         "fields": redacted_fields(crash.fields),
+        "tid": crash_facts.thread_tid(crash),
+        "signal_cause": crash_facts.signal_cause(crash),
+        "kcrash": kcrash_dict(crash.kcrash),
     }
     del data["seen"]
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain import crash_facts
+from drkonqi_lite.domain.crash import Crash, bounded
+from drkonqi_lite.domain.kcrash import kcrash_dict
 from drkonqi_lite.domain.python_stack import frame_dicts, thread_dicts
 from drkonqi_lite.domain.redaction import public_fields
+from drkonqi_lite_collector.journal.schema import Field
 
 
 class CrashSummary(TypedDict):
@@ -40,6 +43,14 @@ class CrashDetail(CrashSummary):
     python_threads: list[dict[str, object]]
     exception_type: str
     exception_value: str
+    #: The crashing thread (COREDUMP_TID, 0 when the entry does not say) and its name.
+    tid: int
+    thread_name: str
+    #: Why the signal came, in words, from COREDUMP_CODE ("address not mapped (SEGV_MAPERR)").
+    signal_cause: str
+    #: What KCrash said about a KDE program (display_name, version, bug_address, product,
+    #: app_name); empty when it wrote nothing for this crash (domain/kcrash.py).
+    kcrash: dict[str, str]
 
 
 def summary(crash: Crash, *, seen: bool, reported: str = "") -> CrashSummary:
@@ -73,4 +84,8 @@ def detail(crash: Crash, *, seen: bool, reported: str = "") -> CrashDetail:
         python_threads=thread_dicts(crash.python_threads),
         exception_type=crash.exception_type,
         exception_value=crash.exception_value,
+        tid=crash_facts.thread_tid(crash),
+        thread_name=bounded(crash.fields.get(Field.THREAD_NAME, ""), 64),
+        signal_cause=crash_facts.signal_cause(crash),
+        kcrash=kcrash_dict(crash.kcrash),
     )

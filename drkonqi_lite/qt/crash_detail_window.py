@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from drkonqi_lite.adapters.crash_reporting import report_outcome_text
+from drkonqi_lite.domain import crash_facts
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
@@ -163,6 +164,8 @@ class CrashDetailWindow(QWidget):
             rows.append(("Package:", one_line(f"{crash.package} {crash.package_version}", 120)))
         if crash.unit:
             rows.append(("Unit:", one_line(crash.unit, 120)))
+        # The crashing thread, why the signal came, and what KCrash said (version, bug address).
+        rows += [(f"{label}:", one_line(value, 200)) for label, value in crash_facts.facts(crash)]
         self.facts: dict[str, QLabel] = {}
         for key, value in rows:
             label = plain_label(wrappable(value), self)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID
-from tests.conftest import need
+from tests.conftest import CORE_PATTERN, need
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -439,6 +439,20 @@ def desktop_session(with_display: bool) -> Iterator[Desktop]:
             display.close()
         if not os.environ.get("DKL_KEEP"):
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
+
+
+@pytest.fixture
+def systemd_coredump(core_pattern: None) -> None:
+    """The real systemd-coredump as the kernel's handler, for this test only."""
+    anchor = TOOLS / "systemd-coredump-anchor"
+    need(anchor.exists(), f"{anchor} missing (set DKL_TOOLS)")
+    out = subprocess.run([str(anchor), "start"], capture_output=True, text=True, check=True)
+    pattern = out.stdout.strip().splitlines()[-1]
+    assert pattern.startswith("|/lib/systemd/systemd-coredump"), out.stdout
+    CORE_PATTERN.write_text(pattern)  # restored by the core_pattern fixture
 
 
 @pytest.fixture(scope="session")

@@ -10,28 +10,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORE_PATTERN, need
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
-TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
-
-
-@pytest.fixture
-def systemd_coredump(core_pattern: None) -> None:
-    """The real systemd-coredump as the kernel's handler, for this test only."""
-    anchor = TOOLS / "systemd-coredump-anchor"
-    need(anchor.exists(), f"{anchor} missing (set DKL_TOOLS)")
-    out = subprocess.run([str(anchor), "start"], capture_output=True, text=True, check=True)
-    pattern = out.stdout.strip().splitlines()[-1]
-    assert pattern.startswith("|/lib/systemd/systemd-coredump"), out.stdout
-    CORE_PATTERN.write_text(pattern)  # restored by the core_pattern fixture
+systemd_coredump = dk.systemd_coredump
 
 
 def _crash(user: User, signo: int = signal.SIGSEGV) -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite.domain.crash import crash_from_entry
+from drkonqi_lite.domain.summary import detail
 from drkonqi_lite_collector.admin import pattern
 from drkonqi_lite_collector.stage import argv
 from tests.conftest import which
@@ -88,6 +90,11 @@ def test_crash_in_a_named_worker_thread(installed: Harness, named_thread_bin: Pa
     assert int(field(e, "COREDUMP_PIDFDID")) == pidfs_id, "the same process's pidfs inode"
     assert field(e, "COREDUMP_DUMPABLE") == b"1"
     assert f"Stack trace of thread {tid}:".encode() in field(e, "MESSAGE")
+    # What the app makes of the real entry (crash window, show --json, D-Bus GetCrash).
+    raw = {k: v if isinstance(v, str | bytes) else str(v) for k, v in e.items()}
+    shown = detail(crash_from_entry(raw), seen=False)
+    assert (shown["tid"], shown["thread_name"]) == (tid, "render-worker")
+    assert shown["signal_cause"] == "address not mapped (SEGV_MAPERR)"
 
 
 def test_kill_is_si_user_in_the_main_thread(installed: Harness) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontMetrics, QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QPlainTextEdit, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
@@ -21,6 +22,7 @@ from pytestqt.qtbot import QtBot
 from drkonqi_lite.adapters import stored_core
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.kcrash import KCrashInfo
 from drkonqi_lite.domain.plain_text import BREAK
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
@@ -258,3 +260,23 @@ def test_fits_1280x800_even_with_huge_names(make: Callable[..., CrashDetailWindo
     hint = w.minimumSizeHint()
     assert hint.width() <= 1280, hint
     assert hint.height() <= 760, hint
+
+
+def test_thread_cause_and_kcrash_facts_in_the_header(
+    make: Callable[..., CrashDetailWindow],
+) -> None:
+    info = KCrashInfo(display_name="KWrite", version="22.12.3", bug_address="<a href=x>bugs</a>",
+                      product="kwrite", app_name="kwrite")  # fmt: skip
+    crash = dataclasses.replace(
+        cr.crash(signo=11, COREDUMP_TID="4243", COREDUMP_THREAD_NAME="<b>io</b>\u202e",
+                 COREDUMP_CODE="2"),
+        kcrash=info,
+    )  # fmt: skip
+    w = make(crash)
+    assert w.facts["Thread"].text().replace(BREAK, "") == "TID 4243 (<b>io</b>\\u202e)"
+    assert w.facts["Cause"].text() == "no permission for the mapped address (SEGV_ACCERR)"
+    assert w.facts["Version"].text() == "22.12.3"
+    assert w.facts["Bugs to"].text().replace(BREAK, "") == "<a href=x>bugs</a>"
+    assert w.facts["Bugs to"].textFormat() == Qt.TextFormat.PlainText
+    plain = make(cr.crash())
+    assert not {"Thread", "Cause", "Version", "Bugs to"} & set(plain.facts), "only when known"
