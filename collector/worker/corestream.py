@@ -85,8 +85,9 @@ def stream_core(
     """Read the core from the kernel's pipe in bounded chunks into `sink` and `tap`.
 
     One buffer is reused for every chunk (no allocation per MiB): sink and tap must copy what
-    they keep. Stops at `limit` bytes (truncated), or when the kernel stalls (truncated, with
-    the reason in `error`). A sink failure (disk full) stops writing but not reading: the
+    they keep. Stops at `limit` bytes (truncated), when the sink returns False (its storage
+    budget is spent: truncated) or when the kernel stalls (truncated, with the reason in
+    `error`). A sink failure (disk full) stops writing but not reading: the
     stack trace still sees the core.
     """
     _enlarge_pipe(stdin)
@@ -122,7 +123,10 @@ def stream_core(
             tap.feed(chunk)
         if sink is not None:
             try:
-                sink(chunk)
+                if sink(chunk) is False:  # a BudgetedSink with its budget spent
+                    result.truncated = True
+                    result.error = f"storage budget reached after {result.size} bytes; truncated"
+                    break
             except OSError as e:
                 sink = None
                 result.missing = (

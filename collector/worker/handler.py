@@ -18,7 +18,7 @@ from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import KernelArgs
-from drkonqi_lite_collector.worker import ratelimit, storage, zstd
+from drkonqi_lite_collector.worker import budget, ratelimit, storage, zstd
 from drkonqi_lite_collector.worker.corestream import CHUNK, StreamResult, stream_core
 from drkonqi_lite_collector.worker.procinfo import Process, ProcInfo
 
@@ -306,6 +306,9 @@ def _store_core(
     try:
         _vacuum(state_fd, cfg, None)
         try:
+            room = budget.core_budget(core_fd, cfg, args.uid)
+            if not room:
+                raise OSError(errno.ENOSPC, "MaxUse=/KeepFree= leave no room for a core")
             tmp = storage.TempFile(core_fd)
         except OSError as e:
             result = stream_core(stdin, None, cfg.process_size_max, tap)
@@ -314,6 +317,7 @@ def _store_core(
                 if e.errno in (errno.ENOSPC, errno.EDQUOT)
                 else CoreMissing.WRITE_FAILED
             )
+            result.error = result.error or f"not storing the core: {e.strerror}"
             return result
         with tmp:
             # Buffered: zstd emits a block header and a block per write (two syscalls each).
@@ -322,9 +326,13 @@ def _store_core(
             if cfg.compress:
                 cctx = compressor(cfg)
                 writer = cctx.stream_writer(out, closefd=False)
-                result = stream_core(stdin, writer.write, limit, tap)
+                flush_block = writer.flush
+                sink = budget.BudgetedSink(
+                    writer.write, out.tell, room, lambda: flush_block(zstd.FLUSH_BLOCK)
+                )
             else:
-                result = stream_core(stdin, out.write, limit, tap)
+                sink = budget.BudgetedSink(out.write, out.tell, room)
+            result = stream_core(stdin, sink, limit, tap)
             if not result.missing:
                 try:
                     if writer is not None:

@@ -230,24 +230,27 @@ def vacuum(dir_fd: int, cfg: config.Config, keep: frozenset[str] = frozenset()) 
     """Delete cores, oldest first from the user using the most space, until within limits.
 
     Like systemd's coredump-vacuum: usage must stay under MaxUse and the file system must keep
-    KeepFree bytes free. Files in `keep` (the core just written) are never deleted. Returns the
+    KeepFree bytes free. Files in `keep` (the core just written) are never deleted, but they
+    count for their user: when that user is the heaviest, their own older cores go first, and
+    once only the kept core is left, the next heaviest user's (SECURITY.md 12; the new core was
+    already bounded by budget.core_budget so that this ends within the limits). Returns the
     names deleted.
     """
     max_use, keep_free = vacuum_limits(dir_fd, cfg)
-    cores = [c for c in stored_cores(dir_fd) if c.name not in keep]
-    usage = sum(c.blocks for c in cores) + sum(
-        c.blocks for c in stored_cores(dir_fd) if c.name in keep
-    )
+    everything = list(stored_cores(dir_fd))
+    cores = [c for c in everything if c.name not in keep]
+    per_uid: dict[int, int] = {}
+    for c in everything:
+        per_uid[c.uid] = per_uid.get(c.uid, 0) + c.blocks
+    usage = sum(per_uid.values())
     deleted: list[str] = []
     while cores:
         vfs = os.fstatvfs(dir_fd)
         free = vfs.f_frsize * vfs.f_bavail
         if usage <= max_use and free >= keep_free:
             break
-        per_uid: dict[int, int] = {}
-        for c in cores:
-            per_uid[c.uid] = per_uid.get(c.uid, 0) + c.blocks
-        heaviest = max(per_uid, key=lambda u: per_uid[u])
+        deletable = {c.uid for c in cores}
+        heaviest = max(deletable, key=lambda u: per_uid[u])
         victim = min((c for c in cores if c.uid == heaviest), key=lambda c: c.timestamp_us)
         cores.remove(victim)
         try:
@@ -256,6 +259,7 @@ def vacuum(dir_fd: int, cfg: config.Config, keep: frozenset[str] = frozenset()) 
         except FileNotFoundError:
             pass
         usage -= victim.blocks
+        per_uid[victim.uid] -= victim.blocks
     return deleted
 
 

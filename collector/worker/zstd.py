@@ -45,3 +45,4 @@ _backend = _load_backend()
 ZstdCompressor = _backend.ZstdCompressor
 ZstdCompressionParameters = _backend.ZstdCompressionParameters
 FLUSH_FRAME: int = _backend.FLUSH_FRAME
+FLUSH_BLOCK: int = _backend.FLUSH_BLOCK

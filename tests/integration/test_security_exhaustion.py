@@ -1,10 +1,11 @@
 """SECURITY.md 7: exhaustion and loops.
 
 A 4 GiB sparse core (stored small, collector memory bounded), a core over ProcessSizeMax
-(truncated and marked), MaxUse/KeepFree (oldest cores vacuumed, the newest kept), a storm of 50
-crashes of one program (every crash in the journal, at most RateLimitBurst cores, the rest marked
-rate-limited and counted), and the collector's own crash (recorded by the supervisor, no
-recursion into another collector). Speed is not asserted here; memory is, generously.
+(truncated and marked), MaxUse/KeepFree (oldest cores vacuumed, none stored beyond them), a
+storm of 50 crashes of one program (every crash in the journal, at most RateLimitBurst cores,
+the rest marked rate-limited and counted), and the collector's own crash (recorded by the
+supervisor, no recursion into another collector). Speed is not asserted here; memory is,
+generously.
 """
 
 from __future__ import annotations
@@ -157,14 +158,20 @@ def test_max_use_vacuums_oldest_first(
     assert usage <= 150 * 1024
 
 
-def test_keep_free_vacuums_all_but_the_newest(
+def test_keep_free_vacuums_all_and_stores_nothing_beyond_it(
     t0: float, harness: Harness, waiting: subprocess.Popen[bytes]
 ) -> None:
-    """KeepFree larger than the disk: every older core is deleted, the newest always kept."""
-    harness.configure("KeepFree=1000T\n")
-    for ts in (1_700_000_100, 1_700_000_101, 1_700_000_102):
+    """KeepFree larger than the disk: every older core is deleted, and the new one is not
+    stored beyond what KeepFree leaves (nothing: SECURITY.md 12); its crash is still recorded
+    and says why."""
+    for ts in (1_700_000_100, 1_700_000_101):
         _hand_over(t0, harness, waiting, ts)
-        assert _stored_timestamps(harness) == [ts]
+    assert _stored_timestamps(harness) == [1_700_000_100, 1_700_000_101]
+    harness.configure("KeepFree=1000T\n")
+    e = _hand_over(t0, harness, waiting, 1_700_000_102)
+    assert _stored_timestamps(harness) == []
+    assert field(e, "DRKONQI_LITE_CORE_MISSING") == b"disk-full"
+    assert "COREDUMP_FILENAME" not in e
 
 
 def test_storm_of_50_crashes(
