@@ -7,6 +7,11 @@ cgroup and mountinfo (0444, no ptrace check). exe, cwd, root, environ, fd/fdinfo
 need PTRACE_MODE_READ, which the user does not have; the stack, the modules' build-ids and the
 package of the executable come from the core and the executable, which the user may not read.
 
+A crash the kernel lets its user see may still run code from files the user cannot read (a
+daemon started by root from a root-only directory that dropped to the user): symbol names and
+build-ids of those modules come only from reading them as root, so the user's entry goes without
+them (unreadable_by) and the full entry is kept for root the same way.
+
 So such a crash gets two entries: the user's own, with only what the user could have seen and
 the names of the withheld fields in DRKONQI_LITE_WITHHELD; and the full one, sent as the
 collector's system user (or root) so that journald files it in the system journal, which only
@@ -16,10 +21,15 @@ full entry, core included for Storage=journal, to the user's journal.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from drkonqi_lite_collector.journal.schema import Field
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from drkonqi_lite_collector.journal.entry import Fields
     from drkonqi_lite_collector.journal.native import FieldValue
     from drkonqi_lite_collector.stage.argv import KernelArgs
@@ -77,3 +87,93 @@ def user_view(fields: Fields, headline: str, core_in_entry: bool) -> Fields:
     if withheld:
         out.append((Field.WITHHELD, " ".join(withheld)))
     return out
+
+
+#: The fields a stack trace contributes (handler.py), which `with_user_trace` replaces.
+TRACE_FIELDS = (
+    Field.MESSAGE,
+    Field.STACKTRACE,
+    Field.MODULES,
+    Field.PACKAGE_NAME,
+    Field.PACKAGE_VERSION,
+    Field.PACKAGE_JSON,
+)
+
+
+def with_user_trace(fields: Fields, trace_fields: Fields) -> Fields:
+    """The user's entry when only the stack trace differs: `fields` with the trace's fields
+    (MESSAGE included) taken from `trace_fields`, and those that changed named in WITHHELD."""
+    full = dict(fields)
+    mine = dict(trace_fields)
+    changed = sorted(n for n in TRACE_FIELDS if n in full and full.get(n) != mine.get(n))
+    out: Fields = [(n, v) for n, v in fields if n not in TRACE_FIELDS]
+    out += [(n, v) for n, v in trace_fields if n in TRACE_FIELDS]
+    if changed:
+        out.append((Field.WITHHELD, " ".join(changed)))
+    return out
+
+
+def _permits(st: os.stat_result, uid: int, gids: frozenset[int], want: int, acl: bool) -> bool:
+    """Whether mode bits give uid/gids `want` (4 read, 1 search). A POSIX ACL on a file the
+    user does not own may grant or deny more than the bits say: judged as no access."""
+    if st.st_uid == uid:
+        return bool(st.st_mode >> 6 & want)
+    if acl:
+        return False
+    if st.st_gid in gids:
+        return bool(st.st_mode >> 3 & want)
+    return bool(st.st_mode & want)
+
+
+def _has_acl(target: int | str) -> bool:
+    try:
+        if isinstance(target, int):
+            os.getxattr(target, "system.posix_acl_access")
+        else:
+            os.getxattr(target, "system.posix_acl_access", follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def unreadable_by(uid: int, gids: frozenset[int]) -> Callable[[int, str, bool], bool]:
+    """`hide(fd, path, same_root)` for the stack-trace engine: True when uid (with gids) could
+    not read the mapped file `fd` (opened as root through map_files) at `path`: its own mode,
+    and, when the path is in our root and still names that file, every directory above it."""
+
+    def hide(fd: int, path: str, same_root: bool) -> bool:
+        try:
+            return _hidden(fd, path, same_root)
+        except (OSError, ValueError):
+            return True  # cannot tell: the user does not get what reading it would show
+
+    def _hidden(fd: int, path: str, same_root: bool) -> bool:
+        if uid == 0:
+            return False
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return True
+        if not _permits(st, uid, gids, 4, _has_acl(fd)):
+            return True
+        if not same_root or not path.startswith("/"):
+            return False
+        try:
+            there = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return False  # deleted or replaced since: the file's own mode decided
+        if (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        parent = os.path.dirname(path)
+        while True:
+            try:
+                d = os.stat(parent, follow_symlinks=False)
+            except OSError:
+                return True
+            if not stat.S_ISDIR(d.st_mode) or not _permits(d, uid, gids, 1, _has_acl(parent)):
+                return True
+            if parent == "/":
+                return False
+            parent = os.path.dirname(parent)
+
+    return hide

@@ -26,6 +26,7 @@ from drkonqi_lite_collector.unwinder.package import dpkg_owner
 # handler.py); json and select are imported once the child unwinds on the other CPU.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from typing import Any
 
@@ -48,9 +49,19 @@ RESULT_MAX = 4 * 1024 * 1024
 class StackTraceResult:
     """What the collector puts in the journal entry: `text` in systemd's format, crashing thread
     first ("" when none); `modules`, "PATH BUILDID" per line ("-" without build id); `status`,
-    "ok" | "partial: REASON" | "none: REASON"; the package like systemd's COREDUMP_PACKAGE_*."""
+    "ok" | "partial: REASON" | "none: REASON"; the package like systemd's COREDUMP_PACKAGE_*.
+    `for_user`: the same without the function names, build-ids and package notes of the modules
+    the crashing user cannot read (SECURITY.md 13), or None when there are none."""
 
-    __slots__ = ("modules", "package_json", "package_name", "package_version", "status", "text")
+    __slots__ = (
+        "for_user",
+        "modules",
+        "package_json",
+        "package_name",
+        "package_version",
+        "status",
+        "text",
+    )
 
     def __init__(
         self,
@@ -60,6 +71,7 @@ class StackTraceResult:
         package_name: str | None,
         package_version: str | None,
         package_json: str | None,
+        for_user: StackTraceResult | None = None,
     ) -> None:
         self.text = text
         self.modules = modules
@@ -67,6 +79,7 @@ class StackTraceResult:
         self.package_name = package_name
         self.package_version = package_version
         self.package_json = package_json
+        self.for_user = for_user
 
 
 def _none(reason: str) -> StackTraceResult:
@@ -113,13 +126,15 @@ def analyze(
     *,
     timeout: float = 5.0,
     prepared: PreparedAnalysis | None = None,
+    hidden: frozenset[int] = frozenset(),
 ) -> StackTraceResult:
     """Unwind every thread of the tapped core in a sandboxed child; never raises.
 
-    `prepared` (from prepare() on the same tap and modules) is used and closed.
+    `prepared` (from prepare() on the same tap and modules) is used and closed. `hidden`: the
+    modules (by lowest mapped address) whose names and build-ids `for_user` leaves out.
     """
     try:
-        return _analyze(tap, modules, timeout, prepared)
+        return _analyze(tap, modules, timeout, prepared, hidden)
     except Exception as e:  # noqa: BLE001 -- a bad core must never fail the collector
         return _none(f"internal error: {type(e).__name__}: {e}")
     finally:
@@ -128,7 +143,11 @@ def analyze(
 
 
 def _analyze(
-    tap: CoreTap, modules: ModuleFiles, timeout: float, prepared: PreparedAnalysis | None
+    tap: CoreTap,
+    modules: ModuleFiles,
+    timeout: float,
+    prepared: PreparedAnalysis | None,
+    hidden: frozenset[int],
 ) -> StackTraceResult:
     tap.finish()
     if tap.error is not None:
@@ -153,7 +172,10 @@ def _analyze(
         process.close()
     if reason is None and tap.truncated:
         reason = "core truncated"
-    return _compose(events, reason, modules, package)
+    result = _compose(events, reason, modules, package, frozenset())
+    if hidden & set(modules.by_start):
+        result.for_user = _compose(events, reason, modules, package, hidden)
+    return result
 
 
 def _collect(
@@ -201,20 +223,29 @@ def _compose(
     reason: str | None,
     modules: ModuleFiles,
     dpkg: dict[str, str] | None,
+    hidden: frozenset[int],
 ) -> StackTraceResult:
+    """The result from the child's events; a module in `hidden` keeps its path (the user sees it
+    in maps) and offsets, but not its function names, build-id, soname or package note."""
     blocks: list[str] = []
     module_lines: list[str] = []
     packages: dict[str, dict[str, str]] = {}
     done = False
     for ev in events:
         if "modules" in ev:
+            concealed = set()
             for name, build_id, start in ev["modules"]:
                 path = modules.paths.get(start) or name
-                module_lines.append(f"{path} {build_id or '-'}")
-            packages = ev.get("packages", {})
+                if start in hidden:
+                    concealed.add(name)
+                shown = build_id if start not in hidden else ""
+                module_lines.append(f"{path} {shown or '-'}")
+            packages = {k: v for k, v in ev.get("packages", {}).items() if k not in concealed}
         elif "thread" in ev:
             frames = [
                 format_frame(i, pc, fn, mod, off)
+                if pc - off not in hidden
+                else format_frame(i, pc, None, modules.paths.get(pc - off) or None, off)
                 for i, (pc, fn, mod, off) in enumerate(ev["frames"])
             ]
             blocks.append(format_thread(ev["thread"], frames))
@@ -280,13 +311,22 @@ class Engine:
         self._prepared = prepare(self._tap, self._modules)
         return self._tap
 
-    def finish(self, tap: Tap, timeout: float) -> StackTraceResult:
-        """Unwind the core seen by `tap` (the one `start` returned)."""
+    def finish(
+        self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
+    ) -> StackTraceResult:
+        """Unwind the core seen by `tap` (the one `start` returned). `hide(fd, path,
+        same_root)` says which module files the crashing user may not read (`for_user`)."""
         mine = self._tap
         if mine is None or tap is not mine:
             raise ValueError("finish() takes the tap that start() returned")
+        mods = self._modules
+        hidden = frozenset(
+            start
+            for start, fd in mods.by_start.items()
+            if hide is not None and hide(fd, mods.paths.get(start, ""), mods.same_root)
+        )
         try:
-            return analyze(mine, self._modules, timeout=timeout, prepared=self._prepared)
+            return analyze(mine, mods, timeout=timeout, prepared=self._prepared, hidden=hidden)
         finally:
             self._prepared = self._tap = None
             self._modules.close()

@@ -53,12 +53,16 @@ if TYPE_CHECKING:
         def package_version(self) -> str | None: ...
         @property
         def package_json(self) -> str | None: ...
+        @property
+        def for_user(self) -> TraceResult | None: ...
 
     class Tracer(Protocol):
         """The stack-trace engine (stacktrace.Engine)."""
 
         def start(self, proc_dir_fd: int | None) -> Tap: ...
-        def finish(self, tap: Tap, timeout: float) -> TraceResult: ...
+        def finish(
+            self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
+        ) -> TraceResult: ...
 
 
 def boot_id() -> str:
@@ -187,19 +191,14 @@ def handle(
             fields += [(Field.RESTRICTED, 1), (Field.RESTRICTED_REASON, why_not)]
 
         trace = ""
+        user_trace: TraceResult | None = None
         if tracer is not None and tap is not None and not limited and result.size:
-            traced = tracer.finish(tap, cfg.stacktrace_timeout)
+            gids = frozenset((args.gid, *info.status_ids(b"Groups")))
+            hide = restriction.unreadable_by(args.uid, gids)
+            traced = tracer.finish(tap, cfg.stacktrace_timeout, hide)
             trace = traced.text
-            fields.append((Field.STACKTRACE, traced.status))
-            if traced.modules:
-                fields.append((Field.MODULES, traced.modules))
-            for name, value in (
-                (Field.PACKAGE_NAME, traced.package_name),
-                (Field.PACKAGE_VERSION, traced.package_version),
-                (Field.PACKAGE_JSON, traced.package_json),
-            ):
-                if value:
-                    fields.append((name, value))
+            fields += trace_fields(traced)
+            user_trace = traced.for_user
         elif limited:
             fields.append((Field.STACKTRACE, "none: rate limited"))
         fields += [(Field.VERSION, __version__), (Field.MESSAGE, entry.message(args, comm, trace))]
@@ -207,6 +206,12 @@ def handle(
             outcome.user_fields = restriction.user_view(
                 fields, entry.message(args, comm, ""), outcome.blob is not None
             )
+        elif user_trace is not None:
+            mine = [
+                *trace_fields(user_trace),
+                (Field.MESSAGE, entry.message(args, comm, user_trace.text)),
+            ]
+            outcome.user_fields = restriction.with_user_trace(fields, mine)
         status = deliver(args, state_fd, outcome, notify_sent)
         _vacuum(state_fd, cfg, outcome.stored)
         return status
@@ -250,6 +255,21 @@ def _release(stdin: int) -> None:
         return
     os.dup2(null, stdin, inheritable=False)
     os.close(null)
+
+
+def trace_fields(traced: TraceResult) -> entry.Fields:
+    """STACKTRACE, MODULES and the package fields of a stack trace (not MESSAGE)."""
+    out: entry.Fields = [(Field.STACKTRACE, traced.status)]
+    if traced.modules:
+        out.append((Field.MODULES, traced.modules))
+    for name, value in (
+        (Field.PACKAGE_NAME, traced.package_name),
+        (Field.PACKAGE_VERSION, traced.package_version),
+        (Field.PACKAGE_JSON, traced.package_json),
+    ):
+        if value:
+            out.append((name, value))
+    return out
 
 
 def open_state_dir(paths: config.Paths) -> int | None:

@@ -5,7 +5,9 @@ program that opens and maps root-only files, an execute-only (0711) binary and a
 file capabilities. Each carries marker text in its environment, open fds, maps and symbol
 names, and has a build-id. The user's own entry, and what the app shows the user (its command
 line prints the D-Bus crash dictionaries), must hold none of it, only what /proc shows any user;
-the full entry, with every marker, is in the system journal for root.
+the full entry, with every marker, is in the system journal for root. And a crash the user
+may see whose program lives in a root-only directory: its stack trace reaches the user without
+that program's symbol names and build-id.
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ PROGRAM_C = r"""
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 __attribute__((noinline)) void dklsecret_function(void) { *(volatile int *)0 = 0; }
 
 int main(void) {
     const char *v;
+    if ((v = getenv("DKL_DROP"))) {  /* a root daemon that becomes the user, dumpable again */
+        if (setresgid(atoi(v), atoi(v), atoi(v)) || setresuid(atoi(v), atoi(v), atoi(v))) return 5;
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    }
     if ((v = getenv("DKL_OPEN")) && open(v, O_RDONLY) < 0) return 3;
     if ((v = getenv("DKL_MAP"))) {
         int fd = open(v, O_RDONLY);
@@ -164,3 +172,28 @@ def test_file_capabilities_binary_discloses_nothing_the_kernel_hides(
     subprocess.run([which("setcap"), "cap_net_raw+ep", str(exe)], check=True)
     pid = crash_self([str(exe)], user.uid, user.uid, env=ENV)
     check(user, t0, exe, pid, [b"dklsecret-environ", b"dklsecret_function"])
+
+
+def test_module_in_a_root_only_directory_keeps_its_symbols_from_the_user(
+    t0: float, secrets: Path, user: User
+) -> None:
+    """Dump mode 1 (the user may have the core), but the program file is root's alone."""
+    private = secrets / "private"
+    private.mkdir(mode=0o700)
+    exe = private / "restricted-prog"
+    shutil.copy(secrets / "restricted-prog", exe)
+    pid = crash_self([str(exe)], 0, 0, env={**ENV, "DKL_DROP": str(user.uid)})
+    own, full = restricted_entries(t0, pid, user.uid)
+    secret = [b"dklsecret_function", build_id(exe)]
+    assert b"dklsecret_function" in field(full, "MESSAGE"), "the test is blind"
+    assert build_id(exe) in field(full, "DRKONQI_LITE_MODULES")
+    assert field(own, "COREDUMP_DUMPABLE") == b"1"
+    assert "DRKONQI_LITE_RESTRICTED" not in own
+    assert leaks(own, secret) == [], "symbols of a file the user cannot read reached them"
+    # What the user may read stays: the rest of the stack trace (libc's frames), the maps.
+    assert b"__libc_start" in field(own, "MESSAGE")
+    assert str(exe).encode() in field(own, "COREDUMP_PROC_MAPS")
+    assert "MESSAGE" in field(own, "DRKONQI_LITE_WITHHELD").decode().split()
+    shown = user.cli("show", str(pid), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert not any(s.decode() in shown.stdout for s in secret), shown.stdout
