@@ -44,6 +44,11 @@ def test_crash_goes_through_the_service(harness: Harness, service: Path) -> None
     assert field(e, "DRKONQI_LITE_IDENTITY") == b"verified", "the pidfd and dirfd were handed over"
     assert field(e, "COREDUMP_COMM") == b"sleep"
     assert b"sleep 1000" in field(e, "COREDUMP_CMDLINE")
+    # The thread and the kernel's pidfd survive the hand-over (argv word, SCM_RIGHTS).
+    assert int(field(e, "COREDUMP_TID")) == pid
+    assert field(e, "COREDUMP_THREAD_NAME") == b"sleep"
+    assert field(e, "COREDUMP_BY_PIDFD") == b"1"
+    assert int(field(e, "COREDUMP_PIDFDID")) > 0
     core = Path(os.fsdecode(field(e, "COREDUMP_FILENAME")))
     assert core.parent == harness.storage
     assert (
