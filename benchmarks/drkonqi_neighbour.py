@@ -158,7 +158,7 @@ def main() -> int:
                 check=True,
             )
             .stdout.split("core_pattern = ", 1)[1]
-            .strip()
+            .splitlines()[0]
         )
         rows.append(
             arrangement("install --force over systemd-coredump", forced, "drkonqi-lite-collector")
