@@ -42,7 +42,7 @@ from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 from drkonqi_lite.qt.crash_signals import CrashSignals
 from drkonqi_lite.qt.crash_windows import CrashWindows
-from drkonqi_lite.qt.lifetime import IdleExit, quit_on_signals
+from drkonqi_lite.qt.lifetime import IdleExit, StartupClock, quit_on_signals
 from drkonqi_lite.qt.tray import CrashTray
 from drkonqi_lite.qt.window_router import WindowRouter
 
@@ -68,8 +68,10 @@ class CrashApp(QObject):
         settings: Settings,
         *,
         exit_when_idle: bool = False,
+        clock: StartupClock | None = None,
     ) -> None:
         super().__init__()
+        self.clock = clock or StartupClock()
         self.bus = bus
         self.store = store
         self.settings = settings
@@ -119,7 +121,9 @@ class CrashApp(QObject):
         self.programs.refresh()
         since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
         state = self.inbox.state
+        self.clock.mark("bus")
         handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
+        self.clock.mark("journal")
         for crash in handled + new:
             self.inbox.add(crash)
         self.signals.start()
@@ -156,6 +160,8 @@ class CrashApp(QObject):
             await self.outbox.present(grouped)
         for crash in [c for c in new if c.timestamp_us >= recent_us]:
             self._announce_live(crash)
+        self.clock.mark("notify sent" if new else "ready")
+        log.info("start-up: %s (since exec)", self.clock.summary())
         # Announced (or deliberately not): never again, across restarts.
         state.advance(position.cursor, position.realtime_us)
         self._save()
@@ -328,10 +334,15 @@ def _never() -> CrashSummary:
 
 
 async def _main(
-    qapp: QApplication, settings: Settings, store: StateStore, autostart: bool, on_demand: bool
+    qapp: QApplication,
+    settings: Settings,
+    store: StateStore,
+    autostart: bool,
+    on_demand: bool,
+    clock: StartupClock,
 ) -> int:
     bus = await session_bus.connect()
-    app = CrashApp(bus, store, settings, exit_when_idle=on_demand)
+    app = CrashApp(bus, store, settings, exit_when_idle=on_demand, clock=clock)
     if not await app.start():
         discard_passed()
         if not autostart:  # a user's second start means "show me"; a login's means nothing
@@ -364,13 +375,18 @@ def run(*, autostart: bool = False, exit_when_idle: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="drkonqi-lite: %(message)s")
     store = StateStore.from_environment()
     settings = store.settings()
+    clock = StartupClock()
+    clock.mark("imports")
     qapp = QApplication.instance() or QApplication([sys.argv[0]])
     assert isinstance(qapp, QApplication)  # noqa: S101 (narrowing for mypy)
     qapp.setApplicationName("drkonqi-lite")
     qapp.setDesktopFileName("drkonqi-lite")
     qapp.setQuitOnLastWindowClosed(False)
     qapp.setWindowIcon(icon("drkonqi-lite", "dialog-warning"))
+    clock.mark("Qt")
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     with loop:
-        return int(loop.run_until_complete(_main(qapp, settings, store, autostart, exit_when_idle)))
+        return int(
+            loop.run_until_complete(_main(qapp, settings, store, autostart, exit_when_idle, clock))
+        )

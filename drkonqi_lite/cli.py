@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import re
 import select
@@ -241,6 +242,8 @@ def cmd_unseen(_args: argparse.Namespace) -> int:
 def cmd_coredump_hook(args: argparse.Namespace) -> int:
     from drkonqi_lite.adapters import coredump_hook  # noqa: PLC0415 (root's unit only)
 
+    # Its log is the unit's journal (who was woken, or why nobody).
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return coredump_hook.run(args.instance)
     except coredump_hook.HookError as exc:
