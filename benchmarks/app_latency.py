@@ -9,7 +9,11 @@ session bus and dunst (tests/integration/desktop.py). The Notify call is timesta
   systemd   a real `sleep` killed with SIGSEGV through the real systemd-coredump
             (t0 = kill(2)); needs the core_pattern lock, restores the pattern.
   collector the same through our collector (scratch prefix, as tests/integration/harness.py).
-Usage: python benchmarks/app_latency.py [--runs 20] [--modes contract,nowake,systemd]
+  cold      no app runs: the entry + datagram, then the app is started the way
+            drkonqi-lite.socket starts it (a new process with the bound socket as fd 3,
+            LISTEN_FDS=1, forked once the socket is readable) and ends after DismissAll; the
+            app's own "start-up:" stages (since its fork) are reported too.
+Usage: python benchmarks/app_latency.py [--runs 20] [--modes cold,contract,nowake,systemd]
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +49,7 @@ TOOLS = Path(os.environ.get("DKL_TOOLS", "/work/shared/tools"))
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 _TIME = re.compile(r"time=(\d+\.\d+)")
+_STAGE = re.compile(r"(\w[\w ]*?) (\d+) ms")
 
 
 class NotifyMonitor:
@@ -93,6 +100,67 @@ def run_entry_mode(user: User, mon: NotifyMonitor, runs: int, wake: bool) -> lis
         _settle(user)
         mon.drain()
     return out
+
+
+def _socket_unit(user: User) -> socket.socket:
+    """drkonqi-lite.socket's socket: bound by root for the user, 0600 (SocketMode=)."""
+    path = user.runtime / "drkonqi-lite" / "wakeup"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path.parent, user.uid, user.uid)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    os.chown(path, user.uid, user.uid)
+    path.chmod(0o600)
+    return sock
+
+
+def _activate(user: User, sock: socket.socket) -> subprocess.Popen[bytes]:
+    """What systemd does on the socket's first datagram: fork, fd 3, LISTEN_PID/LISTEN_FDS."""
+    argv = user.argv(["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", sys.executable,
+                      "-m", "drkonqi_lite", "--autostart", "--exit-when-idle"])  # fmt: skip
+    fd = sock.fileno()
+    log = (user.logs / "app.log").open("ab")
+    # (preexec_fn: this benchmark runs no threads.)
+    return subprocess.Popen(argv, stdout=log, stderr=log, pass_fds=(fd,),
+                            preexec_fn=lambda: os.dup2(fd, 3))  # noqa: PLW1509  # fmt: skip
+
+
+def _startup_line(user: User, offset: int) -> str:
+    """The app's "start-up:" line logged after `offset`."""
+    deadline = time.monotonic() + 10
+    while "start-up:" not in user.app_log()[offset:]:
+        assert time.monotonic() < deadline, "no start-up line"
+        time.sleep(0.02)
+    return user.app_log()[offset:].split("start-up:", 1)[1].splitlines()[0]
+
+
+def run_cold_mode(
+    user: User, mon: NotifyMonitor, runs: int
+) -> tuple[list[float], dict[str, list[float]]]:
+    sock = _socket_unit(user)
+    wakeup = user.runtime / "drkonqi-lite" / "wakeup"
+    out: list[float] = []
+    stages: dict[str, list[float]] = {}
+    try:
+        for i in range(runs):
+            fields = coredump_fields(user.uid, comm=f"cold{i}", exe=f"/usr/bin/cold{i}")
+            logged = len(user.app_log())
+            t0 = time.time()
+            send_entry_as(user.uid, fields, wakeup)
+            select.select([sock], [], [], 5)
+            app = _activate(user, sock)
+            out.append((mon.wait_one(15) - t0) * 1000)
+            line = _startup_line(user, logged)
+            for stage, ms in _STAGE.findall(line):
+                stages.setdefault(stage.strip(), []).append(float(ms))
+            user.dbus_call("DismissAll")
+            app.wait(timeout=30)
+            _settle(user)
+            mon.drain()
+    finally:
+        sock.close()
+    return out, stages
 
 
 def _systemd_pattern() -> str:
@@ -146,10 +214,16 @@ def run_kernel_mode(user: User, mon: NotifyMonitor, runs: int, handler: str) -> 
     return out
 
 
+def _resident_mode(user: User, mon: NotifyMonitor, runs: int, mode: str) -> list[float]:
+    if mode in {"systemd", "collector"}:
+        return run_kernel_mode(user, mon, runs, mode)
+    return run_entry_mode(user, mon, runs, wake=(mode == "contract"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--modes", default="contract,nowake,systemd,collector")
+    parser.add_argument("--modes", default="cold,contract,nowake,systemd,collector")
     args = parser.parse_args()
     gen = desktop_session(with_display=True)
     desktop = next(gen)
@@ -157,23 +231,30 @@ def main() -> int:
     try:
         user = desktop.user()
         user.start_dunst()
-        app = user.start_app()
-        user.wait_log("started:")
-        time.sleep(0.5)
         mon = NotifyMonitor(user)
+        app = None
         try:
             for mode in args.modes.split(","):
-                if mode in {"systemd", "collector"}:
-                    ms = run_kernel_mode(user, mon, args.runs, mode)
+                if mode == "cold":  # before the resident app owns the bus name
+                    ms, stages = run_cold_mode(user, mon, args.runs)
+                    results["cold_stages_median_ms"] = {
+                        k: round(statistics.median(v), 1) for k, v in stages.items()
+                    }
                 else:
-                    ms = run_entry_mode(user, mon, args.runs, wake=(mode == "contract"))
+                    if app is None:
+                        app = user.start_app(log="resident")
+                        user.wait_log("started:", log="resident")
+                        time.sleep(0.5)
+                        mon.drain()
+                    ms = _resident_mode(user, mon, args.runs, mode)
                 results[mode] = {"median_ms": round(statistics.median(ms), 1),
                                  "min_ms": round(min(ms), 1), "max_ms": round(max(ms), 1),
                                  "runs": len(ms)}  # fmt: skip
-                print(mode, results[mode], flush=True)
+                print(mode, results[mode], results.get("cold_stages_median_ms", ""), flush=True)
         finally:
             mon.close()
-            user.stop(app)
+            if app is not None:
+                user.stop(app)
     finally:
         for _ in gen:
             pass

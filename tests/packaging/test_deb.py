@@ -38,7 +38,9 @@ from tests.integration.harness import (
     spawn_as,
     wait_entry_since,
 )
+from tests.packaging.container import in_container as _in_container
 from tests.packaging.units import ROOT, directives, value
+from tests.packaging.user_session import check_user_session
 
 DEB = os.environ.get("DRKONQI_LITE_DEB", "")
 PACKAGE = "drkonqi-lite"
@@ -293,19 +295,6 @@ def check_notification(out: Path) -> None:
     assert current_pattern() == before, "the demo gives the handler back"
 
 
-def _in_container(leader: int, *cmd: str, check: bool = True) -> str:
-    """Run `cmd` in the container whose PID 1 is `leader` (all its namespaces)."""
-    out = subprocess.run(
-        ["nsenter", "-t", str(leader), "-a", *cmd],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0 or not check, f"{cmd}: {out.stdout}{out.stderr}"
-    return out.stdout
-
-
 def _boot_container(nspawn: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """systemd as PID 1 of a throw-away container on this machine's /usr (--volatile=yes: a
     tmpfs root, so nothing it does stays), sharing /run/drkonqi-lite with the host so that the
@@ -387,6 +376,7 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
     try:
         _in_container(leader, "systemctl", "start", "drkonqi-lite-collector.socket")
         assert sock.is_socket()
+        check_user_session(leader)
         pid = crash(["/bin/sleep", "1000"], USER, USER)
         deadline = time.monotonic() + 30
         found = ""
