@@ -25,7 +25,12 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "tools"
+#: ../shared/tools from the integration tree (/work/main); from a worktree (/work/wt/NAME) the
+#: same directory is one level further up.
+SHARED = next(
+    (p for p in (HERE.parents[1] / "shared/tools", HERE.parents[2] / "shared/tools") if p.is_dir()),
+    HERE.parents[1] / "shared/tools",
+)
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
 METRICS = [
