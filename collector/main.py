@@ -126,18 +126,11 @@ def _close(fd: int) -> None:
 
 
 def _report_dropped(why: str) -> None:
+    from drkonqi_lite_collector.journal import entry  # noqa: PLC0415
     from drkonqi_lite_collector.journal import native as journal  # noqa: PLC0415
-    from drkonqi_lite_collector.journal.schema import Field  # noqa: PLC0415
 
-    payload = journal.serialize(
-        [
-            (Field.PRIORITY, 3),
-            (Field.SYSLOG_IDENTIFIER, "drkonqi-lite-collector"),
-            (Field.MESSAGE, f"drkonqi-lite-collector: a crash was dropped: {why}"),
-        ]
-    )
     try:
-        journal.send_payload(payload)
+        journal.send_payload(journal.serialize(entry.dropped(why)))
     except OSError:
         pass
 

@@ -1,10 +1,14 @@
-"""Turning what the collector learned into the journal entry's fields (DESIGN.md §2.1).
+"""The journal entry of a crash, from what the collector learned (DESIGN.md §2.1).
 
+The worker gathers small frozen fact records (Seen: /proc, Core: what became of the core,
+Trace: the stack trace) and build() turns them into the entry's fields: the one place an entry
+is assembled, for a crash the worker handled and for one whose worker died (supervisor.py).
 Pure functions over bytes: no I/O, so the exact field formats are unit-testable.
 """
 
 from __future__ import annotations
 
+from drkonqi_lite_collector import __version__
 from drkonqi_lite_collector.journal.native import FIELD_MAX, FIELDS_MAX, Blob, FieldValue
 from drkonqi_lite_collector.journal.schema import (
     MESSAGE_ID,
@@ -14,12 +18,13 @@ from drkonqi_lite_collector.journal.schema import (
     escape_comm,
     escape_printable,
 )
-from drkonqi_lite_collector.stage.argv import KernelArgs
-from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
-TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
+TYPE_CHECKING = False  # no typing/collections imports at run time: see worker/handler.py
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from drkonqi_lite_collector.stage.argv import KernelArgs
+    from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 Fields = list[tuple[str, FieldValue]]
 
@@ -195,3 +200,165 @@ def bounded(
         for (name, value), text in zip(fields, texts, strict=True)
     ]
     return [*out, (Field.TRUNCATED_FIELDS, " ".join(cut))]
+
+
+class _Facts:
+    """A fact record: its fields are set once, by the constructor (no dataclasses: they cost
+    milliseconds at start-up, see worker/handler.py), and read-only afterwards."""
+
+    __slots__ = ()
+
+    def __init__(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is a frozen fact record")
+
+
+class Seen(_Facts):
+    """What /proc said of the crashed process, and whether it was proven to be that process's
+    (through the pidfd). An unproven `info` is never used: it may be another process's."""
+
+    __slots__ = ("info", "pidfd_id", "verified")
+    info: ProcInfo
+    verified: bool
+    pidfd_id: int | None
+
+    def __init__(self, info: ProcInfo, verified: bool, pidfd_id: int | None = None) -> None:
+        super().__init__(info=info, verified=verified, pidfd_id=pidfd_id)
+
+    @property
+    def comm(self) -> bytes:
+        return self.info.comm or b"n/a"
+
+
+class Core(_Facts):
+    """What became of the core: its size as the kernel wrote it, where it is kept (or why not),
+    the signal code from its notes, and why the user may not read it (None: they may)."""
+
+    __slots__ = ("code", "filename", "missing", "restricted", "size", "truncated")
+    size: int | None
+    truncated: bool
+    filename: str | None
+    missing: str | None
+    code: int | None
+    restricted: str | None
+
+    def __init__(
+        self,
+        *,
+        size: int | None,
+        missing: str | None,
+        truncated: bool = False,
+        filename: str | None = None,
+        code: int | None = None,
+        restricted: str | None = None,
+    ) -> None:
+        super().__init__(
+            size=size,
+            missing=missing,
+            truncated=truncated,
+            filename=filename,
+            code=code,
+            restricted=restricted,
+        )
+
+
+class Trace(_Facts):
+    """The stack trace's status ("ok", "partial: …", "none: …"; None: no stack trace was
+    attempted and the entry says nothing of it), its text, the modules and the package."""
+
+    __slots__ = ("modules", "package_json", "package_name", "package_version", "status", "text")
+    status: str | None
+    text: str
+    modules: str
+    package_name: str | None
+    package_version: str | None
+    package_json: str | None
+
+    def __init__(
+        self,
+        status: str | None,
+        text: str = "",
+        modules: str = "",
+        package_name: str | None = None,
+        package_version: str | None = None,
+        package_json: str | None = None,
+    ) -> None:
+        super().__init__(
+            status=status,
+            text=text,
+            modules=modules,
+            package_name=package_name,
+            package_version=package_version,
+            package_json=package_json,
+        )
+
+
+def build(
+    args: KernelArgs,
+    seen: Seen | None,
+    core: Core,
+    trace: Trace,
+    crash_count: int | None = None,
+    note: str = "",
+) -> Fields:
+    """The crash's journal entry from the facts the collector gathered; `seen` None: nothing
+    was learned from /proc (the worker died), `note` a last paragraph for MESSAGE."""
+    fields = kernel_fields(args)
+    if seen is not None:
+        if seen.pidfd_id is not None:
+            # systemd 258's meaning: /proc was read through the kernel's own pidfd (%F).
+            fields += [(Field.BY_PIDFD, 1), (Field.PIDFDID, seen.pidfd_id)]
+        fields += proc_fields(seen.info)
+        fields.append((Field.IDENTITY, "verified" if seen.verified else "unverified"))
+    fields += _core_fields(core, crash_count)
+    fields += trace_fields(trace)
+    text = message(args, seen.comm if seen is not None else b"n/a", trace.text)
+    if note:
+        text += "\n\n" + escape_printable(note.encode())
+    fields += [(Field.VERSION, __version__), (Field.MESSAGE, text)]
+    return fields
+
+
+def trace_fields(trace: Trace) -> Fields:
+    """STACKTRACE, MODULES and the package fields of a stack trace (not MESSAGE)."""
+    fields: Fields = [] if trace.status is None else [(Field.STACKTRACE, trace.status)]
+    if trace.modules:
+        fields.append((Field.MODULES, trace.modules))
+    for name, value in (
+        (Field.PACKAGE_NAME, trace.package_name),
+        (Field.PACKAGE_VERSION, trace.package_version),
+        (Field.PACKAGE_JSON, trace.package_json),
+    ):
+        if value:
+            fields.append((name, value))
+    return fields
+
+
+def _core_fields(core: Core, crash_count: int | None) -> Fields:
+    fields: Fields = [] if crash_count is None else [(Field.CRASH_COUNT, crash_count)]
+    if core.filename is not None:
+        fields.append((Field.FILENAME, core.filename))
+    if core.size is not None:
+        fields.append((Field.CORE_SIZE, core.size))
+    if core.code is not None:
+        fields.append((Field.CODE, core.code))
+    if core.truncated:
+        fields.append((Field.TRUNCATED, 1))
+    if core.missing is not None:
+        fields.append((Field.CORE_MISSING, core.missing))
+    if core.restricted is not None:
+        fields += [(Field.RESTRICTED, 1), (Field.RESTRICTED_REASON, core.restricted)]
+    return fields
+
+
+def dropped(why: str) -> Fields:
+    """Not a crash entry: the collector's own error that a crash was lost before it knew which
+    (malformed arguments from the kernel), for the system journal."""
+    return [
+        (Field.PRIORITY, 3),
+        (Field.SYSLOG_IDENTIFIER, SYSLOG_IDENTIFIER),
+        (Field.MESSAGE, f"{SYSLOG_IDENTIFIER}: a crash was dropped: {why}"),
+    ]

@@ -37,6 +37,15 @@ STALL_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0
 
 
+def write_error(e: OSError) -> str:
+    """The CoreMissing reason for a failure to write the core: a full disk, or anything else."""
+    return (
+        CoreMissing.DISK_FULL
+        if e.errno in (errno.ENOSPC, errno.EDQUOT)
+        else CoreMissing.WRITE_FAILED
+    )
+
+
 class StreamResult:
     """How draining the core went (filled in while streaming)."""
 
@@ -129,10 +138,6 @@ def stream_core(
                     break
             except OSError as e:
                 sink = None
-                result.missing = (
-                    CoreMissing.DISK_FULL
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else CoreMissing.WRITE_FAILED
-                )
+                result.missing = write_error(e)
                 result.error = f"writing the core: {os.strerror(e.errno or errno.EIO)}"
     return result

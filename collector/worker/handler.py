@@ -3,7 +3,8 @@
 The order matters. /proc/PID exists only while the kernel is still writing the core into our
 stdin (with core_pipe_limit=0 the process is reaped as soon as the pipe is drained), so metadata
 and the module files are captured first, then the pipe is drained. What the crashing user may
-later read is decided from facts proven through the pidfd, and fails closed.
+later read is decided from facts proven through the pidfd, and fails closed. Each step hands
+the next a small fact record; entry.build() turns them into the entry, which deliver() sends.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import errno
 import os
 import pwd
 
-from drkonqi_lite_collector import __version__, config
+from drkonqi_lite_collector import config
 from drkonqi_lite_collector.journal import entry, restriction, spool
 from drkonqi_lite_collector.journal import native as journal
-from drkonqi_lite_collector.journal.schema import CORE_SUFFIX, CoreMissing, Field, core_filename
+from drkonqi_lite_collector.journal.schema import CoreMissing, Field, core_filename
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import KernelArgs
-from drkonqi_lite_collector.worker import budget, ratelimit, storage, zstd
-from drkonqi_lite_collector.worker.corestream import CHUNK, StreamResult, stream_core
+from drkonqi_lite_collector.worker import corefile, ratelimit, storage
 from drkonqi_lite_collector.worker.procinfo import Process, ProcInfo
 
 #: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
@@ -64,10 +64,7 @@ if TYPE_CHECKING:
             self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
         ) -> TraceResult: ...
 
-
-def boot_id() -> str:
-    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-        return f.read().strip().replace("-", "")
+    Sender = Callable[[bytes | int, journal.Credentials, str | None], int]
 
 
 def may_read_core(args: KernelArgs, info: ProcInfo, verified: bool) -> tuple[bool, str]:
@@ -97,16 +94,20 @@ def sender_credentials(uid: int, gid: int) -> journal.Credentials:
 
 
 class Outcome:
-    """The entry being built, and where its core went."""
+    """The entry to send, the core it carries (Storage=journal), and the crashing user's own
+    entry when it differs from the full one (a restricted crash, restriction.py)."""
 
-    __slots__ = ("blob", "fields", "stored", "user_fields")
+    __slots__ = ("blob", "fields", "user_fields")
 
-    def __init__(self, fields: entry.Fields) -> None:
+    def __init__(
+        self,
+        fields: entry.Fields,
+        blob: journal.Blob | None = None,
+        user_fields: entry.Fields | None = None,
+    ) -> None:
         self.fields = fields
-        self.blob: journal.Blob | None = None
-        self.stored: str | None = None
-        #: The crashing user's own entry when it differs from the full one (restricted crash).
-        self.user_fields: entry.Fields | None = None
+        self.blob = blob
+        self.user_fields = user_fields
 
 
 def handle(
@@ -115,17 +116,17 @@ def handle(
     tracer: Tracer | None,
     notify_sent: Callable[[], object] = lambda: None,
     process: Process | None = None,
+    send: Sender | None = None,
 ) -> int:
     """Process one crash whose core is readable on `stdin`. Returns the exit status (0 when
     the entry was sent or spooled). `process`: handles opened earlier by the kernel-facing
-    stage; by default they are opened here."""
+    stage; by default they are opened here. `send`: journald (tests give their own)."""
     paths = config.Paths(args.prefix)
     cfg = config.load(paths)
     for warning in cfg.warnings:
         log(f"configuration: {warning}")
-    outcome = Outcome(fields=entry.kernel_fields(args))
-    fields = outcome.fields
     state_fd = open_state_dir(paths)
+    kept = None
     try:
         with process or Process(args.pid, args.pidfd) as proc:
             # Cheap before expensive (SECURITY.md 11): the loop limit needs only the kernel's
@@ -134,92 +135,47 @@ def handle(
             limited = verdict is not None and verdict.limited
             # The unwinder child first: it loads libdw while /proc is read and the core streams.
             tap = tracer.start(proc.dirfd) if tracer is not None and not limited else None
-            info = proc.capture(args.tid, light=limited)
-            identity = proc.verify(info, args.uid, args.gid)
-            pidfd_id = proc.pidfd_id() if identity.verified else None
+            seen = look(args, proc, light=limited)
+        allowed, why_not = may_read_core(args, seen.info, seen.verified)
+        restricted = None if allowed else why_not
         if limited:
             _release(stdin)
-        if pidfd_id is not None:
-            # systemd 258's meaning: /proc was read through the kernel's own pidfd (%F).
-            fields += [(Field.BY_PIDFD, 1), (Field.PIDFDID, pidfd_id)]
-        if not identity.verified:
-            log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
-            # Fail closed: what /proc said may belong to another process (CVE-2025-4598).
-            # That includes comm: keeping it would name the core and MESSAGE after whoever
-            # now holds the PID.
-            info = ProcInfo()
-        fields.extend(entry.proc_fields(info))
-        fields.append((Field.IDENTITY, "verified" if identity.verified else "unverified"))
-        comm = info.comm or b"n/a"
-        allowed, why_not = may_read_core(args, info, identity.verified)
-        hidden = restriction.kernel_hides(args, info, identity.verified)
-        if verdict is not None:
-            fields.append((Field.CRASH_COUNT, verdict.crashes))
-
-        result = _store_core(
-            args,
-            cfg,
-            state_fd,
-            comm,
-            outcome,
-            allowed,
-            limited,
-            tap if not limited else None,
-            stdin,
+            core = entry.Core(size=None, missing=CoreMissing.RATE_LIMITED, restricted=restricted)
+            trace, user_trace = entry.Trace("none: rate limited"), None
+        else:
+            reader = args.uid if allowed and args.uid != 0 else None
+            name = _core_name(args, seen, cfg)
+            kept = corefile.store(stdin, tap, cfg, state_fd, name, reader, args.uid)
+            if kept.result.error:
+                log(f"PID {args.pid}: {kept.result.error}")
+            core = _core_facts(args, paths, cfg, kept, tap, restricted)
+            trace, user_trace = _trace(args, seen, tracer, tap, cfg, kept)
+        fields = entry.build(args, seen, core, trace, verdict.crashes if verdict else None)
+        blob = kept.blob if kept is not None else None
+        user = _user_entry(args, seen, fields, blob is not None, user_trace)
+        status = deliver(
+            args, state_fd, Outcome(fields, blob, user), notify_sent, send or _journald
         )
-        if not limited:
-            fields.append((Field.CORE_SIZE, result.size))
-        if tap is not None and tap.siginfo is not None and tap.siginfo[0] == args.signal:
-            fields.append((Field.CODE, tap.siginfo[1]))
-        if result.truncated:
-            fields.append((Field.TRUNCATED, 1))
-        if outcome.stored is None and outcome.blob is None:
-            reason = (
-                CoreMissing.RATE_LIMITED
-                if limited
-                else result.missing
-                or (
-                    CoreMissing.STORAGE_NONE
-                    if cfg.storage == config.Storage.NONE
-                    else CoreMissing.EMPTY
-                )
-            )
-            fields.append((Field.CORE_MISSING, reason))
-        if result.error:
-            log(f"PID {args.pid}: {result.error}")
-        if not allowed:
-            fields += [(Field.RESTRICTED, 1), (Field.RESTRICTED_REASON, why_not)]
-
-        trace = ""
-        user_trace: TraceResult | None = None
-        if tracer is not None and tap is not None and not limited and result.size:
-            gids = frozenset((args.gid, *info.status_ids(b"Groups")))
-            hide = restriction.unreadable_by(args.uid, gids)
-            traced = tracer.finish(tap, cfg.stacktrace_timeout, hide)
-            trace = traced.text
-            fields += trace_fields(traced)
-            user_trace = traced.for_user
-        elif limited:
-            fields.append((Field.STACKTRACE, "none: rate limited"))
-        fields += [(Field.VERSION, __version__), (Field.MESSAGE, entry.message(args, comm, trace))]
-        if hidden:
-            outcome.user_fields = restriction.user_view(
-                fields, entry.message(args, comm, ""), outcome.blob is not None
-            )
-        elif user_trace is not None:
-            mine = [
-                *trace_fields(user_trace),
-                (Field.MESSAGE, entry.message(args, comm, user_trace.text)),
-            ]
-            outcome.user_fields = restriction.with_user_trace(fields, mine)
-        status = deliver(args, state_fd, outcome, notify_sent)
-        _vacuum(state_fd, cfg, outcome.stored)
+        corefile.vacuum(state_fd, cfg, kept.name if kept is not None else None)
         return status
     finally:
-        if outcome.blob is not None:
-            os.close(outcome.blob.fd)
+        if kept is not None and kept.blob is not None:
+            os.close(kept.blob.fd)
         if state_fd is not None:
             os.close(state_fd)
+
+
+def look(args: KernelArgs, proc: Process, *, light: bool = False) -> entry.Seen:
+    """/proc of the crashed process, kept only if the pidfd proves it was that process's;
+    `light`: only what a rate-limited crash's entry needs (Process.capture)."""
+    info = proc.capture(args.tid, light=light)
+    identity = proc.verify(info, args.uid, args.gid)
+    if identity.verified:
+        return entry.Seen(info, True, proc.pidfd_id())
+    log(f"PID {args.pid}: {identity.reason}; recording kernel facts only")
+    # Fail closed: what /proc said may belong to another process (CVE-2025-4598). That includes
+    # comm: keeping it would name the core and MESSAGE after whoever now holds the PID.
+    return entry.Seen(ProcInfo(), False)
 
 
 def _rate_limit(
@@ -257,19 +213,84 @@ def _release(stdin: int) -> None:
     os.close(null)
 
 
-def trace_fields(traced: TraceResult) -> entry.Fields:
-    """STACKTRACE, MODULES and the package fields of a stack trace (not MESSAGE)."""
-    out: entry.Fields = [(Field.STACKTRACE, traced.status)]
-    if traced.modules:
-        out.append((Field.MODULES, traced.modules))
-    for name, value in (
-        (Field.PACKAGE_NAME, traced.package_name),
-        (Field.PACKAGE_VERSION, traced.package_version),
-        (Field.PACKAGE_JSON, traced.package_json),
-    ):
-        if value:
-            out.append((name, value))
-    return out
+def _core_name(args: KernelArgs, seen: entry.Seen, cfg: config.Config) -> str:
+    if cfg.storage != config.Storage.EXTERNAL:
+        return ""
+    boot = corefile.boot_id()
+    return core_filename(seen.comm, args.uid, boot, args.pid, args.timestamp_us)
+
+
+def _core_facts(
+    args: KernelArgs,
+    paths: config.Paths,
+    cfg: config.Config,
+    kept: corefile.Kept,
+    tap: Tap | None,
+    restricted: str | None,
+) -> entry.Core:
+    """What the entry says of the core: where it is, or why there is none."""
+    result = kept.result
+    missing = None
+    if kept.name is None and kept.blob is None:
+        none = cfg.storage == config.Storage.NONE
+        missing = result.missing or (CoreMissing.STORAGE_NONE if none else CoreMissing.EMPTY)
+    siginfo = tap.siginfo if tap is not None else None
+    return entry.Core(
+        size=result.size,
+        missing=missing,
+        truncated=result.truncated,
+        filename=str(storage.storage_path(paths, kept.name)) if kept.name else None,
+        code=siginfo[1] if siginfo is not None and siginfo[0] == args.signal else None,
+        restricted=restricted,
+    )
+
+
+def _trace(
+    args: KernelArgs,
+    seen: entry.Seen,
+    tracer: Tracer | None,
+    tap: Tap | None,
+    cfg: config.Config,
+    kept: corefile.Kept,
+) -> tuple[entry.Trace, entry.Trace | None]:
+    """The stack trace, and the crashing user's own when it hides modules they cannot read."""
+    if tracer is None or tap is None or not kept.result.size:
+        return entry.Trace(None), None
+    gids = frozenset((args.gid, *seen.info.status_ids(b"Groups")))
+    traced = tracer.finish(tap, cfg.stacktrace_timeout, restriction.unreadable_by(args.uid, gids))
+    mine = traced.for_user
+    return _trace_facts(traced), (_trace_facts(mine) if mine is not None else None)
+
+
+def _trace_facts(traced: TraceResult) -> entry.Trace:
+    return entry.Trace(
+        traced.status,
+        traced.text,
+        traced.modules,
+        traced.package_name,
+        traced.package_version,
+        traced.package_json,
+    )
+
+
+def _user_entry(
+    args: KernelArgs,
+    seen: entry.Seen,
+    fields: entry.Fields,
+    core_in_entry: bool,
+    user_trace: entry.Trace | None,
+) -> entry.Fields | None:
+    """The crashing user's own entry when it differs from the full one (restriction.py): a
+    crash the kernel keeps from them, or a stack trace through files they cannot read."""
+    if restriction.kernel_hides(args, seen.info, seen.verified):
+        return restriction.user_view(fields, entry.message(args, seen.comm, ""), core_in_entry)
+    if user_trace is None:
+        return None
+    mine = [
+        *entry.trace_fields(user_trace),
+        (Field.MESSAGE, entry.message(args, seen.comm, user_trace.text)),
+    ]
+    return restriction.with_user_trace(fields, mine)
 
 
 def open_state_dir(paths: config.Paths) -> int | None:
@@ -282,150 +303,16 @@ def open_state_dir(paths: config.Paths) -> int | None:
         return None
 
 
-def _store_core(
-    args: KernelArgs,
-    cfg: config.Config,
-    state_fd: int | None,
-    comm: bytes,
-    outcome: Outcome,
-    allowed: bool,
-    limited: bool,
-    tap: Tap | None,
-    stdin: int,
-) -> StreamResult:
-    """Drain stdin into the configured storage; fills outcome.stored / outcome.blob."""
-    limit = min(
-        cfg.process_size_max,
-        # In the entry, the core shares journald's per-entry limit with every other field.
-        min(cfg.journal_size_max, journal.CORE_IN_ENTRY_MAX)
-        if cfg.storage == config.Storage.JOURNAL
-        else cfg.external_size_max,
-    )
-    if limited:
-        return StreamResult()  # released unread (_release)
-    if cfg.storage == config.Storage.NONE:
-        return stream_core(stdin, None, cfg.process_size_max, tap)
-    if cfg.storage == config.Storage.JOURNAL:
-        mem = os.memfd_create("core", os.MFD_CLOEXEC)
-        result = stream_core(stdin, lambda c: journal.write_all(mem, c), limit, tap)
-        if result.missing or not result.size:
-            os.close(mem)
-        else:
-            outcome.blob = journal.Blob(mem, result.size)
-        return result
-
-    try:
-        if state_fd is None:
-            raise OSError(errno.ENOENT, "no state directory")
-        core_fd = storage.open_storage(state_fd)
-    except OSError as e:
-        log(f"storage directory unusable: {e}")
-        result = stream_core(stdin, None, cfg.process_size_max, tap)
-        result.missing = CoreMissing.WRITE_FAILED
-        return result
-    try:
-        _vacuum(state_fd, cfg, None)
-        try:
-            room = budget.core_budget(core_fd, cfg, args.uid)
-            if not room:
-                raise OSError(errno.ENOSPC, "MaxUse=/KeepFree= leave no room for a core")
-            tmp = storage.TempFile(core_fd)
-        except OSError as e:
-            result = stream_core(stdin, None, cfg.process_size_max, tap)
-            result.missing = (
-                CoreMissing.DISK_FULL
-                if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                else CoreMissing.WRITE_FAILED
-            )
-            result.error = result.error or f"not storing the core: {e.strerror}"
-            return result
-        with tmp:
-            # Buffered: zstd emits a block header and a block per write (two syscalls each).
-            out = os.fdopen(tmp.fd, "wb", buffering=CHUNK, closefd=False)
-            writer = None
-            if cfg.compress:
-                cctx = compressor(cfg)
-                writer = cctx.stream_writer(out, closefd=False)
-                flush_block = writer.flush
-                sink = budget.BudgetedSink(
-                    writer.write, out.tell, room, lambda: flush_block(zstd.FLUSH_BLOCK)
-                )
-            else:
-                sink = budget.BudgetedSink(out.write, out.tell, room)
-            result = stream_core(stdin, sink, limit, tap)
-            if not result.missing:
-                try:
-                    if writer is not None:
-                        writer.flush(zstd.FLUSH_FRAME)
-                    out.flush()
-                except OSError as e:
-                    result.missing = (
-                        CoreMissing.DISK_FULL
-                        if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                        else CoreMissing.WRITE_FAILED
-                    )
-            if result.missing or not result.size:
-                return result
-            if allowed and args.uid != 0:
-                try:
-                    storage.grant_read_acl(tmp.fd, args.uid)
-                except OSError as e:
-                    log(f"could not grant read access to uid {args.uid}: {e}")
-            name = core_filename(comm, args.uid, boot_id(), args.pid, args.timestamp_us)
-            if not cfg.compress:
-                name = name.removesuffix(CORE_SUFFIX)
-            try:
-                tmp.commit(name)
-            except OSError as e:
-                result.missing = CoreMissing.WRITE_FAILED
-                result.error = f"linking {name}: {e}"
-                return result
-            outcome.stored = name
-            outcome.fields.append(
-                (Field.FILENAME, str(storage.storage_path(config.Paths(args.prefix), name)))
-            )
-            return result
-    finally:
-        os.close(core_fd)
-
-
-#: zstd job size with a worker thread: bounds its memory (~2 jobs in flight) well under the
-#: 64 MiB the collector may use, whatever the core's size.
-ZSTD_JOB_SIZE = 2 * 1024 * 1024
-
-
-def compressor(cfg: config.Config) -> zstd.ZstdCompressor:
-    """zstd at the configured level; with worker threads, compression runs in C threads while
-    this thread reads the pipe and writes the file (both cores busy on a big core)."""
-    if cfg.compress_threads <= 0:
-        return zstd.ZstdCompressor(level=cfg.compress_level, write_checksum=True)
-    params = zstd.ZstdCompressionParameters.from_level(
-        cfg.compress_level,
-        threads=cfg.compress_threads,
-        job_size=ZSTD_JOB_SIZE,
-        write_checksum=True,
-    )
-    return zstd.ZstdCompressor(compression_params=params)
-
-
-def _vacuum(state_fd: int | None, cfg: config.Config, keep: str | None) -> None:
-    if state_fd is None:
-        return
-    try:
-        core_fd = storage.open_storage(state_fd, create=False)
-    except OSError:
-        return
-    try:
-        for name in storage.vacuum(core_fd, cfg, frozenset({keep} if keep else ())):
-            log(f"vacuumed {name}")
-    except OSError as e:
-        log(f"vacuuming failed: {e}")
-    finally:
-        os.close(core_fd)
+def _journald(payload: bytes | int, creds: journal.Credentials, wakeup: str | None) -> int:
+    return journal.send_as(payload, creds, wakeup=wakeup)
 
 
 def deliver(
-    args: KernelArgs, state_fd: int | None, outcome: Outcome, notify_sent: Callable[[], object]
+    args: KernelArgs,
+    state_fd: int | None,
+    outcome: Outcome,
+    notify_sent: Callable[[], object],
+    send: Sender = _journald,
 ) -> int:
     """Send the entry (after any spooled ones), or spool it. 0 unless it was lost.
 
@@ -449,13 +336,13 @@ def deliver(
     try:
         backlog = spool_fd is not None and bool(spool.pending(spool_fd))
         if backlog and spool_fd is not None:
-            _sent, left = spool.replay(spool_fd, journal.send_as)
+            _sent, left = spool.replay(spool_fd, lambda p, c: send(p, c, None))
             backlog = left != 0
         status = 0
         for i, (fields, who) in enumerate(sends):
             # Only the user's own entry wakes their app: it is the one the app can read.
             poke = wakeup if i == len(sends) - 1 else None
-            status |= _send_or_spool(args, spool_fd, fields, who, backlog, poke)
+            status |= _send_or_spool(args, spool_fd, fields, who, backlog, poke, send)
         if status == 0:
             notify_sent()
         return status
@@ -471,11 +358,12 @@ def _send_or_spool(
     creds: journal.Credentials,
     backlog: bool,
     wakeup: str | None,
+    send: Sender,
 ) -> int:
     """One entry to journald as `creds`, or into the spool; 0 unless it was lost."""
     payload = journal.build_payload(entry.bounded(fields))
     try:
-        err = errno.EAGAIN if backlog else journal.send_as(payload, creds, wakeup=wakeup)
+        err = errno.EAGAIN if backlog else send(payload, creds, wakeup)
         if err == 0:
             return 0
         if spool_fd is None:

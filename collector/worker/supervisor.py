@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-from drkonqi_lite_collector import __version__, config
+from drkonqi_lite_collector import config
 from drkonqi_lite_collector.journal import entry
-from drkonqi_lite_collector.journal.schema import CoreMissing, Field, escape_printable
+from drkonqi_lite_collector.journal.schema import CoreMissing
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage import argv
 from drkonqi_lite_collector.worker.corestream import READ_TIMEOUT
@@ -95,23 +95,16 @@ def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int
 
 def fallback_entry(args: argv.KernelArgs, why: str) -> int:
     """An entry from the kernel's facts alone, saying why there is nothing else."""
-    fields: entry.Fields = entry.kernel_fields(args)
-    fields += [
-        (Field.CORE_MISSING, CoreMissing.COLLECTOR_CRASH),
-        (Field.STACKTRACE, f"none: collector failed ({why})"),
-        (Field.VERSION, __version__),
-        (
-            Field.MESSAGE,
-            entry.message(args, b"n/a", "")
-            + "\n\n"
-            + escape_printable(
-                f"The collector failed while processing this crash ({why}).".encode()
-            ),
-        ),
-    ]
+    fields = entry.build(
+        args,
+        None,
+        entry.Core(size=None, missing=CoreMissing.COLLECTOR_CRASH),
+        entry.Trace(f"none: collector failed ({why})"),
+        note=f"The collector failed while processing this crash ({why}).",
+    )
     state_fd = open_state_dir(config.Paths(args.prefix))
     try:
-        return deliver(args, state_fd, Outcome(fields=fields), lambda: None)
+        return deliver(args, state_fd, Outcome(fields), lambda: None)
     finally:
         if state_fd is not None:
             os.close(state_fd)

@@ -21,7 +21,7 @@ import pytest
 
 from drkonqi_lite_collector.journal.native import serialize
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID, core_filename
-from drkonqi_lite_collector.worker.handler import boot_id
+from drkonqi_lite_collector.worker.corefile import boot_id
 from tests.integration.harness import (
     Entry,
     Harness,

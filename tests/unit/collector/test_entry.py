@@ -1,0 +1,76 @@
+"""entry.build(): the one place a crash's journal entry is assembled from fact records."""
+
+from __future__ import annotations
+
+import pytest
+
+from drkonqi_lite_collector import __version__
+from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, CoreMissing, Field
+from drkonqi_lite_collector.stage import argv
+from drkonqi_lite_collector.worker.procinfo import ProcInfo
+
+ARGS = argv.parse(["1234", "1000", "1000", "11", "1795675000", "0", "host", "1"])
+
+
+def test_the_entry_of_a_dead_worker_says_why_from_the_kernels_facts_alone() -> None:
+    fields = entry.build(
+        ARGS,
+        None,
+        entry.Core(size=None, missing=CoreMissing.COLLECTOR_CRASH),
+        entry.Trace("none: collector failed (killed by SIGKILL)"),
+        note="The collector failed while processing this crash (killed by SIGKILL).",
+    )
+    d = dict(fields)
+    assert len(d) == len(fields), "each field once"
+    assert d[Field.MESSAGE_ID] == MESSAGE_ID
+    assert d[Field.CORE_MISSING] == CoreMissing.COLLECTOR_CRASH
+    assert d[Field.STACKTRACE] == "none: collector failed (killed by SIGKILL)"
+    assert d[Field.VERSION] == __version__
+    assert d[Field.MESSAGE] == (
+        b"Process 1234 (n/a) of user 1000 dumped core.\n\n"
+        b"The collector failed while processing this crash (killed by SIGKILL)."
+    )
+    assert not {Field.COMM, Field.IDENTITY, Field.CORE_SIZE, Field.FILENAME} & d.keys()
+
+
+def test_every_fact_lands_in_its_field_and_an_absent_one_in_none() -> None:
+    seen = entry.Seen(ProcInfo(comm=b"crasher", exe=b"/bin/crasher"), True, pidfd_id=7)
+    core = entry.Core(
+        size=10, missing=None, truncated=True, filename="/c.zst", code=1, restricted="why"
+    )
+    trace = entry.Trace("ok", "#0 main", "/bin/crasher abcd", "crasher", "1.0", None)
+    d = dict(entry.build(ARGS, seen, core, trace, crash_count=3))
+    assert (d[Field.BY_PIDFD], d[Field.PIDFDID], d[Field.IDENTITY]) == (1, 7, "verified")
+    assert (d[Field.COMM], d[Field.EXE]) == (b"crasher", b"/bin/crasher")
+    assert (d[Field.CORE_SIZE], d[Field.TRUNCATED], d[Field.FILENAME], d[Field.CODE]) == (
+        10, 1, "/c.zst", 1
+    )  # fmt: skip
+    assert (d[Field.RESTRICTED], d[Field.RESTRICTED_REASON]) == (1, "why")
+    assert (d[Field.CRASH_COUNT], d[Field.MODULES], d[Field.PACKAGE_NAME]) == (
+        3, "/bin/crasher abcd", "crasher"
+    )  # fmt: skip
+    assert Field.PACKAGE_JSON not in d
+    assert Field.CORE_MISSING not in d
+    message = d[Field.MESSAGE]
+    assert isinstance(message, bytes)
+    assert message.endswith(b"dumped core.\n\n#0 main")
+
+
+def test_no_stack_trace_attempted_means_no_stacktrace_field() -> None:
+    d = dict(entry.build(ARGS, None, entry.Core(size=0, missing="empty"), entry.Trace(None)))
+    assert Field.STACKTRACE not in d
+    assert d[Field.CORE_SIZE] == 0
+
+
+def test_fact_records_are_frozen() -> None:
+    core = entry.Core(size=1, missing=None)
+    with pytest.raises(AttributeError, match="frozen"):
+        core.size = 2
+
+
+def test_a_dropped_crash_is_reported_as_the_collectors_error() -> None:
+    d = dict(entry.dropped("malformed arguments: x"))
+    assert d[Field.PRIORITY] == 3
+    assert d[Field.MESSAGE] == "drkonqi-lite-collector: a crash was dropped: malformed arguments: x"
+    assert Field.MESSAGE_ID not in d, "not a crash entry: no reader lists it as one"
