@@ -28,8 +28,8 @@ def test_the_entry_of_a_dead_worker_says_why_from_the_kernels_facts_alone() -> N
     assert d[Field.STACKTRACE] == "none: collector failed (killed by SIGKILL)"
     assert d[Field.VERSION] == __version__
     assert d[Field.MESSAGE] == (
-        b"Process 1234 (n/a) of user 1000 dumped core.\n\n"
-        b"The collector failed while processing this crash (killed by SIGKILL)."
+        "Process 1234 (n/a) of user 1000 dumped core.\n\n"
+        "The collector failed while processing this crash (killed by SIGKILL)."
     )
     assert not {Field.COMM, Field.IDENTITY, Field.CORE_SIZE, Field.FILENAME} & d.keys()
 
@@ -42,7 +42,7 @@ def test_every_fact_lands_in_its_field_and_an_absent_one_in_none() -> None:
     trace = entry.Trace("ok", "#0 main", "/bin/crasher abcd", "crasher", "1.0", None)
     d = dict(entry.build(ARGS, seen, core, trace, crash_count=3))
     assert (d[Field.BY_PIDFD], d[Field.PIDFDID], d[Field.IDENTITY]) == (1, 7, "verified")
-    assert (d[Field.COMM], d[Field.EXE]) == (b"crasher", b"/bin/crasher")
+    assert (d[Field.COMM], d[Field.EXE]) == ("crasher", "/bin/crasher")
     assert (d[Field.CORE_SIZE], d[Field.TRUNCATED], d[Field.FILENAME], d[Field.CODE]) == (
         10, 1, "/c.zst", 1
     )  # fmt: skip
@@ -53,8 +53,8 @@ def test_every_fact_lands_in_its_field_and_an_absent_one_in_none() -> None:
     assert Field.PACKAGE_JSON not in d
     assert Field.CORE_MISSING not in d
     message = d[Field.MESSAGE]
-    assert isinstance(message, bytes)
-    assert message.endswith(b"dumped core.\n\n#0 main")
+    assert isinstance(message, str)
+    assert message.endswith("dumped core.\n\n#0 main")
 
 
 def test_no_stack_trace_attempted_means_no_stacktrace_field() -> None:
