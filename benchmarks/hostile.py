@@ -105,7 +105,8 @@ def our_pattern() -> str:
         [str(collector), "install", "--force"], capture_output=True, text=True, check=True
     ).stdout
     subprocess.run([str(collector), "uninstall"], capture_output=True, check=True)
-    return out.split("core_pattern = ", 1)[1].strip()
+    # The pattern is the rest of its line; install may print notes after it.
+    return out.split("core_pattern = ", 1)[1].splitlines()[0].strip()
 
 
 def _become_user() -> None:
