@@ -34,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
+
 SHARED = HERE.parent.parent / "shared" / "tools"
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
@@ -89,24 +90,21 @@ print("ready", flush=True); time.sleep(600)
 AS_ROOT = {"mountinfo": ["unshare", "-m", "--propagation", "private"]}
 
 
-def load_crashbench(tools: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crashbench", tools / "crashbench.py")
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script as a module: crashbench.py, and collector.py (its our_pattern, by path: the
+    name `collector` is also the collector's source folder)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"no crashbench.py in {tools}")
+        raise SystemExit(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["crashbench"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
 def our_pattern() -> str:
-    collector = Path(sys.executable).with_name("drkonqi-lite-collector")
-    out = subprocess.run(
-        [str(collector), "install", "--force"], capture_output=True, text=True, check=True
-    ).stdout
-    subprocess.run([str(collector), "uninstall"], capture_output=True, check=True)
-    # The pattern is the rest of its line; install may print notes after it.
-    return out.split("core_pattern = ", 1)[1].splitlines()[0].strip()
+    pattern: str = load_script(HERE / "collector.py", "collector_benchmark").our_pattern()
+    return pattern
 
 
 def _become_user() -> None:
@@ -162,7 +160,7 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(TARGETS))
     ap.add_argument("--tools", type=Path, default=SHARED, help="crashbench.py and the anchor")
     args = ap.parse_args()
-    cb = load_crashbench(args.tools)
+    cb = load_script(args.tools / "crashbench.py", "crashbench")
     subprocess.run([str(args.tools / "systemd-coredump-anchor"), "start"], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     # Our launcher is /run/drkonqi-lite/collector (comm "collector"), see benchmarks/collector.py.
