@@ -38,6 +38,7 @@ from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
 from drkonqi_lite.domain.plain_text import one_line
 from drkonqi_lite.domain.report import absolute_when
+from drkonqi_lite.domain.reporting_policy import AutoReport
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 from drkonqi_lite.qt.crash_signals import CrashSignals
@@ -77,6 +78,8 @@ class CrashApp(QObject):
         self.settings = settings
         self.inbox = CrashInbox(store.load())
         self.reporting = AppReporting()
+        self.auto_report = AutoReport.from_settings(settings.report_always,
+                                                    settings.report_programs)  # fmt: skip
         self.inbox.reported = self.reporting.sent  # the same dict: refreshed after each send
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
         self.programs = DesktopEntryIndex.from_environment()
@@ -90,6 +93,8 @@ class CrashApp(QObject):
             debuginfod=settings.debuginfod,
             remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
             reporting=self.reporting,
+            auto_report=self.auto_report,
+            remember_auto_report=self._remember_auto_report,
         )
         self.router = WindowRouter(windows, self)
         self.tray = CrashTray(
@@ -100,6 +105,7 @@ class CrashApp(QObject):
         self.tray.show_crash.connect(self.show_crash)
         self.tray.show_list.connect(self.show_crash_list)
         self.tray.unmute.connect(self.unmute)
+        self.tray.stop_auto_report.connect(self.stop_auto_report)
         self.service = CrashNotifierService(self)
         self.notifications = NotificationsClient(bus, self._on_action, self._on_closed)
         self.quit_event = asyncio.Event()
@@ -197,6 +203,29 @@ class CrashApp(QObject):
         )
         if announcement is not None:
             self._spawn(self.outbox.present(announcement))
+        if self.auto_report.applies(crash) and crash.id not in self.reporting.sent:
+            self._spawn(self._report_automatically(crash))
+
+    async def _report_automatically(self, crash: Crash) -> None:
+        """The user chose "send without asking" for this program (or every program)."""
+        try:
+            event_id = await self.reporting.report(crash)
+        except ReportFailedError as exc:
+            log.warning("crash %s not reported automatically: %s", crash.id, exc)
+            return
+        log.info("crash %s reported automatically: event %s", crash.id, event_id)
+
+    def _remember_auto_report(self, auto: AutoReport) -> None:
+        self.store.save_setting("report_always", "yes" if auto.every_program else "no")
+        self.store.save_setting("report_programs", auto.programs_setting())
+        self._refresh()
+
+    def stop_auto_report(self, key: str) -> None:
+        if key:
+            self.auto_report.programs.discard(key)
+        else:
+            self.auto_report.every_program = False
+        self._remember_auto_report(self.auto_report)
 
     # --- notifications --------------------------------------------------------------------
     def _on_action(self, nid: int, action: str) -> None:
@@ -290,7 +319,9 @@ class CrashApp(QObject):
             (key, name + (f" ({counts[key]} crashes not announced)" if counts.get(key) else ""))
             for key, name in sorted(self.inbox.state.muted.items(), key=lambda kv: kv[1])
         ]
-        self.tray.update_state(self.inbox.unseen_count(), recent, muted)
+        auto = [("", "every program")] if self.auto_report.every_program else []
+        auto += [(key, key.rsplit("/", 1)[-1]) for key in sorted(self.auto_report.programs)]
+        self.tray.update_state(self.inbox.unseen_count(), recent, muted, auto)
         self.service.refresh_unseen()
         self.router.crashes_changed()
         self.check_idle()

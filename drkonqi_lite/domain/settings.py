@@ -38,6 +38,10 @@ class Settings:
     #: Where this user's crash reports go (a Sentry DSN; empty: the administrator's choice,
     #: /etc/drkonqi-lite/reporting.conf). `drkonqi-lite report --dsn` overrides it.
     report_dsn: str = ""
+    #: Send the report of every new crash without asking (the crash window's "for every
+    #: program"; undone from the tray menu), and of these programs (a JSON list of paths).
+    report_always: bool = False
+    report_programs: str = ""
 
 
 def parse_settings(text: str, warn: Callable[[str], None]) -> Settings:

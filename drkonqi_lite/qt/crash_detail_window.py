@@ -356,9 +356,18 @@ class CrashDetailWindow(QWidget):
         crash, reporting = self.crash, self._services.reporting
         dialog = ReportDialog(self.program.name, self._report_server,
                               lambda options: reporting.preview(crash, options), self)  # fmt: skip
-        dialog.accepted.connect(lambda: self._send_report(dialog.options()))
+        dialog.accepted.connect(lambda: self._accepted(dialog))
         self.report_dialog = dialog
         dialog.open()
+
+    def _accepted(self, dialog: ReportDialog) -> None:
+        auto = self._services.auto_report
+        if dialog.always_program.isChecked() or dialog.always_all.isChecked():
+            if dialog.always_program.isChecked():
+                auto.programs.add(self.crash.program_key)
+            auto.every_program = auto.every_program or dialog.always_all.isChecked()
+            self._services.remember_auto_report(auto)
+        self._send_report(dialog.options())
 
     def _send_report(self, options: EventOptions) -> None:
         self.send_button.setEnabled(False)

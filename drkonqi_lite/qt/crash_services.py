@@ -20,6 +20,7 @@ from drkonqi_lite.adapters import desktop_launch, gdb, stored_core
 from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.adapters.gdb import GdbOptions, GdbRunner
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.reporting_policy import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 
 
@@ -65,6 +66,9 @@ class CrashServices:
     open_url: Callable[[str], bool] = _open_url
     #: Crash reports to the developers (Sentry protocol): destination, preview, send.
     reporting: AppReporting = dataclasses.field(default_factory=AppReporting)
+    #: The user's "always send" choices, and how to save a change (the app: settings.ini).
+    auto_report: AutoReport = dataclasses.field(default_factory=AutoReport)
+    remember_auto_report: Callable[[AutoReport], None] = lambda _auto: None
     user_name: Callable[[int], str] = _user_name
     now_us: Callable[[], int] = lambda: time.time_ns() // 1000
     own_uid: int = dataclasses.field(default_factory=os.getuid)

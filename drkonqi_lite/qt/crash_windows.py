@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QWidget
 from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite.domain.reporting_policy import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_window import CrashListWindow
@@ -54,13 +55,16 @@ class CrashWindows:
         debuginfod: bool = False,
         remember_debuginfod: Callable[[bool], None] = lambda _enabled: None,
         reporting: AppReporting | None = None,
+        auto_report: AutoReport | None = None,
+        remember_auto_report: Callable[[AutoReport], None] = lambda _auto: None,
     ) -> CrashWindows:
         """The windows with the real adapters (what the app plugs into its router);
         `debuginfod` is the user's saved opt-in, `remember_debuginfod` saves a change,
         `reporting` the app's crash reports (one record of what was sent)."""
         services = CrashServices(
             policy, debuginfod=debuginfod, remember_debuginfod=remember_debuginfod,
-            reporting=reporting or AppReporting(),
+            reporting=reporting or AppReporting(), auto_report=auto_report or AutoReport(),
+            remember_auto_report=remember_auto_report,
         )  # fmt: skip
         return cls(crashes, program, open_crash, services)
 

@@ -61,6 +61,15 @@ class ReportDialog(QDialog):
             "Include the command line (it can contain file names, passwords or tokens)", self
         )
         layout.addWidget(self.cmdline)
+        self.always_program = QCheckBox(
+            f"From now on, send reports of {one_line(program, 60)} without asking", self
+        )
+        self.always_all = QCheckBox("From now on, send reports of every program without asking",
+                                    self)  # fmt: skip
+        for box in (self.always_program, self.always_all):
+            box.setToolTip("Automatic reports carry no comment and no command line; stop them "
+                           "from the tray icon's menu.")  # fmt: skip
+            layout.addWidget(box)
         layout.addWidget(_label("What will be sent:", self))
         self.json_view = QPlainTextEdit(self)
         self.json_view.setReadOnly(True)

@@ -30,6 +30,8 @@ class CrashTray(QObject):
     show_crash = Signal(str)
     show_list = Signal()
     unmute = Signal(str)
+    #: Stop sending a program's reports without asking ("" = the "every program" choice).
+    stop_auto_report = Signal(str)
     quit_requested = Signal()
 
     def __init__(self, icon: QIcon, *, always_visible: bool, parent: QObject | None = None) -> None:
@@ -55,8 +57,10 @@ class CrashTray(QObject):
         unseen: int,
         recent: Sequence[tuple[str, str]],
         muted: Sequence[tuple[str, str]],
+        auto_report: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """unseen count; recent crashes as (id, label); muted programs as (key, name)."""
+        """unseen count; recent crashes as (id, label); muted programs as (key, name);
+        programs whose reports are sent without asking as (key, name), "" for all."""
         self._menu.clear()
         if recent:
             header = self._menu.addAction("Recent crashes")
@@ -73,6 +77,12 @@ class CrashTray(QObject):
             action = QAction(f"Unmute {menu_text(name)}", muted_menu)
             action.triggered.connect(lambda _=False, k=key: self.unmute.emit(k))
             muted_menu.addAction(action)
+        auto_menu = self._menu.addMenu("Automatic crash reports")
+        auto_menu.setEnabled(bool(auto_report))
+        for key, name in auto_report:
+            action = QAction(f"Stop sending reports of {menu_text(name)}", auto_menu)
+            action.triggered.connect(lambda _=False, k=key: self.stop_auto_report.emit(k))
+            auto_menu.addAction(action)
         self._menu.addSeparator()
         self._menu.addAction("Quit").triggered.connect(self.quit_requested.emit)
         self._icon.setToolTip(

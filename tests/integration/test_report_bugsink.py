@@ -358,3 +358,26 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
         assert "no report server configured" in failed.stderr
     finally:
         user.stop(app)
+
+
+def test_always_for_every_program_reports_a_new_crash_without_asking(
+    bugsink: Bugsink, user: User
+) -> None:
+    settings = user.home / ".config/drkonqi-lite/settings.ini"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(f"[App]\nreport_dsn = {bugsink.dsn}\nreport_always = yes\n")
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.uid}", str(user.home / ".config")],
+                   check=True)  # fmt: skip
+    app = user.start_app()
+    try:
+        user.wait_log("started:")
+        user.send_entry(dk.coredump_fields(user.uid, comm="automatic", pid=4400))
+        user.wait_log("reported automatically: event ", timeout=20)
+    finally:
+        user.stop(app)
+    [crash] = json.loads(user.cli("list", "--json").stdout)
+    assert crash["reported"]
+    stored = bugsink.event(crash["reported"])["data"]
+    assert stored["tags"]["program"] == "automatic"
+    assert "CMDSECRET" not in json.dumps(stored)  # automatic reports never carry the cmdline
+    assert "ENVSECRET" not in json.dumps(stored)

@@ -12,6 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QIcon
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.crash_reporting import AppReporting
@@ -20,11 +21,13 @@ from drkonqi_lite.adapters.reporter import Reporter
 from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.dsn import Dsn
+from drkonqi_lite.domain.reporting_policy import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_model import Column
 from drkonqi_lite.qt.crash_list_window import CrashListWindow
 from drkonqi_lite.qt.crash_services import CrashServices
+from drkonqi_lite.qt.tray import CrashTray
 from tests.qt import crash_records as cr
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,8 +148,10 @@ def test_cancel_sends_nothing(home: Path, window: Callable[[Server], CrashDetail
 
 
 def test_the_crash_list_shows_the_event_id_of_reported_crashes(qtbot: QtBot) -> None:
-    crashes = [cr.crash(pid=100, comm="one", exe="/usr/bin/one"),
-               cr.crash(pid=200, comm="two", exe="/usr/bin/two")]
+    crashes = [
+        cr.crash(pid=100, comm="one", exe="/usr/bin/one"),
+        cr.crash(pid=200, comm="two", exe="/usr/bin/two"),
+    ]
     sent = {crashes[0].id: "d69d7dd1effe45e8b92c994f2ae8fe59"}
     w = CrashListWindow(lambda c: Program(c.comm, "", ""), lambda _id: None,
                         reported=lambda crash_id: sent.get(crash_id, ""))  # fmt: skip
@@ -158,3 +163,30 @@ def test_the_crash_list_shows_the_event_id_of_reported_crashes(qtbot: QtBot) -> 
         for r in range(w.model.rowCount())
     }
     assert shown == {"one": "d69d7dd1effe45e8b92c994f2ae8fe59", "two": ""}
+
+
+def test_always_choices_are_remembered_and_the_tray_can_stop_them(
+    qtbot: QtBot, home: Path, window: Callable[[Server], CrashDetailWindow]
+) -> None:
+    configure(home)
+    w = window(Server(Delivery(Outcome.SENT, "HTTP 200")))
+    remembered: list[AutoReport] = []
+    w._services.remember_auto_report = remembered.append
+    w.send_report_dialog()
+    assert w.report_dialog is not None
+    w.report_dialog.always_program.setChecked(True)
+    w.report_dialog.accept()
+    qtbot.waitUntil(lambda: "event id" in w.status.text(), timeout=5000)
+    assert remembered[-1].programs == {"/usr/bin/kwrite"}
+    assert not remembered[-1].every_program
+    assert remembered[-1].applies(cr.crash(pid=999))
+    assert not remembered[-1].applies(cr.crash(exe="/usr/bin/kate"))
+    # Undo: the tray menu lists it; its action asks the app to stop.
+    tray = CrashTray(QIcon(), always_visible=True)
+    tray.update_state(0, [], [], [("/usr/bin/kwrite", "kwrite"), ("", "every program")])
+    menu = next(a.menu() for a in tray._menu.actions() if a.text() == "Automatic crash reports")
+    actions = {a.text(): a for a in menu.actions()}
+    with qtbot.waitSignal(tray.stop_auto_report) as stopped:
+        actions["Stop sending reports of kwrite"].trigger()
+    assert stopped.args == ["/usr/bin/kwrite"]
+    assert "Stop sending reports of every program" in actions
