@@ -13,6 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QMenu
 from pytestqt.qtbot import QtBot
 
 from drkonqi_lite.adapters.crash_reporting import AppReporting
@@ -185,6 +186,7 @@ def test_always_choices_are_remembered_and_the_tray_can_stop_them(
     tray = CrashTray(QIcon(), always_visible=True)
     tray.update_state(0, [], [], [("/usr/bin/kwrite", "kwrite"), ("", "every program")])
     menu = next(a.menu() for a in tray._menu.actions() if a.text() == "Automatic crash reports")
+    assert isinstance(menu, QMenu)
     actions = {a.text(): a for a in menu.actions()}
     with qtbot.waitSignal(tray.stop_auto_report) as stopped:
         actions["Stop sending reports of kwrite"].trigger()
