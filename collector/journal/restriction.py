@@ -164,16 +164,20 @@ def unreadable_by(uid: int, gids: frozenset[int]) -> Callable[[int, str, bool], 
             return False  # deleted or replaced since: the file's own mode decided
         if (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino):
             return False
-        parent = os.path.dirname(path)
-        while True:
-            try:
-                d = os.stat(parent, follow_symlinks=False)
-            except OSError:
-                return True
-            if not stat.S_ISDIR(d.st_mode) or not _permits(d, uid, gids, 1, _has_acl(parent)):
-                return True
-            if parent == "/":
-                return False
-            parent = os.path.dirname(parent)
+        return not _searchable(os.path.dirname(path), uid, gids)
 
     return hide
+
+
+def _searchable(directory: str, uid: int, gids: frozenset[int]) -> bool:
+    """Whether uid (with gids) may search `directory` and every directory above it."""
+    while True:
+        try:
+            d = os.stat(directory, follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(d.st_mode) or not _permits(d, uid, gids, 1, _has_acl(directory)):
+            return False
+        if directory == "/":
+            return True
+        directory = os.path.dirname(directory)

@@ -54,11 +54,15 @@ class CoreTap:
             return
         if self._plan is None:
             used = self._feed_head(mv)
-            if self._plan is None or self.error is not None:
+            if not self._planned():
                 return
             mv = mv[used:]
             pos += used
         self._feed_body(mv, pos)
+
+    def _planned(self) -> bool:
+        """The head has streamed past and the plan is made (a method: _feed_head sets it)."""
+        return self._plan is not None and self.error is None
 
     def _feed_head(self, mv: memoryview) -> int:
         """Accumulate the head; make the plan once it is complete. Returns bytes consumed."""

@@ -213,6 +213,25 @@ def keep_plan(
         for s in head.segments
         if s.type == PT_NOTE and s.offset >= head.head_end
     ]
+    wanted += _stack_windows(head, loads, sps)
+    wanted.extend((s.offset, s.offset + min(s.filesz, PAGE)) for s in loads)
+    # Small segments whole, except read-only file-backed ones (text): libdwfl would take a
+    # complete in-core image of a module over the real file, and lose its symbol table.  Without
+    # NT_FILE (notes not seen yet), only writable segments count as safe.
+    mapped = {start for start, _ in files or []}
+    wanted.extend(
+        (s.offset, s.offset + s.filesz)
+        for s in loads
+        if s.filesz <= SMALL_SEGMENT
+        and (s.flags & PF_W or (files is not None and s.vaddr not in mapped))
+    )
+    return _within_budget(wanted, head.head_end, budget)
+
+
+def _stack_windows(head: CoreHead, loads: list[Segment], sps: list[int]) -> list[tuple[int, int]]:
+    """The windows around every SP, the top of the main stack (or, without SPs, of every big
+    writable segment), and the top of each thread stack no SP points into."""
+    wanted: list[tuple[int, int]] = []
     for sp in sps:
         for seg in loads:
             if seg.vaddr <= sp < seg.vaddr + seg.memsz:
@@ -234,21 +253,17 @@ def keep_plan(
         r = _clip(seg, top - THREAD_STACK_TOP, top)
         if r:
             wanted.append(r)
-    wanted.extend((s.offset, s.offset + min(s.filesz, PAGE)) for s in loads)
-    # Small segments whole, except read-only file-backed ones (text): libdwfl would take a
-    # complete in-core image of a module over the real file, and lose its symbol table.  Without
-    # NT_FILE (notes not seen yet), only writable segments count as safe.
-    mapped = {start for start, _ in files or []}
-    wanted.extend(
-        (s.offset, s.offset + s.filesz)
-        for s in loads
-        if s.filesz <= SMALL_SEGMENT
-        and (s.flags & PF_W or (files is not None and s.vaddr not in mapped))
-    )
+    return wanted
+
+
+def _within_budget(
+    wanted: list[tuple[int, int]], head_end: int, budget: int
+) -> list[tuple[int, int]]:
+    """The wanted ranges past the head, in priority order, while they fit in `budget`."""
     kept: list[tuple[int, int]] = []
     spent = 0
     for want_start, end in wanted:
-        start = max(want_start, head.head_end)
+        start = max(want_start, head_end)
         if end <= start:
             continue
         size = end - start
