@@ -67,8 +67,7 @@ def export(entry: dict[str, bytes], extra: dict[str, str]) -> bytes:
     fields.update({k: v.encode() for k, v in extra.items()})
     out += f"__REALTIME_TIMESTAMP={int(time.time() * 1e6)}\n".encode()
     for key, value in fields.items():
-        data = str(value).encode() if isinstance(value, int) else value
-        out += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
+        out += key.encode() + b"\n" + len(value).to_bytes(8, "little") + value + b"\n"
     return bytes(out) + b"\n"
 
 

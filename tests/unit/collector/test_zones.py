@@ -148,3 +148,26 @@ def test_a_module_may_import_its_own_zone_and_those_allowed() -> None:
     assert not _violations("worker.handler", ["drkonqi_lite_collector.journal.entry"])
     assert not _violations("worker.supervisor", ["drkonqi_lite_collector.unwinder.stacktrace"])
     assert not _violations("unwinder.stacktrace", ["drkonqi_lite_collector.stage.argv"])
+
+
+#: STYLE.md's sizes, held mechanically for the collector (ruff holds complexity <= 12).
+MODULE_LINES, FUNCTION_LINES, FOLDER_MODULES = 400, 60, 12
+
+
+def test_modules_functions_and_folders_stay_small_enough_to_read() -> None:
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(PACKAGE)
+        if text.count("\n") > MODULE_LINES:
+            too_big.append(f"{name}: {text.count(chr(10))} lines > {MODULE_LINES}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > FUNCTION_LINES:
+                    too_big.append(f"{name}:{node.lineno} {node.name}() {lines} lines")
+    for folder in [PACKAGE, *(p for p in PACKAGE.iterdir() if p.is_dir() and p.name in ZONES)]:
+        modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+        if len(modules) > FOLDER_MODULES:
+            too_big.append(f"{folder.name}/: {len(modules)} modules > {FOLDER_MODULES}")
+    assert not too_big, "\n".join(too_big)
