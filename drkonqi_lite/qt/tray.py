@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, SignalInstance
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
@@ -71,18 +71,9 @@ class CrashTray(QObject):
             self._menu.addAction(action)
         self._menu.addSeparator()
         self._menu.addAction("Show all crashes").triggered.connect(self.show_list.emit)
-        muted_menu = self._menu.addMenu("Muted programs")
-        muted_menu.setEnabled(bool(muted))
-        for key, name in muted:
-            action = QAction(f"Unmute {menu_text(name)}", muted_menu)
-            action.triggered.connect(lambda _=False, k=key: self.unmute.emit(k))
-            muted_menu.addAction(action)
-        auto_menu = self._menu.addMenu("Automatic crash reports")
-        auto_menu.setEnabled(bool(auto_report))
-        for key, name in auto_report:
-            action = QAction(f"Stop sending reports of {menu_text(name)}", auto_menu)
-            action.triggered.connect(lambda _=False, k=key: self.stop_auto_report.emit(k))
-            auto_menu.addAction(action)
+        self._undo_menu("Muted programs", "Unmute {}", muted, self.unmute)
+        self._undo_menu("Automatic crash reports", "Stop sending reports of {}", auto_report,
+                        self.stop_auto_report)  # fmt: skip
         self._menu.addSeparator()
         self._menu.addAction("Quit").triggered.connect(self.quit_requested.emit)
         self._icon.setToolTip(
@@ -90,6 +81,17 @@ class CrashTray(QObject):
             else f"{unseen} unseen crash" + ("" if unseen == 1 else "es")
         )  # fmt: skip
         self._icon.setVisible(unseen > 0 or self._always)
+
+    def _undo_menu(
+        self, title: str, label: str, items: Sequence[tuple[str, str]], signal: SignalInstance
+    ) -> None:
+        """A submenu with one action per (key, name) that emits `signal(key)`."""
+        menu = self._menu.addMenu(title)
+        menu.setEnabled(bool(items))
+        for key, name in items:
+            action = QAction(label.format(menu_text(name)), menu)
+            action.triggered.connect(lambda _=False, k=key: signal.emit(k))
+            menu.addAction(action)
 
     def balloon(self, title: str, body: str) -> None:
         """The fallback when there is no notification server."""

@@ -321,14 +321,20 @@ def test_a_full_disk_is_said_and_a_reachable_server_still_gets_it(
     assert bugsink.event(sent.stdout.strip())["data"]["exception"]["values"][0]["type"]
 
 
+def user_settings(user: User, lines: str) -> Path:
+    """The user's settings.ini with `lines` in [App], owned by the user."""
+    settings = user.home / ".config/drkonqi-lite/settings.ini"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(f"[App]\n{lines}\n")
+    subprocess.run(["chown", "-R", f"{user.uid}:{user.uid}", str(user.home / ".config")],
+                   check=True)  # fmt: skip
+    return settings
+
+
 def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
     bugsink: Bugsink, user: User
 ) -> None:
-    settings = user.home / ".config/drkonqi-lite/settings.ini"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(f"[App]\nreport_dsn = {bugsink.dsn}\n")
-    subprocess.run(["chown", "-R", f"{user.uid}:{user.uid}", str(user.home / ".config")],
-                   check=True)  # fmt: skip
+    settings = user_settings(user, f"report_dsn = {bugsink.dsn}")
     app = user.start_app()
     try:
         user.wait_log("started:")
@@ -363,11 +369,7 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
 def test_always_for_every_program_reports_a_new_crash_without_asking(
     bugsink: Bugsink, user: User
 ) -> None:
-    settings = user.home / ".config/drkonqi-lite/settings.ini"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(f"[App]\nreport_dsn = {bugsink.dsn}\nreport_always = yes\n")
-    subprocess.run(["chown", "-R", f"{user.uid}:{user.uid}", str(user.home / ".config")],
-                   check=True)  # fmt: skip
+    user_settings(user, f"report_dsn = {bugsink.dsn}\nreport_always = yes")
     app = user.start_app()
     try:
         user.wait_log("started:")
