@@ -30,6 +30,7 @@ from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain import crash_facts
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import multi_line, one_line
+from drkonqi_lite.domain.python_stack import format_text
 from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.seen import SeenState
@@ -186,6 +187,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{'environment':>12}:")
         print(multi_line(crash.fields.get("COREDUMP_ENVIRON", "")))
     print()
+    if crash.python_threads:  # a Python program: its own frames first
+        print(multi_line(format_text(crash.python_threads)))
+        print()
     print(multi_line(crash.backtrace) or "(no stack trace in the entry)")
     return EXIT_OK
 

@@ -182,6 +182,47 @@ def demo_crashes(now_us: int | None = None) -> list[Crash]:
     return sorted(out, key=lambda c: -c.timestamp_us)
 
 
+#: What the collector read from a real core of this script (py-spy on Debian's python3.11).
+_PY_FILE = "/usr/share/hotspot-sync/sync.py"
+_PY_THREADS = [
+    {"tid": 4711, "name": "MainThread", "crashed": True, "frames": [
+        {"function": "<module>", "file": _PY_FILE, "line": 88},
+        {"function": "main", "file": _PY_FILE, "line": 81},
+        {"function": "Syncer.run", "file": _PY_FILE, "line": 54},
+        {"function": "Syncer.apply_delta", "file": _PY_FILE, "line": 37},
+        {"function": "string_at", "file": "/usr/lib/python3.11/ctypes/__init__.py", "line": 519},
+    ]},
+    {"tid": 4713, "name": "uploader", "crashed": False, "frames": [
+        {"function": "Thread._bootstrap", "file": "/usr/lib/python3.11/threading.py", "line": 995},
+        {"function": "Thread.run", "file": "/usr/lib/python3.11/threading.py", "line": 975},
+        {"function": "upload_loop", "file": _PY_FILE, "line": 22},
+        {"function": "Queue.get", "file": "/usr/lib/python3.11/queue.py", "line": 171},
+    ]},
+]  # fmt: skip
+
+
+def python_record(now_us: int) -> Crash:
+    """A native crash of a Python program, with the Python stack the collector recorded."""
+    import json  # noqa: PLC0415
+
+    return record(
+        pid=4711,
+        comm="python3",
+        exe="/usr/bin/python3.11",
+        ts=now_us - 2 * 60_000_000,
+        signo=11,
+        frames=[
+            ("__strlen_evex", "libc.so.6", 0x19FB7D),
+            ("string_at.lto_priv.0", "_ctypes.cpython-311-x86_64-linux-gnu.so", 0x11A22),
+            ("ffi_call", "libffi.so.8", 0x6F7A),
+            ("_PyEval_EvalFrameDefault", "python3.11", 0x15C5A3),
+        ],
+        COREDUMP_CMDLINE=f"/usr/bin/python3 {_PY_FILE}",
+        COREDUMP_PACKAGE_NAME="python3.11-minimal",
+        DRKONQI_LITE_PYTHON_STACK=json.dumps(_PY_THREADS),
+    )
+
+
 def python_crash(storage: Path, script: str) -> Crash | None:
     """A real core of a live python3-dbg process (gcore), stored like the collector stores one."""
     python, gcore = shutil.which("python3.11-dbg"), shutil.which("gcore")

@@ -267,15 +267,25 @@ class Core(_Facts):
 
 class Trace(_Facts):
     """The stack trace's status ("ok", "partial: …", "none: …"; None: no stack trace was
-    attempted and the entry says nothing of it), its text, the modules and the package."""
+    attempted and the entry says nothing of it), its text, the modules, the package, and the
+    Python stack of a CPython process (schema.Field.PYTHON_STACK JSON, or None)."""
 
-    __slots__ = ("modules", "package_json", "package_name", "package_version", "status", "text")
+    __slots__ = (
+        "modules",
+        "package_json",
+        "package_name",
+        "package_version",
+        "python_stack",
+        "status",
+        "text",
+    )
     status: str | None
     text: str
     modules: str
     package_name: str | None
     package_version: str | None
     package_json: str | None
+    python_stack: str | None
 
     def __init__(
         self,
@@ -285,6 +295,7 @@ class Trace(_Facts):
         package_name: str | None = None,
         package_version: str | None = None,
         package_json: str | None = None,
+        python_stack: str | None = None,
     ) -> None:
         super().__init__(
             status=status,
@@ -293,6 +304,7 @@ class Trace(_Facts):
             package_name=package_name,
             package_version=package_version,
             package_json=package_json,
+            python_stack=python_stack,
         )
 
 
@@ -327,6 +339,8 @@ def trace_fields(trace: Trace) -> Fields:
     fields: Fields = [] if trace.status is None else [(Field.STACKTRACE, trace.status)]
     if trace.modules:
         fields.append((Field.MODULES, trace.modules))
+    if trace.python_stack:
+        fields.append((Field.PYTHON_STACK, trace.python_stack))
     for name, value in (
         (Field.PACKAGE_NAME, trace.package_name),
         (Field.PACKAGE_VERSION, trace.package_version),

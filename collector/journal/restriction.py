@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 #: Fields the user's entry of a restricted crash never carries: behind a ptrace check in /proc
 #: (EXE, CWD, ROOT, ENVIRON, OPEN_FDS, PROC_MAPS, PROC_AUXV) or read from the core and the
-#: module files as root (MODULES, PACKAGE_*, the core itself). MESSAGE loses its stack trace.
+#: module files as root (MODULES, PYTHON_STACK, PACKAGE_*, the core itself). MESSAGE loses its
+#: stack trace.
 WITHHELD = (
     Field.EXE,
     Field.CWD,
@@ -47,6 +48,7 @@ WITHHELD = (
     Field.PROC_MAPS,
     Field.PROC_AUXV,
     Field.MODULES,
+    Field.PYTHON_STACK,
     Field.PACKAGE_NAME,
     Field.PACKAGE_VERSION,
     Field.PACKAGE_JSON,

@@ -23,8 +23,13 @@ if TYPE_CHECKING:
 class CoreTap:
     """Sees the core bytes as they stream from the kernel pipe to storage, in order, once."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_all: int = 0) -> None:
+        """`keep_all` > 0: keep the whole core when its segments add up to at most that many
+        bytes (a Python process: python_core.py reads its heap)."""
         self._fd = os.memfd_create("drkonqi-lite-core", os.MFD_CLOEXEC)
+        self._keep_all = keep_all
+        #: Every byte of the core is in the image (only when `keep_all` asked for it).
+        self.complete = False
         self._head = bytearray()
         #: How many head bytes we need before the plan can be made (grows as we learn more).
         self._need = 64
@@ -100,6 +105,11 @@ class CoreTap:
         files = elfcore.file_ranges(notes) if sps else None
         del notes  # release the memoryviews into self._head before writing it out
         self._plan = elfcore.keep_plan(head, sps, files)
+        if self._keep_all:
+            extra = elfcore.load_ranges(head, self._keep_all)
+            if extra is not None:
+                self._plan = elfcore.merge(self._plan + extra)
+                self.complete = True
         os.pwrite(self._fd, self._head, 0)
         self.kept = len(self._head)
         self._head = bytearray()

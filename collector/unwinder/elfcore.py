@@ -274,6 +274,19 @@ def _within_budget(
     return merge(kept)
 
 
+def load_ranges(head: CoreHead, limit: int) -> list[tuple[int, int]] | None:
+    """Every segment's file range — the whole core: an interpreter's state is on its heap and in
+    its data, and pointers to it in read-only RELRO pages — or None beyond `limit` bytes."""
+    ranges = [
+        (max(s.offset, head.head_end), s.offset + s.filesz)
+        for s in head.segments
+        if s.type == PT_LOAD and s.filesz > 0
+    ]
+    if sum(end - start for start, end in ranges) > limit:
+        return None
+    return [(start, end) for start, end in ranges if end > start]
+
+
 def _unclaimed_thread_stacks(head: CoreHead, sps: list[int]) -> list[Segment]:
     """Writable segments right above a guard page (no access at all) holding no thread's SP:
     the stacks of threads now running a signal handler elsewhere (or of exited threads that

@@ -16,8 +16,9 @@ import os
 import time
 
 from drkonqi_lite_collector.journal.schema import format_frame, format_thread
+from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import signal_name
-from drkonqi_lite_collector.unwinder import sandbox
+from drkonqi_lite_collector.unwinder import python_core, sandbox
 from drkonqi_lite_collector.unwinder.coretap import CoreTap
 from drkonqi_lite_collector.unwinder.module import ModuleFiles, open_module_files
 from drkonqi_lite_collector.unwinder.package import dpkg_owner
@@ -59,6 +60,7 @@ class StackTraceResult:
         "package_json",
         "package_name",
         "package_version",
+        "python_stack",
         "status",
         "text",
     )
@@ -80,6 +82,8 @@ class StackTraceResult:
         self.package_version = package_version
         self.package_json = package_json
         self.for_user = for_user
+        #: The Python stack (schema.Field.PYTHON_STACK JSON) of a CPython process, else None.
+        self.python_stack: str | None = None
 
 
 def _none(reason: str) -> StackTraceResult:
@@ -303,11 +307,15 @@ class Engine:
         self._modules = ModuleFiles()
         self._tap: CoreTap | None = None
         self._prepared: PreparedAnalysis | None = None
+        self._python = False
 
     def start(self, proc_dir_fd: int | None) -> CoreTap:
         if proc_dir_fd is not None:
             self._modules = open_module_files(proc_dir_fd)
-        self._tap = CoreTap()
+        # A CPython process in our root: keep its heap for the Python stack (python_core.py).
+        m = self._modules
+        self._python = m.same_root and python_core.is_python(m.exe, m.paths.values())
+        self._tap = CoreTap(python_core.KEEP_MAX if self._python else 0)
         self._prepared = prepare(self._tap, self._modules)
         return self._tap
 
@@ -325,9 +333,38 @@ class Engine:
             for start, fd in mods.by_start.items()
             if hide is not None and hide(fd, mods.paths.get(start, ""), mods.same_root)
         )
+        spy = self._start_python(mine, timeout)
+        deadline = time.monotonic() + timeout
         try:
-            return analyze(mine, mods, timeout=timeout, prepared=self._prepared, hidden=hidden)
+            result = analyze(mine, mods, timeout=timeout, prepared=self._prepared, hidden=hidden)
+            if spy is not None:
+                # py-spy ran on the other CPU while libdw unwound; the first native thread is
+                # the one that got the signal.
+                first = result.text.partition(":")[0].removeprefix("Stack trace of thread ")
+                crashing = int(first) if first.isdigit() else None
+                result.python_stack, status = spy.result(deadline, crashing)
+                if not status.startswith("ok"):
+                    log(f"no Python stack: {status}", level=4)
+                if result.for_user is not None:
+                    # Read from memory the user could read (the process was dumpable to them:
+                    # a restricted crash withholds it whole, restriction.WITHHELD).
+                    result.for_user.python_stack = result.python_stack
+            return result
         finally:
+            if spy is not None:
+                spy.close()
             self._prepared = self._tap = None
             self._modules.close()
             mine.close()
+
+    def _start_python(self, tap: CoreTap, timeout: float) -> python_core.PythonStack | None:
+        """The Python stack reader on the complete image of a Python process's core, or None."""
+        if not (self._python and tap.complete and self._modules.exe):
+            return None
+        tap.finish()
+        if tap.error is not None or tap.truncated:
+            return None
+        try:
+            return python_core.PythonStack(tap.fd, tap.size, self._modules.exe, timeout)
+        except OSError:
+            return None

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
         @property
         def package_json(self) -> str | None: ...
         @property
+        def python_stack(self) -> str | None: ...
+        @property
         def for_user(self) -> TraceResult | None: ...
 
     class Tracer(Protocol):
@@ -270,6 +272,7 @@ def _trace_facts(traced: TraceResult) -> entry.Trace:
         traced.package_name,
         traced.package_version,
         traced.package_json,
+        traced.python_stack,
     )
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 
+from drkonqi_lite.domain import python_stack
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import one_line
 
@@ -90,7 +91,7 @@ class Announcer:
             kind=Kind.CRASH,
             group_key=key,
             title=crash_title(one_line(program.name, 80), group.count),
-            body=crash.reason,
+            body=crash.reason + python_stack.location(crash.python_stack),
             crash_ids=tuple(group.crash_ids),
             replaces_id=group.notification_id,
             desktop_entry=program.desktop_entry,

@@ -106,6 +106,17 @@ def main_script(threads: Sequence[PythonThread]) -> str:
     return ""
 
 
+def location(frames: Sequence[PythonFrame]) -> str:
+    """ " in apply_delta (sync.py, line 37)": where a Python program was when it crashed — its
+    own innermost frame, past the standard library's (ctypes, threading) when it has one."""
+    if not frames:
+        return ""
+    own = [f for f in frames if not f.file.startswith(("/usr/lib/python3", "<"))]
+    f = (own or list(frames))[-1]
+    name = f.file.rsplit("/", 1)[-1]
+    return f" in {f.function} ({name}, line {f.line})"
+
+
 def frame_dicts(frames: Sequence[PythonFrame]) -> list[dict[str, str | int]]:
     """`python_stack` of the crash dict: [{function, file, line}], outermost first."""
     return [{"function": f.function, "file": f.file, "line": f.line} for f in frames]

@@ -1,4 +1,5 @@
-"""The Backtrace tab: the quick trace from the entry, and a full gdb backtrace on request.
+"""The Backtrace tab: the Python stack of a Python program, the quick trace from the entry, and
+a full gdb backtrace on request.
 
 The quick trace is shown monospaced with the crashing frame (frame #0 of the thread that got
 the signal) highlighted in the palette's highlight colour. "Generate full backtrace" runs gdb
@@ -29,12 +30,15 @@ from PySide6.QtWidgets import (
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbResult, Outcome
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.plain_text import multi_line
+from drkonqi_lite.domain.python_stack import format_text
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.signature import crashing_frame_line
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.icons import IconSet
 
 NO_TRACE = "The journal entry has no stack trace."
+#: The traces the view offers (QComboBox item data).
+FULL, PYTHON, QUICK = "full", "python", "quick"
 
 
 def full_backtrace_blocker(crash: Crash) -> str:
@@ -116,10 +120,15 @@ class BacktraceView(QWidget):
         bar.addWidget(self.debuginfod)
         bar.addStretch(1)
         self.view_choice = QComboBox(self)
-        self.view_choice.addItems(["Full backtrace (gdb)", "Stack trace from the crash"])
+        # A Python program's own frames first; the native trace (or Python's traceback of an
+        # unhandled exception) one choice away; gdb's backtrace on top once it is made.
+        if crash.python_threads:
+            self.view_choice.addItem("Python stack", PYTHON)
+        quick = "Traceback" if crash.is_exception else "Stack trace from the crash"
+        self.view_choice.addItem(quick, QUICK)
         self.view_choice.setToolTip("Which trace to show")
         self.view_choice.currentIndexChanged.connect(self._show_chosen)
-        self.view_choice.hide()  # until there is a full backtrace to choose
+        self.view_choice.setVisible(self.view_choice.count() > 1)
         bar.addWidget(self.view_choice)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -133,6 +142,12 @@ class BacktraceView(QWidget):
             self.generate_button.setToolTip(blocker)
             self.debuginfod.setEnabled(False)
             self.status.setText(f"Full backtrace not available: {blocker}")
+        elif crash.python_threads:
+            self.status.setText(
+                "The Python stack of every thread at the time of the crash, the crashing thread "
+                "first. The interpreter's own stack trace is one choice away; a full backtrace "
+                "(arguments, local variables) is made with gdb from the stored core."
+            )
         else:
             self.status.setText(
                 "This is the quick stack trace recorded at the time of the crash. A full "
@@ -140,13 +155,22 @@ class BacktraceView(QWidget):
                 + (", Python frames" if "python" in crash.comm.lower() else "")
                 + ") is made with gdb from the stored core."
             )
-        self._show_quick()
+        self._show_chosen(0)
 
     # --- text -------------------------------------------------------------------------------
     def _show_quick(self) -> None:
         trace = self._crash.backtrace
         self.text.setPlainText(multi_line(trace) if trace else NO_TRACE)
-        line = crashing_frame_line(trace) if trace else None
+        self._highlight(crashing_frame_line(trace) if trace and not self._crash.is_exception
+                        else None)  # fmt: skip
+
+    def _show_python(self) -> None:
+        threads = self._crash.python_threads
+        self.text.setPlainText(multi_line(format_text(threads)))
+        # The crashing thread's innermost frame: the last line of the first block.
+        self._highlight(len(threads[0].frames) if threads and threads[0].frames else None)
+
+    def _highlight(self, line: int | None) -> None:
         if line is None:
             self.text.setExtraSelections([])
             return
@@ -167,15 +191,18 @@ class BacktraceView(QWidget):
         self.text.setPlainText(multi_line(shown))
 
     def _show_chosen(self, index: int) -> None:
-        if index == 0 and self._full:
+        view = self.view_choice.itemData(index)
+        if view == FULL and self._full:
             self._show_full()
+        elif view == PYTHON:
+            self._show_python()
         else:
             self._show_quick()
 
     def set_revealed(self, revealed: bool) -> None:
         """Show the full backtrace with (True) or without secret values."""
         self._revealed = revealed
-        if self._full and self.view_choice.currentIndex() == 0:
+        if self._full and self.view_choice.currentData() == FULL:
             self._show_full()
 
     @property
@@ -233,6 +260,8 @@ class BacktraceView(QWidget):
         self.debuginfod.setEnabled(True)
         if result.outcome is Outcome.DONE:
             self._full = result.text
+            if self.view_choice.itemData(0) != FULL:
+                self.view_choice.insertItem(0, "Full backtrace (gdb)", FULL)
             self.view_choice.setCurrentIndex(0)
             self.view_choice.show()
             self._show_full()

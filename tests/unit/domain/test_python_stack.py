@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from drkonqi_lite.domain.announcement import Announcer, Program
 from drkonqi_lite.domain.crash import crash_from_entry
 from drkonqi_lite.domain.python_stack import PythonFrame, PythonThread, dumps, parse
 from drkonqi_lite.domain.report import report_json, report_text
@@ -119,3 +120,20 @@ def test_reports_show_the_python_stack_first() -> None:
     data = json.loads(report_json(crash, "app"))
     assert data["python_threads"][0]["frames"][-1]["function"] == "do_crash"
     assert data["exception_value"] == "bad"
+
+
+def test_notification_says_where_in_the_program() -> None:
+    ctypes = PythonFrame("string_at", "/usr/lib/python3.11/ctypes/__init__.py", 519)
+    thread = dataclasses.replace(MAIN, frames=(*MAIN.frames, ctypes))
+    crash = dataclasses.replace(crash_from_entry(entry(exe="/usr/bin/python3.11")),
+                                python_threads=(thread,))  # fmt: skip
+    a = Announcer(60_000_000).live(crash, Program("app"), muted=False)
+    assert a is not None
+    assert a.body == "Segmentation fault in do_crash (app.py, line 7)"
+    exc = Announcer(60_000_000).live(crash_from_entry(exception_entry()), Program("app"),
+                                     muted=False)  # fmt: skip
+    assert exc is not None
+    assert exc.body == "Unhandled exception ValueError in do_crash (app.py, line 7)"
+    plain = Announcer(60_000_000).live(crash_from_entry(entry()), Program("Kate"), muted=False)
+    assert plain is not None
+    assert plain.body == "Segmentation fault"
