@@ -35,8 +35,9 @@ from typing import Any
 
 from systemd import journal
 
-from drkonqi_lite_collector import config, hook_install, pattern
-from drkonqi_lite_collector.schema import MESSAGE_ID, Field
+from drkonqi_lite_collector import config
+from drkonqi_lite_collector.admin import hook_install, pattern
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, Field
 
 HERE = Path(__file__).resolve().parent
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
@@ -161,7 +162,7 @@ def latency(work: Path, n: int) -> dict[str, float]:
             ms, _rss, _out = timed(cmd)
             by_hand[name].append((reaped - t_fault) * 1000 + ms)
         core.unlink()
-    return {"ours_entry_with_python_stack_ms": statistics.median(ours),
+    return {"ours_entry_with_python_stack_ms": statistics.median(ours) if ours else -1.0,
             "ours_count": len(ours),
             "kernel_file_then_pyspy_ms": statistics.median(by_hand["py-spy"]),
             "kernel_file_then_pystack_ms": statistics.median(by_hand["pystack"])}  # fmt: skip

@@ -74,6 +74,7 @@ class StackTraceResult:
         package_version: str | None,
         package_json: str | None,
         for_user: StackTraceResult | None = None,
+        python_stack: str | None = None,
     ) -> None:
         self.text = text
         self.modules = modules
@@ -83,7 +84,7 @@ class StackTraceResult:
         self.package_json = package_json
         self.for_user = for_user
         #: The Python stack (schema.Field.PYTHON_STACK JSON) of a CPython process, else None.
-        self.python_stack: str | None = None
+        self.python_stack = python_stack
 
 
 def _none(reason: str) -> StackTraceResult:

@@ -17,7 +17,7 @@ import pytest
 
 from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.signature import group_key
-from drkonqi_lite_collector.schema import Field
+from drkonqi_lite_collector.journal.schema import Field
 from tests.conftest import need, which
 from tests.integration.harness import (
     Entry,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from drkonqi_lite.domain.python_stack import PythonFrame, PythonThread, dumps
 from drkonqi_lite.qt.backtrace_view import PYTHON, QUICK
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
-from drkonqi_lite_collector.schema import BACKTRACE_MESSAGE_ID, Field
+from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
 from tests.qt import crash_records as cr
 from tests.qt.test_crash_detail import make, services  # noqa: F401 (fixtures)
 

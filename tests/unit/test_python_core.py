@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drkonqi_lite_collector.python_core import from_pyspy, from_pystack, is_python
+from drkonqi_lite_collector.unwinder.python_core import from_pyspy, from_pystack, is_python
 
 PYSTACK = b"""Traceback for thread 12 [] (most recent call last):
     (Python) File "/usr/lib/python3.11/threading.py", line 995, in _bootstrap
