@@ -73,6 +73,7 @@ class FakeTrace:
     status = "ok"
     package_name, package_version, package_json = "crasher", "1.0", None
     for_user: FakeTrace | None = None
+    python_stack: str | None = None
 
 
 class HiddenModuleTrace(FakeTrace):
