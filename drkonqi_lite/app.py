@@ -42,10 +42,9 @@ from drkonqi_lite.domain.reporting_policy import AutoReport
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 from drkonqi_lite.qt.crash_signals import CrashSignals
-from drkonqi_lite.qt.crash_windows import CrashWindows
 from drkonqi_lite.qt.lifetime import IdleExit, StartupClock, quit_on_signals
 from drkonqi_lite.qt.tray import CrashTray
-from drkonqi_lite.qt.window_router import WindowRouter
+from drkonqi_lite.qt.window_router import LazyWindows, WindowFactory, WindowRouter
 
 log = logging.getLogger("drkonqi_lite")
 RESOURCES = resource_dir()
@@ -84,19 +83,7 @@ class CrashApp(QObject):
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
         self.programs = DesktopEntryIndex.from_environment()
         self.source = JournalSource(trust_policy_for(os.getuid()))
-        policy = trust_policy_for(os.getuid())
-        windows = CrashWindows.for_user(
-            self.inbox,
-            self.program,
-            self.show_crash,
-            policy,
-            debuginfod=settings.debuginfod,
-            remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
-            reporting=self.reporting,
-            auto_report=self.auto_report,
-            remember_auto_report=self._remember_auto_report,
-        )
-        self.router = WindowRouter(windows, self)
+        self.router = WindowRouter(LazyWindows(self._windows), self)
         self.tray = CrashTray(
             icon("drkonqi-lite-tray", "dialog-warning"),
             always_visible=settings.tray_always,
@@ -115,6 +102,23 @@ class CrashApp(QObject):
         self._tasks: set[asyncio.Task[None]] = set()
         self.signals = CrashSignals(self.source, self.drain, self)
         self.idle = IdleExit(self._busy, self.quit_event.set, self) if exit_when_idle else None
+
+    def _windows(self) -> WindowFactory:
+        """The crash list and detail windows, imported only when the first one opens."""
+        from drkonqi_lite.qt.crash_windows import CrashWindows  # noqa: PLC0415
+
+        store = self.store
+        return CrashWindows.for_user(
+            self.inbox,
+            self.program,
+            self.show_crash,
+            trust_policy_for(os.getuid()),
+            debuginfod=self.settings.debuginfod,
+            remember_debuginfod=lambda on: store.save_setting("debuginfod", "yes" if on else "no"),
+            reporting=self.reporting,
+            auto_report=self.auto_report,
+            remember_auto_report=self._remember_auto_report,
+        )
 
     # --- start-up -------------------------------------------------------------------------
     async def start(self) -> bool:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from drkonqi_lite import cli_report
 from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
@@ -121,6 +120,8 @@ def _dump(obj: object) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from drkonqi_lite import cli_report  # noqa: PLC0415 (not in the tray app's start)
+
     since = parse_when(args.since) if args.since else None
     crashes = _all_crashes(since)
     state = _state()
@@ -149,6 +150,8 @@ def _find(key: str) -> Crash:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from drkonqi_lite import cli_report  # noqa: PLC0415 (not in the tray app's start)
+
     crash = _find(args.crash)
     seen = _state().is_seen(crash.id)
     info = detail(crash, seen=seen, reported=cli_report.reported_ids().get(crash.id, ""))
@@ -254,20 +257,29 @@ def cmd_coredump_hook(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
 
 
+#: The tray app's own options. With nothing else on the command line the app starts without
+#: building the commands' parsers: their imports (the reporting stack's among them) cost a
+#: cold start from the socket unit ~50 ms of its 200 (issue 12).
+APP_OPTIONS = {
+    "--autostart": "start the tray app quietly (do nothing if it already runs)",
+    "--exit-when-idle": "end the tray app once no crash is unseen and no window is open (the "
+    "systemd user unit: its socket starts the app again at the next crash)",
+}
+
+
+def _tray_app(autostart: bool, exit_when_idle: bool) -> int:
+    from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
+
+    return run(autostart=autostart, exit_when_idle=exit_when_idle)
+
+
 def parser() -> argparse.ArgumentParser:
+    from drkonqi_lite import cli_report  # noqa: PLC0415 (not in the tray app's start)
+
     p = argparse.ArgumentParser(prog="drkonqi-lite", description="Crash notifier for the desktop.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument(
-        "--autostart",
-        action="store_true",
-        help="start the tray app quietly (do nothing if it already runs)",
-    )
-    p.add_argument(
-        "--exit-when-idle",
-        action="store_true",
-        help="end the tray app once no crash is unseen and no window is open (the systemd user "
-        "unit: its socket starts the app again at the next crash)",
-    )
+    for option, text in APP_OPTIONS.items():
+        p.add_argument(option, action="store_true", help=text)
     sub = p.add_subparsers(dest="command")
     lst = sub.add_parser("list", help="list your crashes, newest first")
     lst.add_argument("--json", action="store_true")
@@ -312,6 +324,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from drkonqi_lite import cli_report  # noqa: PLC0415 (not in the tray app's start)
+
     return cli_report.cmd_report(args, _find)
 
 
@@ -330,15 +344,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     """Parse the command line and run its command (main() handles a closed stdout)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if set(words) <= APP_OPTIONS.keys():
+        return _tray_app("--autostart" in words, "--exit-when-idle" in words)
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
                 "watch": cmd_watch, "unseen": cmd_unseen, "coredump-hook": cmd_coredump_hook,
                 "demo": cmd_demo, "report": cmd_report}  # fmt: skip
     try:
         if args.command is None:
-            from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
-
-            return run(autostart=args.autostart, exit_when_idle=args.exit_when_idle)
+            return _tray_app(args.autostart, args.exit_when_idle)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"drkonqi-lite: {exc}", file=sys.stderr)
