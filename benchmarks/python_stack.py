@@ -120,11 +120,11 @@ def _peak(cmd: list[str]) -> float:
 def _right(name: str, out: str) -> bool:
     if name == "py-spy":
         try:
-            frames = json.loads(out)[0]["frames"]
+            threads = json.loads(out)
+            stacks = [[(f["name"], f["line"]) for f in t["frames"][::-1]] for t in threads]
         except (ValueError, LookupError, TypeError):
             return False
-        got = [(f["name"], f["line"]) for f in frames[::-1]]
-        return any(got[i : i + 2] == EXPECTED for i in range(len(got)))
+        return any(got[:2] == EXPECTED for got in stacks)
     return 'line 14, in <module>' in out and 'line 12, in do_crash' in out
 
 
