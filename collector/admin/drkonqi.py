@@ -44,9 +44,14 @@ class DrKonqi:
             return "installed, but its processor is not enabled for systemd-coredump@.service"
         if self.sees(handler):
             return "shows these crashes (it reads systemd-coredump's entries only)"
+        if handler == "drkonqi-lite-collector":
+            return (
+                "installed but shows NO crash dialogs: it reads systemd-coredump's entries only "
+                "(`uninstall` gives crashes back to the previous handler)"
+            )
         return (
-            "installed but shows NO crash dialogs: it reads systemd-coredump's entries only "
-            "(`uninstall` gives crashes back to the previous handler)"
+            "installed but shows NO crash dialogs: it gets crashes only through "
+            "systemd-coredump, which is not the handler"
         )
 
 

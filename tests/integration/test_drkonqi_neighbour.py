@@ -113,6 +113,9 @@ def test_plain_core_files_with_drkonqi_installs_and_notes_drkonqi(
     with_drkonqi: Harness, core_pattern: None
 ) -> None:
     CORE_PATTERN.write_text("core\n")
+    idle = _cli(with_drkonqi, "status").stdout
+    assert "KDE DrKonqi:     installed but shows NO crash dialogs" in idle
+    assert "systemd-coredump, which is not the handler" in idle
     installed = _cli(with_drkonqi, "install")
     assert installed.returncode == 0
     assert pattern.handler_kind(CORE_PATTERN.read_text().strip()) == "drkonqi-lite-collector"
