@@ -32,7 +32,7 @@ class Storage:
 
 #: Subdirectories of the state directory (var/lib/drkonqi-lite), named once: the collector opens
 #: them by name through the state directory's fd, and Paths gives their full paths.
-STORAGE_SUBDIR = "coredump"
+#: (journal/schema.py names the storage subdirectory: the app reads cores from there too.)
 #: The core directory is searchable but not listable by others (SECURITY.md 9): core names carry
 #: program, uid, pid and time. A user opens their own core by the name in COREDUMP_FILENAME, which
 #: only needs search (x) permission, and reads it through the ACL the collector grants.
@@ -62,11 +62,15 @@ class Paths:
 
     @property
     def state_dir(self) -> str:
-        return self._at("var/lib/drkonqi-lite")
+        from drkonqi_lite_collector.journal import schema  # noqa: PLC0415 - not the stage's
+
+        return self._at(schema.STATE_DIR)
 
     @property
     def storage_dir(self) -> str:
-        return os.path.join(self.state_dir, STORAGE_SUBDIR)
+        from drkonqi_lite_collector.journal import schema  # noqa: PLC0415 - not the stage's
+
+        return os.path.join(self.state_dir, schema.STORAGE_SUBDIR)
 
     @property
     def spool_dir(self) -> str:
@@ -80,11 +84,13 @@ class Paths:
     @property
     def cores_socket(self) -> str:
         """Where users ask to delete their cores (drkonqi-lite-cores.socket, cores.py)."""
-        return self._at("run/drkonqi-lite/cores.socket")
+        from drkonqi_lite_collector.journal import schema  # noqa: PLC0415 - not the stage's
+
+        return self._at(schema.CORES_SOCKET.lstrip("/"))
 
     @property
     def saved_pattern_file(self) -> str:
-        return self._at("var/lib/drkonqi-lite/saved-core_pattern.json")
+        return os.path.join(self.state_dir, "saved-core_pattern.json")
 
 
 class Config:

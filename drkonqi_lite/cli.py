@@ -36,6 +36,7 @@ from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
 from drkonqi_lite_collector import __version__
 from drkonqi_lite_collector.admin.closed_pipe import quiet_on_closed_pipe
+from drkonqi_lite_collector.journal.schema import Field
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _RELATIVE = re.compile(r"^-?(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)(\s+ago)?$")
@@ -188,7 +189,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.reveal:
         print(f"{'command line':>12}: {one_line(crash.cmdline, None)}")
         print(f"{'environment':>12}:")
-        print(multi_line(crash.fields.get("COREDUMP_ENVIRON", "")))
+        print(multi_line(crash.fields.get(Field.ENVIRON, "")))
     print()
     if crash.python_threads:  # a Python program: its own frames first
         print(multi_line(format_text(crash.python_threads)))

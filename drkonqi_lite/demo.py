@@ -27,7 +27,7 @@ from pathlib import Path
 
 from drkonqi_lite_collector import config
 from drkonqi_lite_collector.admin import pattern
-from drkonqi_lite_collector.journal.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, Field
 
 TOOLS = (
     "Xvfb",
@@ -470,7 +470,7 @@ def run(output: Path) -> int:
                 "-o",
                 "export",
                 f"MESSAGE_ID={MESSAGE_ID}",
-                f"COREDUMP_PID={pid}",
+                f"{Field.PID}={pid}",
             ],
             capture_output=True,
             check=False,

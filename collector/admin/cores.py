@@ -29,7 +29,6 @@ from drkonqi_lite_collector.journal import schema
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.worker import storage
 
-REQUEST = b"delete\0"
 MAX_REQUEST = 512
 #: A client that connects and says nothing does not hold an instance for long.
 RECEIVE_TIMEOUT_S = 5
@@ -48,9 +47,9 @@ def peer_uid(sock: socket.socket) -> int:
 
 def parse_request(data: bytes) -> str:
     """The core's base name from a request datagram, or RefusedError."""
-    if not data.startswith(REQUEST):
+    if not data.startswith(schema.DELETE_REQUEST):
         raise RefusedError("not a delete request")
-    raw = data[len(REQUEST) :]
+    raw = data[len(schema.DELETE_REQUEST) :]
     try:
         name = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -114,15 +113,16 @@ def serve(conn: socket.socket, paths: config.Paths) -> int:
         finally:
             os.close(storage_fd)
     except RefusedError as e:
-        log(f"cores: uid {requester} may not delete {data[len(REQUEST) :]!r}: {e}")
-        _reply(conn, b"error\0" + str(e).encode())
+        log(f"cores: uid {requester} may not delete {data[len(schema.DELETE_REQUEST) :]!r}: {e}")
+        _reply(conn, schema.DELETE_ERROR + b"\0" + str(e).encode())
         return 1
     except OSError as e:
         log(f"cores: deleting for uid {requester} failed: {e}")
-        _reply(conn, b"error\0" + f"the core could not be deleted: {e.strerror}".encode())
+        why = f"the core could not be deleted: {e.strerror}"
+        _reply(conn, schema.DELETE_ERROR + b"\0" + why.encode())
         return 1
     log(f"cores: deleted {name} at the request of uid {requester}")
-    _reply(conn, b"ok")
+    _reply(conn, schema.DELETE_OK)
     return 0
 
 

@@ -121,6 +121,34 @@ class Field:
     EXCEPTION_VALUE = "DRKONQI_LITE_EXCEPTION_VALUE"
 
 
+# --- Names both processes agree on: defined here once, imported by the collector and the app.
+
+#: The collector's system user (sysusers.d): it sends the entries of system users' crashes, and
+#: the app trusts it as a sender (domain/trust.py).
+COLLECTOR_USER = "drkonqi-lite"
+#: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
+SYSTEM_UID_MAX = 999
+#: The collector's state directory below its prefix ("/" on a real system), and where the
+#: cores are stored inside it (DESIGN.md §2.2).
+STATE_DIR = "var/lib/drkonqi-lite"
+STORAGE_SUBDIR = "coredump"
+STORAGE_DIR = f"/{STATE_DIR}/{STORAGE_SUBDIR}"
+#: drkonqi-lite-cores.socket, which deletes a user's core for them (admin/cores.py).
+CORES_SOCKET = "/run/drkonqi-lite/cores.socket"
+#: Its protocol: one SOCK_SEQPACKET datagram, DELETE_REQUEST then the core's base name; the
+#: answer is DELETE_OK, or DELETE_ERROR, a NUL and why (words for the user).
+DELETE_REQUEST = b"delete\0"
+DELETE_OK = b"ok"
+DELETE_ERROR = b"error"
+#: The app's wake-up datagram socket below the user's runtime directory ($XDG_RUNTIME_DIR,
+#: which the collector knows as /run/user/UID); the datagram carries nothing the app trusts.
+WAKEUP_SOCKET = "drkonqi-lite/wakeup"
+
+
+def wakeup_path(runtime_dir: str) -> str:
+    return f"{runtime_dir}/{WAKEUP_SOCKET}"
+
+
 class CoreMissing:
     """Why an entry has no stored core (value of DRKONQI_LITE_CORE_MISSING)."""
 

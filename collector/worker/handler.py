@@ -16,18 +16,18 @@ import pwd
 from drkonqi_lite_collector import config
 from drkonqi_lite_collector.journal import entry, restriction, spool
 from drkonqi_lite_collector.journal import native as journal
-from drkonqi_lite_collector.journal.schema import CoreMissing, Field, core_filename
+from drkonqi_lite_collector.journal.schema import (
+    COLLECTOR_USER,
+    SYSTEM_UID_MAX,
+    CoreMissing,
+    Field,
+    core_filename,
+    wakeup_path,
+)
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import KernelArgs
 from drkonqi_lite_collector.worker import corefile, ratelimit, storage
 from drkonqi_lite_collector.worker.procinfo import Process, ProcInfo
-
-#: uid_is_system(): uids up to SYSTEM_UID_MAX (login.defs) belong to the system.
-SYSTEM_UID_MAX = 999
-#: The dedicated system user that sends entries for crashes of system users (sysusers.d).
-COLLECTOR_USER = "drkonqi-lite"
-WAKEUP = "/run/user/{uid}/drkonqi-lite/wakeup"
-
 
 #: The collector avoids `typing` at run time (it pulls in re, contextlib and more: ~6 ms of a
 #: small crash's budget); mypy treats this name like typing.TYPE_CHECKING.
@@ -322,7 +322,7 @@ def deliver(
     A restricted crash has two: the full one as the collector's system user (system journal,
     root and the admin groups read it), then the user's own (restriction.py)."""
     creds = sender_credentials(args.uid, args.gid)
-    wakeup = WAKEUP.format(uid=args.uid) if args.uid > SYSTEM_UID_MAX else None
+    wakeup = wakeup_path(f"/run/user/{args.uid}") if args.uid > SYSTEM_UID_MAX else None
     full = [*outcome.fields, *([(Field.COREDUMP, outcome.blob)] if outcome.blob else [])]
     sends: list[tuple[list[tuple[str, journal.FieldValue | journal.Blob]], journal.Credentials]]
     sends = [(full, creds)]

@@ -14,7 +14,7 @@ import stat
 import struct
 
 from drkonqi_lite_collector import config
-from drkonqi_lite_collector.journal.schema import parse_core_filename
+from drkonqi_lite_collector.journal.schema import STORAGE_SUBDIR, parse_core_filename
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def open_storage(state_fd: int, *, create: bool = True) -> int:
     """The core directory, made STORAGE_MODE (0711): others may open a core by its name but not
     list the names (SECURITY.md 9). A directory left listable by an older version or by hand is
     tightened here, so the promise does not depend on tmpfiles.d having run."""
-    fd = open_subdir(state_fd, config.STORAGE_SUBDIR, create=create, mode=config.STORAGE_MODE)
+    fd = open_subdir(state_fd, STORAGE_SUBDIR, create=create, mode=config.STORAGE_MODE)
     try:
         if stat.S_IMODE(os.fstat(fd).st_mode) & 0o066:
             os.fchmod(fd, config.STORAGE_MODE)

@@ -22,7 +22,7 @@ from pathlib import Path
 from systemd import journal
 
 from drkonqi_lite.adapters.wakeup import poke, wakeup_path
-from drkonqi_lite_collector.journal.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, Field
 
 log = logging.getLogger(__name__)
 #: systemd-coredump@.service instances are "N-PID-UID" of the connection (Accept=yes).
@@ -56,7 +56,7 @@ def crash_owner(instance: str, wait_s: float = WAIT_S) -> tuple[int, int] | None
         while True:
             entry = reader.get_next()
             if entry:
-                uid, gid = _number(entry.get("COREDUMP_UID")), _number(entry.get("COREDUMP_GID"))
+                uid, gid = _number(entry.get(Field.UID)), _number(entry.get(Field.GID))
                 return None if uid is None or gid is None else (uid, gid)
             remaining = deadline - time.monotonic()
             if remaining <= 0:

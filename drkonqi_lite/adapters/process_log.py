@@ -13,6 +13,7 @@ import datetime
 from systemd import journal
 
 from drkonqi_lite.domain.crash import Crash
+from drkonqi_lite_collector.journal.schema import Field
 
 BEFORE_S = 120
 AFTER_S = 5
@@ -37,7 +38,7 @@ def process_log(crash: Crash, path: str | None = None) -> list[str]:
         reader.add_match(_PID=str(crash.pid))
         if crash.unit:
             reader.add_disjunction()
-            user_unit = bool(crash.fields.get("COREDUMP_USER_UNIT"))
+            user_unit = bool(crash.fields.get(Field.USER_UNIT))
             key = "_SYSTEMD_USER_UNIT" if user_unit else "_SYSTEMD_UNIT"
             reader.add_match(**{key: crash.unit})
         start = crash.timestamp_us / 1e6 - BEFORE_S

@@ -25,13 +25,17 @@ import zstandard
 
 from drkonqi_lite.adapters.core_file import open_storage_dir
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.journal.schema import parse_core_filename
+from drkonqi_lite_collector.journal.schema import (
+    CORES_SOCKET,
+    DELETE_ERROR,
+    DELETE_OK,
+    DELETE_REQUEST,
+    parse_core_filename,
+)
 
 CHUNK = 1 << 20
 #: A decompressed core larger than this is refused (a 4 GiB sparse core fits).
 MAX_CORE_BYTES = 32 << 30
-#: drkonqi-lite-cores.socket (collector/config.py Paths.cores_socket): deletes a user's core.
-CORES_SOCKET = "/run/drkonqi-lite/cores.socket"
 #: The service answers within a Python start-up; a hung one must not freeze the window long.
 SERVICE_TIMEOUT_S = 5.0
 
@@ -192,7 +196,7 @@ def _ask_cores_service(cores_socket: str, name: str) -> None:
         sock.settimeout(SERVICE_TIMEOUT_S)
         try:
             sock.connect(cores_socket)
-            sock.send(b"delete\0" + os.fsencode(name))
+            sock.send(DELETE_REQUEST + os.fsencode(name))
             reply = sock.recv(4096)
         except TimeoutError:
             raise CoreUnavailableError("the deletion service did not answer in time") from None
@@ -200,9 +204,9 @@ def _ask_cores_service(cores_socket: str, name: str) -> None:
             raise CoreUnavailableError(
                 f"the deletion service cannot be reached: {exc.strerror}"
             ) from None
-    if reply == b"ok":
+    if reply == DELETE_OK:
         return
     status, _, why = reply.partition(b"\0")
-    if status == b"error" and why:
+    if status == DELETE_ERROR and why:
         raise CoreUnavailableError(why.decode("utf-8", "replace"))
     raise CoreUnavailableError("the deletion service gave no answer")

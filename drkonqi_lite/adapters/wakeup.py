@@ -21,13 +21,15 @@ import socket
 import stat
 from pathlib import Path
 
+from drkonqi_lite_collector.journal import schema
+
 log = logging.getLogger(__name__)
 #: Datagrams read per wake-up at most (a flood must not keep the GUI thread busy).
 MAX_DATAGRAMS = 256
 
 
 def wakeup_path(runtime_dir: str) -> Path:
-    return Path(runtime_dir) / "drkonqi-lite" / "wakeup"
+    return Path(schema.wakeup_path(runtime_dir))
 
 
 #: sd_listen_fds(3): the first passed fd.

@@ -14,13 +14,18 @@ import enum
 import posixpath
 
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite_collector.journal.schema import CRASH_MESSAGE_IDS, CoreState
+from drkonqi_lite_collector.journal.schema import (
+    COLLECTOR_USER,
+    CRASH_MESSAGE_IDS,
+    STORAGE_DIR,
+    CoreState,
+)
 
 #: Where cores may live: ours (DESIGN.md §2.2) and systemd-coredump's. Ours comes first
 #: (drkonqi_lite/adapters/stored_core.py: only ours has a deletion service).
-STORAGE_DIRS: tuple[str, ...] = ("/var/lib/drkonqi-lite/coredump", "/var/lib/systemd/coredump")
+STORAGE_DIRS: tuple[str, ...] = (STORAGE_DIR, "/var/lib/systemd/coredump")
 #: System users that file coredump entries for crashes of other system users.
-COLLECTOR_USERS: tuple[str, ...] = ("drkonqi-lite", "systemd-coredump")
+COLLECTOR_USERS: tuple[str, ...] = (COLLECTOR_USER, "systemd-coredump")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -219,14 +219,14 @@ def test_sysusers_creates_a_locked_system_user(tmp_path: Path) -> None:
     conf = PACKAGING / "sysusers.d/drkonqi-lite.conf"
     out = run([sysusers, f"--root={tmp_path}", str(conf)])
     assert out.returncode == 0, out.stderr
-    from drkonqi_lite_collector.worker import handler  # noqa: PLC0415
+    from drkonqi_lite_collector.journal import schema  # noqa: PLC0415
 
     entry = next(
         line.split(":")
         for line in (tmp_path / "etc/passwd").read_text().splitlines()
-        if line.startswith(f"{handler.COLLECTOR_USER}:")
+        if line.startswith(f"{schema.COLLECTOR_USER}:")
     )
-    assert int(entry[2]) <= handler.SYSTEM_UID_MAX, "a system uid"
+    assert int(entry[2]) <= schema.SYSTEM_UID_MAX, "a system uid"
     assert entry[6].endswith("nologin"), "no login shell"
 
 

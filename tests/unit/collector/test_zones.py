@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ FORBIDDEN = {
     "pyhook": {"unwinder", "admin"},
     "admin": set(),
 }
+#: The contract (journal/schema.py) is below every zone: any module may import it.
+CONTRACT = {"journal", "journal.schema"}
 #: The contract with the app, the native protocol, and the hook every Python program loads at
 #: start: the standard library alone.
 STDLIB_ONLY = {"journal.schema", "journal.native", "pyhook.python_hook"}
@@ -89,7 +92,7 @@ def _violations(module: str, imported: list[str]) -> list[str]:
         if parts[0] != "drkonqi_lite_collector" or len(parts) < 2:
             continue
         target = ".".join(parts[1:])
-        if _zone(target) in FORBIDDEN.get(zone, set()):
+        if _zone(target) in FORBIDDEN.get(zone, set()) and target not in CONTRACT:
             bad.append(f"{module} ({zone}) imports {target}")
         if module in STDLIB_ONLY and target not in (module, module.split(".")[0]):  # noqa: PLC0207
             bad.append(f"{module} must be stdlib only, imports {target}")
@@ -148,6 +151,7 @@ def test_a_module_may_import_its_own_zone_and_those_allowed() -> None:
     assert not _violations("worker.handler", ["drkonqi_lite_collector.journal.entry"])
     assert not _violations("worker.supervisor", ["drkonqi_lite_collector.unwinder.stacktrace"])
     assert not _violations("unwinder.stacktrace", ["drkonqi_lite_collector.stage.argv"])
+    assert not _violations("config", ["drkonqi_lite_collector.journal.schema"]), "the contract"
 
 
 #: STYLE.md's sizes, held mechanically for the collector (ruff holds complexity <= 12).
@@ -171,3 +175,38 @@ def test_modules_functions_and_folders_stay_small_enough_to_read() -> None:
         if len(modules) > FOLDER_MODULES:
             too_big.append(f"{folder.name}/: {len(modules)} modules > {FOLDER_MODULES}")
     assert not too_big, "\n".join(too_big)
+
+
+#: What both processes agree on, as it would be spelled if someone wrote it again.
+CONTRACT_LITERALS = (
+    '"/var/lib/drkonqi-lite',
+    '"var/lib/drkonqi-lite',
+    '"/run/drkonqi-lite/cores.socket"',
+    '"run/drkonqi-lite/cores.socket"',
+    'b"delete\\0"',
+    '"drkonqi-lite/wakeup"',
+    '"wakeup"',
+)
+
+
+#: A journal field name as a string literal (not a docstring's first word, not the env variable).
+FIELD_LITERAL = re.compile(r'(?<!")"((?:COREDUMP|DRKONQI_LITE)_[A-Z0-9_]+)["=]')
+
+
+def test_the_contract_between_the_processes_is_spelled_only_in_schema() -> None:
+    """The storage directory, the cores socket and its protocol, the wake-up socket and the
+    journal field names: journal/schema.py defines them, the collector and the app import them."""
+    schema = PACKAGE / "journal" / "schema.py"
+    app = Path(__file__).resolve().parents[3] / "drkonqi_lite"
+    again = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *app.rglob("*.py")]):
+        if path == schema:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            hits = [lit for lit in CONTRACT_LITERALS if lit in code]
+            field = FIELD_LITERAL.search(code)
+            if path.is_relative_to(app) and field and field[1] != "DRKONQI_LITE_PREFIX":
+                hits.append("a journal field name")
+            again += [f"{path.name}:{number}: {hit}" for hit in hits]
+    assert not again, "\n".join(again)
