@@ -260,7 +260,7 @@ class CrashApp(QObject):
 
     # --- requests (D-Bus backend, tray, notifications) --------------------------------------
     def program(self, crash: Crash) -> Program:
-        return kcrash.presented(self.programs.lookup(crash.exe, crash.comm), crash.kcrash)
+        return kcrash.presented(self.programs.lookup(crash.program_path, crash.comm), crash.kcrash)
 
     def list_crashes(self) -> list[CrashSummary]:
         return self.inbox.summaries()

@@ -152,6 +152,12 @@ class Crash:
         return python_stack.main_script(self.python_threads) or self.exe or self.comm
 
     @property
+    def program_path(self) -> str:
+        """The program's file: a Python program's script, else the executable ("" unknown). What
+        finds its .desktop entry (Restart program) — python3.11 is every script's executable."""
+        return python_stack.main_script(self.python_threads) or self.exe
+
+    @property
     def python_stack(self) -> tuple[PythonFrame, ...]:
         """The crashing thread's Python frames, outermost first; () when there are none."""
         return python_stack.crashing_frames(self.python_threads)

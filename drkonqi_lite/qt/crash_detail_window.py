@@ -230,9 +230,8 @@ class CrashDetailWindow(QWidget):
         )
         self._allow(self.debugger_button, core or services.debugger_blocker())
         if self.program.desktop_entry:
-            self._allow(
-                self.restart_button, services.restart_blocker(self.program.desktop_entry, crash.exe)
-            )
+            blocker = services.restart_blocker(self.program.desktop_entry, crash.program_path)
+            self._allow(self.restart_button, blocker)
         else:
             self._allow(
                 self.restart_button,
@@ -314,7 +313,7 @@ class CrashDetailWindow(QWidget):
 
     def restart_program(self) -> None:
         try:
-            pid = self._services.restart(self.program.desktop_entry, self.crash.exe)
+            pid = self._services.restart(self.program.desktop_entry, self.crash.program_path)
         except Exception as exc:  # noqa: BLE001 (LaunchError and OSError: shown to the user)
             self._status(f"The program was not restarted: {exc}")
         else:

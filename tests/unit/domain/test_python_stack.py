@@ -73,6 +73,8 @@ def test_exception_entry_is_a_trusted_crash_without_core() -> None:
     assert crash.reason == "Unhandled exception ValueError"
     assert crash.core_filename == ""  # a core name in a self-reported entry is never opened
     assert crash.program_key == "/home/u/app.py"
+    assert crash.program_path == "/home/u/app.py"  # its .desktop entry, not python3.11's
+    assert crash_from_entry(entry()).program_path == "/usr/bin/kate"
     assert crash.backtrace.startswith("Traceback (most recent call last):")
 
 
