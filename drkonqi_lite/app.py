@@ -260,7 +260,8 @@ class CrashApp(QObject):
 
     # --- requests (D-Bus backend, tray, notifications) --------------------------------------
     def program(self, crash: Crash) -> Program:
-        return kcrash.presented(self.programs.lookup(crash.program_path, crash.comm), crash.kcrash)
+        found = self.programs.lookup(crash.program_path, crash.program_name)
+        return kcrash.presented(found, crash.kcrash)
 
     def list_crashes(self) -> list[CrashSummary]:
         return self.inbox.summaries()

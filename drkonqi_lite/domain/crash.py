@@ -158,6 +158,13 @@ class Crash:
         return python_stack.main_script(self.python_threads) or self.exe
 
     @property
+    def program_name(self) -> str:
+        """What to call the program when no .desktop entry names it: a Python program's script
+        ("sync.py", not "python3"), else comm."""
+        script = python_stack.main_script(self.python_threads)
+        return script.rsplit("/", 1)[-1] if script else self.comm
+
+    @property
     def python_stack(self) -> tuple[PythonFrame, ...]:
         """The crashing thread's Python frames, outermost first; () when there are none."""
         return python_stack.crashing_frames(self.python_threads)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,12 @@ from drkonqi_lite_collector.admin import hook_install, pattern
 from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
 from drkonqi_lite_collector.pyhook import python_hook
 from tests.conftest import CORE_PATTERN, need
+from tests.integration import desktop as dk
+from tests.integration.desktop import Desktop
 from tests.integration.harness import COLLECTOR, Entry, Harness, entries, field, wait_entry
 
 UID = 4242
+app_desktop = dk.app_desktop
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 APP = """\
@@ -76,8 +80,8 @@ class Python:
         return path
 
     def run(self, *args: str | Path, env: dict[str, str] | None = None,
-            stdin: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
-        cmd = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
+            stdin: str = "", uid: int = UID) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                str(self.python), *map(str, args)]  # fmt: skip
         return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60,
                               cwd="/", env=env or {"PATH": "/usr/bin:/bin"}, errors="replace",
@@ -273,3 +277,24 @@ def test_install_and_uninstall_command(harness: Harness, core_pattern: None) -> 
     assert not pth.exists()
     assert not (site / "drkonqi_lite_python_hook.py").exists()
     assert CORE_PATTERN.read_text() == before
+
+
+def test_the_app_notifies_lists_and_shows_it(py: Python, app_desktop: Desktop) -> None:
+    """The user's tray app (real journald, dunst, Xvfb) tells of a real script's exception."""
+    user = app_desktop.user()
+    user.start_dunst()
+    user.start_app("app")
+    user.wait_log("started:")
+    time.sleep(0.3)  # past the catch-up
+    app = py.script("sync.py", APP)
+    assert py.run(app, uid=user.uid).returncode == 1
+    user.wait_log("notified")
+    (note,) = user.notifications()
+    assert note["summary"] == "sync.py crashed"
+    assert note["body"] == "Unhandled exception ValueError in inner (sync.py, line 9)"
+    (listed,) = json.loads(user.cli("list", "--json").stdout)
+    shown = json.loads(user.cli("show", listed["id"], "--json").stdout)
+    assert [(f["function"], f["line"]) for f in shown["python_stack"]] == [
+        ("<module>", 14), ("outer", 12), ("inner", 9)]  # fmt: skip
+    assert shown["exception_type"] == "ValueError"
+    assert "COREDUMP_ENVIRON" not in shown["fields"]

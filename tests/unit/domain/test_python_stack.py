@@ -75,6 +75,8 @@ def test_exception_entry_is_a_trusted_crash_without_core() -> None:
     assert crash.program_key == "/home/u/app.py"
     assert crash.program_path == "/home/u/app.py"  # its .desktop entry, not python3.11's
     assert crash_from_entry(entry()).program_path == "/usr/bin/kate"
+    assert crash.program_name == "app.py"  # "python3 crashed" would say nothing
+    assert crash_from_entry(entry()).program_name == "kate"
     assert crash.backtrace.startswith("Traceback (most recent call last):")
 
 
