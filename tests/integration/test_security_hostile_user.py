@@ -276,3 +276,56 @@ def test_renamed_copies_do_not_dodge_the_crash_loop_limit(
         assert "COREDUMP_OPEN_FDS" not in e, "nor its big /proc files"
     assert len(harness.cores()) == 10
     assert_victim_recorded(t0, crashme)
+
+
+#: Runs as the attacker: stop every process of ours, again and again, for argv[1] seconds.
+STOP_ALL = r"""
+import os, signal, sys, time
+print("stopping", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        os.kill(-1, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+"""
+
+
+def test_sigstop_during_the_spool_replay_holds_no_lock(
+    t0: float, harness: Harness, core_pattern: None, crashme: Path, attacker: int
+) -> None:
+    """journald away: the attacker's crash, then the victim's, are spooled. Then, while the
+    attacker stops everything of theirs, the spool is replayed: the attacker's entry is sent
+    as the attacker without any process of theirs, so the replay neither hangs nor keeps its
+    lock, and the victim's entry reaches the journal behind it."""
+    from tests.integration.test_security_nothing_lost import (  # noqa: PLC0415
+        no_journald_wrapper,
+        spooled,
+    )
+
+    wrapper = no_journald_wrapper(harness, "no-socket")
+    Path("/proc/sys/kernel/core_pattern").write_text(f"|{wrapper} %P %u %g %s %t %c %h %d %F\n")
+    mine = crash_self([str(crashme)], attacker, attacker)
+    theirs = crash_self([str(crashme)], VICTIM, VICTIM)
+    deadline = time.monotonic() + 20
+    while len(spooled(harness)) < 2:
+        assert time.monotonic() < deadline, f"spool: {spooled(harness)}"
+        time.sleep(0.1)
+    script = harness.prefix / "stopall.py"
+    script.write_text(STOP_ALL)
+    script.chmod(0o644)
+    stopper = spawn_as([sys.executable, "-I", str(script), "6"], attacker, attacker,
+                       stdout=subprocess.PIPE)  # fmt: skip
+    assert stopper.stdout is not None
+    assert stopper.stdout.readline() == b"stopping\n"
+    replay = subprocess.run(
+        [str(harness.argv(1, 0, 0)[0]), "--prefix", str(harness.prefix), "replay"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert spooled(harness) == []
+    assert field(wait_entry_since(t0, COREDUMP_PID=mine), "_UID") == str(attacker).encode()
+    assert field(wait_entry_since(t0, COREDUMP_PID=theirs), "_UID") == str(VICTIM).encode()
+    stopper.wait(timeout=30)
