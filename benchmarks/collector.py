@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
+
 HERE = Path(__file__).resolve().parent
 #: ../shared/tools from the integration tree (/work/main); from a worktree (/work/wt/NAME) the
 #: same directory is one level further up.
@@ -35,6 +37,10 @@ SHARED = next(
 )
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 SYSTEMD = "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d"
+#: kernel.core_pipe_limit as each handler's installation sets it (systemd's 50-coredump.conf;
+#: ours: `install`). With 0 the kernel no longer keeps /proc/PID for the handler, and the
+#: crashed process is reaped as soon as the pipe is drained, whatever the handler still reads.
+PIPE_LIMITS = {"drkonqi-lite": PIPE_LIMIT, "systemd-coredump": 16}
 METRICS = [
     ("journal_ms", "crash → entry in journal (ms)"),
     ("exit_ms", "crash → process reaped, i.e. frozen (ms)"),
@@ -82,6 +88,8 @@ def run(
             scenario,
             "--json",
             out.name,
+            "--core-pipe-limit",
+            str(PIPE_LIMITS[label]),
             *extra,
         ]
         if comm:

@@ -187,7 +187,6 @@ def _collect(
     process: sandbox.UnwinderProcess, deadline: float
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Read the child's JSON lines until EOF or the deadline; reap it. Returns (events, why)."""
-    import json  # noqa: PLC0415 - while the child unwinds on the other CPU
     import select  # noqa: PLC0415
 
     buf = bytearray()
@@ -215,7 +214,7 @@ def _collect(
     events = []
     for line in bytes(buf).split(b"\n"):
         try:
-            event = json.loads(line)
+            event = sandbox.decode_json(line)
         except ValueError:
             continue
         if isinstance(event, dict):
@@ -279,10 +278,9 @@ def _compose(
     )
 
 
-def _json_dumps(value: object) -> str:
-    import json  # noqa: PLC0415 - already loaded by _collect
-
-    return json.dumps(value, sort_keys=True)
+def _json_dumps(value: dict[str, dict[str, str]]) -> str:
+    """COREDUMP_PACKAGE_JSON, keys sorted (sandbox.encode_json: no json package import)."""
+    return sandbox.encode_json({k: dict(sorted(v.items())) for k, v in sorted(value.items())})
 
 
 def _main_module(packages: dict[str, dict[str, str]], exe: str | None) -> dict[str, str] | None:

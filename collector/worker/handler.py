@@ -148,6 +148,10 @@ def handle(
             reader = args.uid if allowed and args.uid != 0 else None
             name = _core_name(args, seen, cfg)
             kept = corefile.store(stdin, tap, cfg, state_fd, name, reader, args.uid)
+            # Everything that needed the live process (/proc, the module files) was taken
+            # before the drain: let the kernel reap it now rather than after the unwinding and
+            # the journal (with core_pipe_limit > 0 it waits until the pipe is closed).
+            _release(stdin)
             if kept.result.error:
                 log(f"PID {args.pid}: {kept.result.error}")
             core = _core_facts(args, paths, cfg, kept, tap, restricted)
