@@ -131,12 +131,13 @@ def analyze(
     *,
     timeout: float = 5.0,
     prepared: PreparedAnalysis | None = None,
-    hidden: frozenset[int] = frozenset(),
+    hidden: frozenset[int] | Callable[[], frozenset[int]] = frozenset(),
 ) -> StackTraceResult:
     """Unwind every thread of the tapped core in a sandboxed child; never raises.
 
     `prepared` (from prepare() on the same tap and modules) is used and closed. `hidden`: the
-    modules (by lowest mapped address) whose names and build-ids `for_user` leaves out.
+    modules (by lowest mapped address) whose names and build-ids `for_user` leaves out, or
+    what computes them once the child has its go (so that the checks run beside the unwinding).
     """
     try:
         return _analyze(tap, modules, timeout, prepared, hidden)
@@ -152,7 +153,7 @@ def _analyze(
     modules: ModuleFiles,
     timeout: float,
     prepared: PreparedAnalysis | None,
-    hidden: frozenset[int],
+    hidden: frozenset[int] | Callable[[], frozenset[int]],
 ) -> StackTraceResult:
     tap.finish()
     if tap.error is not None:
@@ -172,6 +173,8 @@ def _analyze(
         # The dpkg lookup (host database, so only for processes in our root) runs here, on
         # the other CPU, while the child unwinds.
         package = dpkg_owner(modules.exe) if modules.same_root and modules.exe else None
+        if callable(hidden):
+            hidden = hidden()
         events, reason = _collect(process, deadline)
     finally:
         process.close()
@@ -327,11 +330,14 @@ class Engine:
         if mine is None or tap is not mine:
             raise ValueError("finish() takes the tap that start() returned")
         mods = self._modules
-        hidden = frozenset(
-            start
-            for start, fd in mods.by_start.items()
-            if hide is not None and hide(fd, mods.paths.get(start, ""), mods.same_root)
-        )
+
+        def hidden() -> frozenset[int]:
+            return frozenset(
+                start
+                for start, fd in mods.by_start.items()
+                if hide is not None and hide(fd, mods.paths.get(start, ""), mods.same_root)
+            )
+
         spy = self._start_python(mine, timeout)
         deadline = time.monotonic() + timeout
         try:
