@@ -48,15 +48,24 @@ Entry = dict[str, str | bytes]
 FIELD_THRESHOLD = 4 * MAX_FIELD_CHARS
 
 
-def trust_policy_for(uid: int) -> TrustPolicy:
-    """The policy for `uid`: root, the collector system users that exist here, and `uid`."""
+def _collector_uids() -> frozenset[int]:
     collectors: set[int] = set()
     for name in COLLECTOR_USERS:
         try:
             collectors.add(pwd.getpwnam(name).pw_uid)
         except KeyError:
             continue
-    return TrustPolicy.for_user(uid, frozenset(collectors))
+    return frozenset(collectors)
+
+
+def trust_policy_for(uid: int) -> TrustPolicy:
+    """The policy for `uid`: root, the collector system users that exist here, and `uid`."""
+    return TrustPolicy.for_user(uid, _collector_uids())
+
+
+def machine_trust_policy() -> TrustPolicy:
+    """The fleet's policy: entries from root and the collector system users, any user's crash."""
+    return TrustPolicy.for_machine(_collector_uids())
 
 
 def _keep(value: object) -> object:
@@ -115,6 +124,17 @@ class JournalSource:
         # An int is taken as µs as is (a float would be seconds, rounded through a double).
         self._reader.seek_realtime(int(realtime_us))
 
+    def seek_after(self, cursor: str) -> None:
+        """Continue after the entry of `cursor`; when that entry is gone (vacuumed), from the
+        next one that is still there (sd_journal_seek_cursor(3) lands on the closest)."""
+        self._reader.seek_cursor(cursor)
+        if self._reader._next(1) and not self._reader.test_cursor(cursor):
+            self._reader._previous(1)
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until the journal changed or `timeout_s` passed (sd_journal_wait(3))."""
+        self._reader.wait(max(0.0, timeout_s))
+
     def seek_now(self) -> None:
         """Only entries from now on (never seek_tail with a match: TESTING.md)."""
         self._reader.seek_realtime(int(time.time() * 1e6))
@@ -131,7 +151,7 @@ class JournalSource:
             cursor = str(self._reader._get_cursor())
             self.position = Position(cursor, realtime)
             sender = self._sender()
-            if sender in self._policy.trusted_senders:
+            if self._policy.may_read(sender):
                 raw = self._reader._convert_entry(self._reader._get_all())
                 fields = {k: v for k, v in raw.items() if isinstance(v, str | bytes)}
             else:
@@ -148,7 +168,7 @@ class JournalSource:
     def crash(self, entry: Entry) -> Crash | None:
         """The trusted record of one entry, or None (logged) when untrusted or malformed."""
         sender = str(entry.get(TRUSTED_UID, ""))
-        if not sender.isdigit() or int(sender) not in self._policy.trusted_senders:
+        if not sender.isdigit() or not self._policy.may_read(int(sender)):
             # raw_entries read nothing more of it
             self.skipped += 1
             log.info("ignored an untrusted coredump entry (sender uid %s)", sender or "?")

@@ -83,7 +83,9 @@ class ReportQueue:
         path = self.directory / sub if sub else self.directory
         try:
             if create:
-                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # The queue's own directory first: `parents` would make it 0755 (umask'd 0777).
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                path.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(path, _DIR_FLAGS)
         except OSError as exc:
             if exc.errno == errno.ENOENT and not create:
@@ -228,6 +230,21 @@ class ReportQueue:
         finally:
             os.close(dfd)
         return out
+
+    def save_state(self, name: str, data: dict[str, Any]) -> None:
+        """Durably store a small record of the sender's own (the fleet's journal cursor) in
+        `state/NAME.json`, as atomically as a report."""
+        self._write("state", f"{name}.json", data)
+
+    def state(self, name: str) -> dict[str, Any] | None:
+        try:
+            dfd = self._open_dir("state", create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            return self._read(dfd, f"{name}.json")
+        finally:
+            os.close(dfd)
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[None]:

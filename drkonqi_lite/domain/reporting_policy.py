@@ -11,6 +11,12 @@ The admin file (ini):
     Executable = /usr/bin/kwrite*
     DSN = https://KEY@bugs.kde.example/7        # empty: never report this program
 
+    [Fleet]                                     # drkonqi-lite-fleet: every crash of the machine
+    Enabled = no                                # off unless the admin says yes
+    DSN = https://KEY@sentry.example.org/9
+    IncludeCommandLine = no                     # command lines may hold secrets
+    IncludeHostname = no
+
 Precedence: `--dsn`, then the user's `report_dsn` setting, then the first matching rule, then
 the admin default. Bad files and bad DSNs become warnings, never a crash of the app. Pure.
 """
@@ -27,6 +33,7 @@ from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import Dsn, DsnError, parse_dsn
 
 ADMIN_SECTION = "Reporting"
+FLEET_SECTION = "Fleet"
 RULE_PREFIX = "Program "
 
 
@@ -46,9 +53,21 @@ class Rule:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FleetPolicy:
+    """The [Fleet] section: whether the machine's crashes are forwarded, where, and with what.
+    The environment is never sent, whatever this says."""
+
+    enabled: bool = False
+    dsn: str = ""
+    include_cmdline: bool = False
+    include_hostname: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AdminPolicy:
     default_dsn: str = ""
     rules: tuple[Rule, ...] = ()
+    fleet: FleetPolicy = FleetPolicy()
 
 
 class NoDestinationError(LookupError):
@@ -66,7 +85,7 @@ def parse_admin_policy(text: str, warn: Callable[[str], None]) -> AdminPolicy:
     rules = []
     for section in parser.sections():
         if not section.startswith(RULE_PREFIX):
-            if section != ADMIN_SECTION:
+            if section not in {ADMIN_SECTION, FLEET_SECTION}:
                 warn(f"reporting.conf: unknown section [{section}] ignored")
             continue
         get = parser[section].get
@@ -78,7 +97,22 @@ def parse_admin_policy(text: str, warn: Callable[[str], None]) -> AdminPolicy:
                 get("DSN", ""),
             )
         )
-    return AdminPolicy(parser.get(ADMIN_SECTION, "DSN", fallback=""), tuple(rules))
+    fleet = _fleet(parser, warn) if parser.has_section(FLEET_SECTION) else FleetPolicy()
+    return AdminPolicy(parser.get(ADMIN_SECTION, "DSN", fallback=""), tuple(rules), fleet)
+
+
+def _fleet(parser: configparser.ConfigParser, warn: Callable[[str], None]) -> FleetPolicy:
+    section = parser[FLEET_SECTION]
+
+    def flag(key: str) -> bool:
+        try:
+            return section.getboolean(key, fallback=False)
+        except ValueError:
+            warn(f"reporting.conf [Fleet] {key}={section.get(key)!r} is not yes/no; taken as no")
+            return False
+
+    return FleetPolicy(flag("Enabled"), section.get("DSN", ""), flag("IncludeCommandLine"),
+                       flag("IncludeHostname"))  # fmt: skip
 
 
 def destination(crash: Crash, cli_dsn: str, user_dsn: str, admin: AdminPolicy) -> Dsn:

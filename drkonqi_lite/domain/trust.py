@@ -35,20 +35,35 @@ class TrustPolicy:
     own_uid: int
     trusted_senders: frozenset[int]
     storage_dirs: tuple[str, ...] = STORAGE_DIRS
+    #: The admin's fleet service: crashes of every user (the senders are still checked).
+    every_user: bool = False
 
     @classmethod
     def for_user(cls, own_uid: int, collector_uids: frozenset[int]) -> TrustPolicy:
         """Root, the collectors' system users (those that exist) and the user itself."""
         return cls(own_uid=own_uid, trusted_senders=frozenset({0, own_uid}) | collector_uids)
 
+    @classmethod
+    def for_machine(cls, collector_uids: frozenset[int]) -> TrustPolicy:
+        """Root and the collectors' system users about any user's crash, and a user about their
+        own (our collector sends a regular user's entry with that user's credentials, so that
+        it lands in their journal: handler.sender_credentials). A user can thus file entries
+        about their own uid only, as with the app; the fleet forwards them as that user's."""
+        return cls(own_uid=0, trusted_senders=frozenset({0}) | collector_uids, every_user=True)
+
     def accepts_entry(self, message_id: str, sender_uid: int, crash_uid: int) -> bool:
         """True for a coredump (or self-reported backtrace) entry from a trusted sender about a
-        crash of this user."""
-        return (
-            message_id in CRASH_MESSAGE_IDS
-            and sender_uid in self.trusted_senders
-            and crash_uid == self.own_uid
-        )
+        crash of this user (of any user for the fleet)."""
+        if message_id not in CRASH_MESSAGE_IDS:
+            return False
+        if self.every_user:
+            return sender_uid in self.trusted_senders or sender_uid == crash_uid
+        return sender_uid in self.trusted_senders and crash_uid == self.own_uid
+
+    def may_read(self, sender_uid: int) -> bool:
+        """Whether an entry of this sender is read at all (the fleet: every sender's, since
+        each user files their own crashes; the app: only the trusted senders')."""
+        return self.every_user or sender_uid in self.trusted_senders
 
     def accepts(self, crash: Crash) -> bool:
         """`accepts_entry` for a parsed record."""
