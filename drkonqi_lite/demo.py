@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from drkonqi_lite_collector import config
-from drkonqi_lite_collector.admin import pattern
+from drkonqi_lite_collector.admin import hook_install, pattern
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID, Field
 
 TOOLS = (
@@ -201,6 +201,10 @@ def _collector_installed() -> Iterator[None]:
     paths = config.Paths("/")
     saved = (pattern.CORE_PATTERN.read_text(), pattern.CORE_PIPE_LIMIT.read_text())
     _say(f"previous crash handler: {pattern.handler_kind(saved[0].strip())}")
+    # `install` also puts the Python exception hook into the system's interpreter: the demo
+    # takes it out again unless it was there before (every Python program on the machine
+    # would otherwise keep loading it from this checkout).
+    hook_before = (hook_install.site_dir(paths) / f"{hook_install.MODULE}.pth").exists()
     try:
         with contextlib.redirect_stdout(None):
             pattern.install(paths, force=True)
@@ -211,6 +215,8 @@ def _collector_installed() -> Iterator[None]:
         pattern.CORE_PIPE_LIMIT.write_text(saved[1])
         with contextlib.suppress(OSError):
             Path(paths.saved_pattern_file).unlink()
+        if not hook_before:
+            hook_install.uninstall(paths)
         _say(f"crash handler restored: {saved[0].strip()}")
 
 
