@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from drkonqi_lite_collector import config
 from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
 
 HERE = Path(__file__).resolve().parent
@@ -61,7 +62,7 @@ def our_pattern() -> str:
 #: systemd-coredump has no crash-loop limit: ours is lifted for the run, or the 30 `sleep`
 #: crashes of the small scenario would be measured mostly rate limited (released unread, no
 #: core, no stack trace), which is not the work systemd-coredump does.
-NO_RATE_LIMIT = Path("/etc/drkonqi-lite/collector.conf.d/99-benchmark-no-rate-limit.conf")
+NO_RATE_LIMIT = Path(config.Paths("/").config_dir, "99-benchmark-no-rate-limit.conf")
 
 
 @contextlib.contextmanager
