@@ -15,6 +15,7 @@ carries [core pipe, pidfd, /proc/PID dirfd]. Only root can connect (SocketMode=0
 from __future__ import annotations
 
 import _socket  # not `socket`: it imports enum and selectors (start-up time, see handler.py)
+import errno
 import os
 import struct
 
@@ -29,21 +30,26 @@ class ForwardError(OSError):
     """The service end received something that is not a crash hand-over."""
 
 
-def open_process_fds(args: KernelArgs) -> tuple[int | None, bool, int | None]:
-    """(pidfd, pidfd came from the kernel, /proc/PID dirfd) — opened as early as possible."""
-    pidfd, from_kernel = args.pidfd, args.pidfd is not None
+def open_process_fds(
+    pid: int, pidfd: int | None = None, dirfd: int | None = None
+) -> tuple[int | None, int | None, str]:
+    """(pidfd, /proc/PID dirfd, why the pidfd could not be opened): the one place that opens
+    the crashed process's handles, here in the stage and in the worker alike, opening only
+    what it is not given. The pidfd comes first: while it names a live process the PID
+    cannot be reused, so a /proc/PID opened after it is that process's, once the worker's
+    Process.verify has seen the pidfd still alive with this PID (SECURITY.md 1)."""
+    problem = ""
     if pidfd is None:
         try:
-            pidfd = os.pidfd_open(args.pid)
+            pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            problem = f"pidfd_open({pid}): {os.strerror(e.errno or errno.EIO)}"
+    if dirfd is None:
+        try:
+            dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            pidfd = None
-    try:
-        dirfd: int | None = os.open(
-            f"/proc/{args.pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-        )
-    except OSError:
-        dirfd = None
-    return pidfd, from_kernel, dirfd
+            dirfd = None
+    return pidfd, dirfd, problem
 
 
 def hand_over(socket_path: str, raw_argv: list[str], args: KernelArgs, stdin: int) -> bool:
@@ -54,7 +60,8 @@ def hand_over(socket_path: str, raw_argv: list[str], args: KernelArgs, stdin: in
             sock.connect(socket_path)
         except OSError:
             return False
-        pidfd, from_kernel, dirfd = open_process_fds(args)
+        from_kernel = args.pidfd is not None
+        pidfd, dirfd, _ = open_process_fds(args.pid, args.pidfd)
         # -1 stands for "could not be opened": the service then fails closed on identity.
         fds = [stdin, -1 if pidfd is None else pidfd, -1 if dirfd is None else dirfd]
         sent = [fd for fd in fds if fd >= 0]

@@ -12,10 +12,10 @@ Everything read here is hostile: bytes are kept as bytes, every read is bounded.
 
 from __future__ import annotations
 
-import errno
 import os
 
 from drkonqi_lite_collector.journal.native import FIELD_MAX
+from drkonqi_lite_collector.stage.forward import open_process_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typeshed describes the C module's contents as `signal`
@@ -223,27 +223,16 @@ class Process:
         """Open the handles, or adopt ones opened earlier (the kernel-facing stage passes its
         pidfd and /proc dirfd to the service; `from_kernel` says where that pidfd came from)."""
         self.pid = pid
-        self.pidfd: int | None = None
-        self.dirfd: int | None = dirfd
-        self._own_pidfd = from_kernel is not None and pidfd is not None
-        self.problem = ""
         self.from_kernel = pidfd is not None if from_kernel is None else from_kernel
-        if pidfd is not None:
-            if pidfd_pid(pidfd) is None:
-                self.problem = f"fd {pidfd} given as the pidfd is not a pidfd"
-            else:
-                self.pidfd = pidfd
-        else:
-            try:
-                self.pidfd = os.pidfd_open(pid)
-                self._own_pidfd = True
-            except OSError as e:
-                self.problem = f"pidfd_open({pid}): {os.strerror(e.errno or errno.EIO)}"
-        if dirfd is None:
-            try:
-                self.dirfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                self.dirfd = None
+        self.problem = ""
+        bad = pidfd is not None and pidfd_pid(pidfd) is None
+        if bad:
+            self.problem = f"fd {pidfd} given as the pidfd is not a pidfd"
+        opened, self.dirfd, problem = open_process_fds(pid, pidfd, dirfd)
+        self.problem = self.problem or problem
+        self.pidfd: int | None = None if bad else opened
+        # Ours to close: the one we opened, or the one the stage handed over.
+        self._own_pidfd = pidfd is None or from_kernel is not None
 
     def close(self) -> None:
         if self.dirfd is not None:
