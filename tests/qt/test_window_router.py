@@ -1,11 +1,10 @@
-"""The window seam (WindowRouter) and the tray menu text, offscreen with pytest-qt."""
+"""The window seam (WindowRouter), offscreen with pytest-qt."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
-from drkonqi_lite.qt.tray import menu_text
 from drkonqi_lite.qt.window_router import WindowRouter
 
 
@@ -58,10 +57,6 @@ def test_router_keeps_one_crash_list(qtbot: QtBot) -> None:
     assert windows.lists == 1
     assert [w.windowTitle() for w in _top_level()] == ["Crash Reports"]
 
-
-def test_menu_text_is_inert() -> None:
-    assert menu_text("Tom & Jerry\nline2") == "Tom && Jerry line2"
-    assert len(menu_text("x" * 500)) == 78
 
 
 def _top_level() -> list[QWidget]:

@@ -1,4 +1,4 @@
-"""Reporting without a server at hand: DSNs, the durable queue, retries, never twice."""
+"""Reporting without a server at hand: the durable queue, retries, never twice."""
 
 from __future__ import annotations
 
@@ -15,17 +15,13 @@ from drkonqi_lite.adapters.report_queue import (
 )
 from drkonqi_lite.adapters.reporter import BACKOFF_MAX_S, Reporter, backoff
 from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome, retry_after
-from drkonqi_lite.domain.dsn import Dsn, DsnError, parse_dsn
-from drkonqi_lite.domain.reporting_policy import (
-    AutoReport,
-    NoDestinationError,
-    destination,
-    parse_admin_policy,
-)
+from drkonqi_lite.domain.dsn import Dsn, parse_dsn
 from drkonqi_lite.domain.sentry_event import EventOptions, HostFacts
 from tests.unit.domain.test_sentry_event import crash
 
 DSN = "https://abc123@sentry.example.org/42"
+
+
 FACTS = HostFacts({"NAME": "Debian"}, "6.18", "x86_64")
 
 
@@ -54,34 +50,6 @@ class Clock:
 
 def reporter(tmp_path: Path, server: FakeServer, clock: Clock | None = None) -> Reporter:
     return Reporter(ReportQueue(tmp_path / "reports"), server, clock or Clock())
-
-
-def test_dsn_endpoint_and_auth() -> None:
-    dsn = parse_dsn("https://abc123@sentry.example.org:8443/sub/path/42")
-    assert dsn.envelope_url == "https://sentry.example.org:8443/sub/path/api/42/envelope/"
-    assert "sentry_key=abc123" in dsn.auth_header
-    assert "sentry_version=7" in dsn.auth_header
-    assert parse_dsn(DSN).envelope_url == "https://sentry.example.org/api/42/envelope/"
-
-
-@pytest.mark.parametrize(
-    ("text", "says"),
-    [
-        ("", "empty"),
-        ("sentry.example.org/42", "https://"),
-        ("ftp://k@h/1", "https://"),
-        ("https://sentry.example.org/42", "public key"),
-        ("https://k@/42", "no host"),
-        ("https://k@h/", "project id"),
-        ("https://k@h/abc", "project id"),
-        ("https://k@h:99999/1", "not a URL"),
-        ("https://k@h/1?x=1", "query"),
-        ("https://k@h/1 https://k@h/2", "spaces"),
-    ],
-)
-def test_malformed_dsns_say_what_is_wrong(text: str, says: str) -> None:
-    with pytest.raises(DsnError, match=says):
-        parse_dsn(text)
 
 
 def test_sent_reports_leave_the_queue_and_are_remembered(tmp_path: Path) -> None:
@@ -218,52 +186,3 @@ def test_queue_write_failure_still_sends_directly(tmp_path: Path) -> None:
     with pytest.raises(QueueError, match=r"not sent \(cannot reach\) and cannot"):
         down.report(crash(), parse_dsn(DSN), FACTS, EventOptions())
 
-
-ADMIN = """
-[Reporting]
-DSN = https://default@sentry.example.org/1
-
-[Program kwrite]
-Package = kwrite
-DSN = https://kde@bugs.kde.example/7
-
-[Program secret]
-Executable = /opt/secret/*
-DSN =
-"""
-
-
-def test_destination_precedence_and_rules() -> None:
-    admin = parse_admin_policy(ADMIN, pytest.fail)
-    kwrite = crash()
-    assert destination(kwrite, "", "", admin).public_key == "kde"
-    assert destination(kwrite, "", "https://mine@me.example/3", admin).public_key == "mine"
-    assert destination(kwrite, DSN, "https://mine@me.example/3", admin).public_key == "abc123"
-    other = crash(COREDUMP_PACKAGE_NAME="gedit")
-    assert destination(other, "", "", admin).public_key == "default"
-    hidden = crash(COREDUMP_PACKAGE_NAME="", COREDUMP_EXE="/opt/secret/tool")
-    with pytest.raises(NoDestinationError, match="sends no reports"):
-        destination(hidden, "", "", admin)
-    with pytest.raises(NoDestinationError, match="bug tracker"):
-        destination(other, "", "", parse_admin_policy("", pytest.fail))
-    with pytest.raises(DsnError, match="--dsn"):
-        destination(other, "nonsense", "", admin)
-
-
-def test_a_broken_admin_file_is_a_warning() -> None:
-    warnings: list[str] = []
-    policy = parse_admin_policy("[Reporting\nDSN=x", warnings.append)
-    assert policy.default_dsn == ""
-    assert len(warnings) == 1
-    assert "\n" not in warnings[0]
-
-
-def test_auto_report_settings_round_trip() -> None:
-    auto = AutoReport.from_settings(False, '["/usr/bin/kwrite", "/opt/a;b c"]')
-    assert auto.programs == {"/usr/bin/kwrite", "/opt/a;b c"}
-    assert AutoReport.from_settings(False, auto.programs_setting()) == auto
-    assert auto.applies(crash())
-    assert not auto.applies(crash(COREDUMP_EXE="/usr/bin/kate"))
-    assert AutoReport.from_settings(True, "").applies(crash(COREDUMP_EXE="/usr/bin/kate"))
-    assert AutoReport.from_settings(False, "not json").programs == set()
-    assert AutoReport.from_settings(False, '{"a": 1}').programs == set()

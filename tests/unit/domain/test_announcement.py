@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import crash_from_entry
-from drkonqi_lite.domain.seen import MAX_SEEN_IDS, SeenState
-from drkonqi_lite.domain.settings import Settings, parse_settings
 
 from .entries import entry
 
@@ -63,26 +61,3 @@ def test_catch_up_is_one_grouped_notification() -> None:
     assert "Plasma" in a.body
     assert len(a.crash_ids) == 4
     assert catch_up([]) is None
-
-
-def test_seen_state_round_trip_and_bounds() -> None:
-    state = SeenState()
-    state.advance("cur", 10)
-    state.advance("older", 5)
-    state.mute("/usr/bin/kate", "Kate")
-    state.mark_seen(f"c{i}" for i in range(MAX_SEEN_IDS + 10))
-    again = SeenState.from_json(state.to_json())
-    assert again.cursor == "cur"
-    assert again.is_muted("/usr/bin/kate")
-    assert len(again.seen_ids) == MAX_SEEN_IDS
-    assert again.is_seen(f"c{MAX_SEEN_IDS + 9}")
-    assert SeenState.from_json({"cursor": 3, "seen": "x", "muted": []}).cursor == ""
-
-
-def test_settings_parse_with_bad_values() -> None:
-    warnings: list[str] = []
-    s = parse_settings("[App]\ncatchup_days = 7\ntray_always = maybe\nfoo = 1\n", warnings.append)
-    assert s.catchup_days == 7.0
-    assert s.tray_always is False
-    assert len(warnings) == 2
-    assert parse_settings("garbage", warnings.append) == Settings()

@@ -1,3 +1,5 @@
+"""The command line's time arguments."""
+
 from __future__ import annotations
 
 import datetime
@@ -5,7 +7,6 @@ import datetime
 import pytest
 
 from drkonqi_lite.cli import UsageError, parse_when
-from drkonqi_lite.domain.plain_text import multi_line, one_line
 
 NOW = 1_800_000_000.0
 
@@ -23,10 +24,3 @@ def test_parse_when() -> None:
     with pytest.raises(UsageError):
         parse_when("soon", NOW)
 
-
-def test_inert_escapes_terminal_controls_and_bidi() -> None:
-    assert one_line("a\x1b[31mb", None) == "a\\x1b[31mb"
-    assert one_line("x\u202ey", None) == "x\\u202ey"
-    assert one_line("a\nb", None) == "a\\nb"
-    assert one_line("y" * 1000, None) == "y" * 1000  # the terminal gets it whole
-    assert multi_line("a\nb\x07") == "a\nb\\x07"
