@@ -46,6 +46,9 @@ Entry = dict[str, str | bytes]
 #: (MAX_FIELD_CHARS), so that it still sees and marks an over-long field. Only a hint (it bounds
 #: compressed fields only), which is why untrusted entries are not read at all.
 FIELD_THRESHOLD = 4 * MAX_FIELD_CHARS
+#: Crash ids remembered to yield each crash once (see JournalSource.crash); far more than a
+#: restricted crash's two entries can ever lie apart.
+MAX_RECENT_IDS = 4096
 
 
 def _collector_uids() -> frozenset[int]:
@@ -105,6 +108,8 @@ class JournalSource:
             self._reader.add_match(MESSAGE_ID=message_id)
         self.position = Position("", 0)
         self.skipped = 0
+        #: crash id → cursor of the entry it was read from (bounded, oldest first).
+        self._views: dict[str, str] = {}
         self.last_read = 0
 
     def close(self) -> None:
@@ -183,10 +188,27 @@ class JournalSource:
             self.skipped += 1
             log.info("ignored an untrusted coredump entry (sender uid %d)", crash.sender_uid)
             return None
+        if not self._first_view(crash.id, str(entry.get(CURSOR, ""))):
+            log.debug("crash %s: its second entry (a restricted crash's other view)", crash.id)
+            return None
         probe = self._probe(self._policy, crash.core_filename) if crash.core_filename else None
         return dataclasses.replace(
             crash, core_state=decide_core_state(crash, probe), kcrash=self._kcrash(crash)
         )
+
+    def _first_view(self, crash_id: str, cursor: str) -> bool:
+        """Whether this entry is the first one read of its crash (the same entry read again is).
+
+        A restricted crash has two entries with one id (collector/journal/restriction.py): the
+        full one in the system journal, sent first, and the user's own. A reader in an admin
+        group (systemd-journal, adm) reads both; it must see one crash, the full one."""
+        known = self._views.get(crash_id)
+        if known is not None:
+            return known == cursor
+        self._views[crash_id] = cursor
+        if len(self._views) > MAX_RECENT_IDS:
+            del self._views[next(iter(self._views))]
+        return True
 
     def read(self, limit: int | None = None) -> list[Crash]:
         """The next trusted crashes (up to `limit` entries read; `last_read` says how many)."""

@@ -12,11 +12,13 @@ that program's symbol names and build-id.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import pytest
 
 from tests.conftest import which
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User
+from tests.integration.desktop import Desktop, User, wait_for
 from tests.integration.harness import Entry, Harness, crash_self, field, restricted_entries
 
 app_desktop = dk.app_desktop
@@ -197,3 +199,34 @@ def test_module_in_a_root_only_directory_keeps_its_symbols_from_the_user(
     shown = user.cli("show", str(pid), "--json")
     assert shown.returncode == 0, shown.stderr
     assert not any(s.decode() in shown.stdout for s in secret), shown.stdout
+
+
+def test_an_admin_sees_a_restricted_crash_once_with_everything(
+    t0: float, secrets: Path, app_desktop: Desktop
+) -> None:
+    """A user in systemd-journal reads the system journal too, so both entries of their own
+    restricted crash: the app and the command line show it once, as the full entry, and the
+    login notification counts one crash, not two."""
+    admin = app_desktop.user()
+    journal_group = (grp.getgrnam("systemd-journal").gr_gid,)
+    exe = secrets / "restricted-prog"
+    os.chown(exe, 0, 0)
+    exe.chmod(0o4755)
+    pid = crash_self([str(exe)], admin.uid, admin.uid, env=ENV)
+    restricted_entries(t0, pid, admin.uid)
+    listed = json.loads(admin.cli("list", "--json", groups=journal_group).stdout)
+    assert [c["pid"] for c in listed].count(pid) == 1, listed
+    trace = admin.cli("backtrace", str(pid), groups=journal_group).stdout
+    assert "dklsecret_function" in trace, "the admin was shown the user's reduced entry"
+    admin.start_dunst()
+    app = admin.start_app(groups=journal_group)
+    try:
+        notes = wait_for(admin.notifications, what="the login notification")
+        time.sleep(1.0)  # a second notification, if any, has been sent by now
+        notes = admin.notifications()
+    finally:
+        admin.stop(app)
+    assert len(notes) == 1, notes
+    assert "restricted-prog" in notes[0]["summary"] + notes[0]["body"], notes
+    assert "2 times" not in notes[0]["body"], notes
+    assert "programs" not in notes[0]["summary"], notes
