@@ -1,7 +1,10 @@
 """Crash-loop limiting: count every crash, store at most a burst of cores per window.
 
 Keyed by (uid, executable), and by uid alone with a larger burst: copies or renames of one
-binary are different executables, the user is the same (SECURITY.md 11). The state is one
+binary are different executables, the user is the same (SECURITY.md 11). Root has no user
+key: its crashes are those of every daemon started as root, so one daemon's crash loop would
+take the cores of all the others, and only root can make copies of a program that runs as
+root (a set-uid program's crash is its real user's, %u). The state is one
 small file per key in a root-owned directory, updated under flock so that a storm of concurrent
 collectors counts exactly. A limited crash still gets its journal entry (nothing is dropped
 silently); only the expensive parts — reading the core, storing it, the stack trace, the big
@@ -49,8 +52,10 @@ def check(
     name = escape_name(exe.rsplit(b"/", 1)[-1])[:64]
     crashes, fresh = _count(dir_fd, f"{uid}.{name}.{zlib.crc32(exe):08x}", interval, now)
     user_burst = 2 * burst if user_burst is None else user_burst
-    # The user's own key: one number, never the shape of a program key (three parts).
-    by_user, fresh_user = _count(dir_fd, str(uid), interval, now)
+    by_user, fresh_user = 0, False
+    if uid != 0:
+        # The user's own key: one number, never the shape of a program key (three parts).
+        by_user, fresh_user = _count(dir_fd, str(uid), interval, now)
     if fresh or fresh_user:
         # A new key or a new window: the moment the directory can grow, so the moment to drop
         # the state of programs that have not crashed for a while (not on every crash).

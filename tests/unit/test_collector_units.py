@@ -240,6 +240,23 @@ def test_rate_limit_per_user_is_not_dodged_by_renamed_copies(tmp_path: Path) -> 
         os.close(fd)
 
 
+def test_rate_limit_one_root_daemons_loop_leaves_the_other_daemons_their_cores(
+    tmp_path: Path,
+) -> None:
+    fd = _dir_fd(tmp_path / "rl")
+    try:
+        for i in range(10):
+            ratelimit.check(fd, 0, b"/usr/sbin/looping", 60, 3, 100.0 + i, user_burst=6)
+        daemons = [
+            ratelimit.check(fd, 0, f"/usr/sbin/daemon{i}".encode(), 60, 3, 111.0, user_burst=6)
+            for i in range(8)
+        ]
+        assert [v.limited for v in daemons] == [False] * 8, "root's daemons share no budget"
+        assert ratelimit.check(fd, 0, b"/usr/sbin/looping", 60, 3, 112.0, user_burst=6).limited
+    finally:
+        os.close(fd)
+
+
 def test_vacuum_deletes_oldest_of_the_heaviest_user_and_keeps_the_new_core(tmp_path: Path) -> None:
     fd = _dir_fd(tmp_path / "cores")
     try:
