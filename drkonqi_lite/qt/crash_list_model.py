@@ -1,20 +1,17 @@
 """The crash list's item model: repeats of a crash grouped, sorted and searched in the model.
 
-Top-level rows are groups (same program and signature: signal + top frames, see
-domain/signature.py), newest first by default, each with a count; their children are the single
-crashes, newest first. Lazy: no item objects; display text is made in data() for the rows the
-view paints, and programs are looked up once per group. Sorting and filtering happen here on
-plain Python lists (a QSortFilterProxyModel would call data() from C++ for every comparison,
-~10x slower at 10,000 rows). New crashes are inserted incrementally (beginInsertRows /
-beginMoveRows), so selection, expansion and scrolling survive a crash storm. Text is hostile:
-it is made inert (plain_text.one_line) and never given to tooltips (which may render rich text).
+Top-level rows are groups (crash_rows.py: what a row is and says), newest first by default, each
+with a count; their children are the single crashes, newest first. Lazy: no item objects;
+display text is made in data() for the rows the view paints, and programs are looked up once per
+group. Sorting and filtering happen here on plain Python lists (a QSortFilterProxyModel would
+call data() from C++ for every comparison, ~10x slower at 10,000 rows). New crashes are inserted
+incrementally (beginInsertRows / beginMoveRows), so selection, expansion and scrolling survive a
+crash storm.
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
-import enum
 from collections.abc import Callable, Iterable, Sequence
 
 from PySide6.QtCore import (
@@ -28,55 +25,16 @@ from PySide6.QtGui import QFont, QIcon
 
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite.domain.plain_text import one_line
-from drkonqi_lite.domain.report import absolute_when
-from drkonqi_lite.domain.signature import group_key
+from drkonqi_lite.qt import crash_rows
+from drkonqi_lite.qt.crash_rows import HEADERS, Column, CrashGroup, CrashGroups
+
+__all__ = ["CRASH_ID_ROLE", "Column", "CrashListModel"]
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 CRASH_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _TOP = 0  # internalId of top-level rows; a child's is its group's serial (>= 1)
-
-
-class Column(enum.IntEnum):
-    WHEN = 0
-    PROGRAM = 1
-    REASON = 2
-    PID = 3
-    ORIGIN = 4
-    CORE = 5
-    COUNT = 6
-    REPORTED = 7
-
-
-HEADERS = ("When", "Program", "Reason", "PID", "Package or unit", "Core", "Times", "Reported")
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class CrashGroup:
-    """Crashes of one program with one signature, newest first."""
-
-    serial: int
-    program: Program
-    crashes: list[Crash]
-    sort_key: tuple[object, ...] = ()
-    haystack: str = ""
-
-    @property
-    def newest(self) -> Crash:
-        return self.crashes[0]
-
-
-def origin(crash: Crash) -> str:
-    """The package (with version) or else the unit."""
-    if crash.package:
-        return f"{crash.package} {crash.package_version}".strip()
-    return crash.unit
-
-
-def _child_position(crashes: list[Crash], crash: Crash) -> int:
-    return bisect.bisect_left(crashes, -crash.timestamp_us, key=lambda c: -c.timestamp_us)
 
 
 class CrashListModel(QAbstractItemModel):
@@ -91,15 +49,11 @@ class CrashListModel(QAbstractItemModel):
         reported: Callable[[str], str] = lambda _id: "",
     ) -> None:
         super().__init__(parent)
-        self._program = program
+        self._groups = CrashGroups(program)
         self._icon = icon
         self._is_seen = is_seen
         #: crash id → event id of its delivered report ("" when not reported).
         self._reported = reported
-        self._groups: dict[tuple[str, str], CrashGroup] = {}
-        self._by_serial: dict[int, CrashGroup] = {}
-        self._ids: set[str] = set()
-        self._programs: dict[str, Program] = {}
         #: Visible groups in ascending sort-key order; the view sees them reversed when the
         #: order is descending (so bisect works for both orders).
         self._rows: list[CrashGroup] = []
@@ -115,19 +69,17 @@ class CrashListModel(QAbstractItemModel):
         """Replace everything (a model reset)."""
         self.beginResetModel()
         self._groups.clear()
-        self._by_serial.clear()
-        self._ids.clear()
         for crash in crashes:
-            self._file(crash)
-        for group in self._groups.values():
+            self._groups.file(crash)
+        for group in self._groups:
             group.crashes.sort(key=lambda c: -c.timestamp_us)
         self._rebuild_rows()
         self.endResetModel()
 
     def sync(self, crashes: Sequence[Crash]) -> None:
         """Catch up with the app's crash list: insert new ones; reset if any went away."""
-        new = [c for c in crashes if c.id not in self._ids]
-        if len(crashes) - len(new) != len(self._ids):
+        new = [c for c in crashes if c.id not in self._groups.ids]
+        if len(crashes) - len(new) != len(self._groups.ids):
             self.set_crashes(crashes)
         elif new:
             self.add_crashes(new)
@@ -140,15 +92,15 @@ class CrashListModel(QAbstractItemModel):
         """Insert new crashes, keeping selection and expansion (rows are inserted or moved)."""
         touched: dict[int, CrashGroup] = {}
         for crash in crashes:
-            if crash.id in self._ids:
+            if crash.id in self._groups.ids:
                 continue
-            group = self._groups.get(group_key(crash))
+            group = self._groups.of(crash)
             if group is None:
-                group = self._file(crash)
+                group = self._groups.file(crash)
                 self._insert_group(group)
                 continue
-            self._ids.add(crash.id)
-            position = _child_position(group.crashes, crash)
+            self._groups.ids.add(crash.id)
+            position = crash_rows.child_position(group.crashes, crash)
             visible = self._row_of(group)
             if visible is not None:
                 # A single crash shows no children; its second one shows both.
@@ -164,57 +116,15 @@ class CrashListModel(QAbstractItemModel):
         for group in touched.values():
             self._reposition(group)
 
-    def _file(self, crash: Crash) -> CrashGroup:
-        key = group_key(crash)
-        self._ids.add(crash.id)
-        group = self._groups.get(key)
-        if group is None:
-            program = self._programs.get(crash.program_key)
-            if program is None:
-                program = self._program(crash)
-                self._programs[crash.program_key] = program
-            group = CrashGroup(serial=len(self._by_serial) + 1, program=program, crashes=[])
-            self._groups[key] = group
-            self._by_serial[group.serial] = group
-        group.crashes.append(crash)
-        return group
-
     # --- sorting and searching --------------------------------------------------------------
     def _sort_key(self, group: CrashGroup) -> tuple[object, ...]:
-        newest = group.newest
-        column = self._column
-        value: object
-        if column is Column.WHEN:
-            value = newest.timestamp_us
-        elif column is Column.PROGRAM:
-            value = group.program.name.casefold()
-        elif column is Column.REASON:
-            value = newest.reason
-        elif column is Column.PID:
-            value = newest.pid
-        elif column is Column.ORIGIN:
-            value = origin(newest).casefold()
-        elif column is Column.CORE:
-            value = str(newest.core_state)
-        elif column is Column.REPORTED:
-            value = self._reported(newest.id)
-        else:
-            value = len(group.crashes)
-        return (value, newest.timestamp_us, group.serial)
+        return crash_rows.sort_key(group, self._column, self._reported)
 
     def _matches(self, group: CrashGroup) -> bool:
-        if not self._filter:
-            return True
-        if not group.haystack:
-            parts = [group.program.name]
-            for crash in group.crashes:
-                parts += [crash.comm, crash.exe, crash.reason, crash.signal_name,
-                          str(crash.pid), origin(crash), str(crash.core_state)]  # fmt: skip
-            group.haystack = "\n".join(parts).casefold()
-        return all(word in group.haystack for word in self._filter.split())
+        return crash_rows.matches(group, self._filter)
 
     def _rebuild_rows(self) -> None:
-        rows = [g for g in self._groups.values() if self._matches(g)]
+        rows = [g for g in self._groups if self._matches(g)]
         for group in rows:
             group.sort_key = self._sort_key(group)
         rows.sort(key=lambda g: g.sort_key)
@@ -316,7 +226,7 @@ class CrashListModel(QAbstractItemModel):
         if index.internalId() == _TOP:
             row = index.row()
             return self._rows[self._internal(row)] if 0 <= row < len(self._rows) else None
-        return self._by_serial.get(int(index.internalId()))
+        return self._groups.by_serial(int(index.internalId()))
 
     # --- lookups for the window -------------------------------------------------------------
     def crash_at(self, index: AnyIndex) -> Crash | None:
@@ -353,7 +263,7 @@ class CrashListModel(QAbstractItemModel):
     def parent(self, index: AnyIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]  # noqa: B008
         if not index.isValid() or index.internalId() == _TOP:
             return QModelIndex()
-        group = self._by_serial.get(int(index.internalId()))
+        group = self._groups.by_serial(int(index.internalId()))
         row = None if group is None else self._row_of(group)
         return QModelIndex() if row is None else self.createIndex(row, 0, _TOP)
 
@@ -394,42 +304,16 @@ class CrashListModel(QAbstractItemModel):
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if column == Column.REPORTED:
-                return self._reported_text(group, crash, is_group=is_group)
-            return self._display(group, crash, column, is_group=is_group)
+                return crash_rows.reported_text(group, crash, self._reported, is_group=is_group)
+            return crash_rows.display(group, crash, column, is_group=is_group)
         if role == Qt.ItemDataRole.DecorationRole and column == Column.PROGRAM and is_group:
             return self._icon(group.program)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in {Column.PID, Column.COUNT}:
             return _RIGHT
-        if role == Qt.ItemDataRole.FontRole and not self._seen(group, crash, is_group=is_group):
+        if role == Qt.ItemDataRole.FontRole and not crash_rows.seen(
+            group, crash, self._is_seen, is_group=is_group
+        ):
             return self._bold
         if role == CRASH_ID_ROLE:
             return crash.id
         return None
-
-    def _reported_text(self, group: CrashGroup, crash: Crash, *, is_group: bool) -> str:
-        """The event id (the server's key for the report); a group counts its reported ones."""
-        if is_group and len(group.crashes) > 1:
-            n = sum(1 for c in group.crashes[:50] if self._reported(c.id))
-            return f"{n} reported" if n else ""
-        return self._reported(crash.id)
-
-    def _seen(self, group: CrashGroup, crash: Crash, *, is_group: bool) -> bool:
-        if is_group:
-            return all(self._is_seen(c.id) for c in group.crashes[:50])
-        return self._is_seen(crash.id)
-
-    @staticmethod
-    def _display(group: CrashGroup, crash: Crash, column: int, *, is_group: bool) -> str:
-        if column == Column.WHEN:
-            return absolute_when(crash.timestamp_us)
-        if column == Column.PROGRAM:
-            return one_line(group.program.name if is_group else crash.comm or crash.exe, 80)
-        if column == Column.REASON:
-            return f"{crash.reason} ({crash.signal_name})"
-        if column == Column.PID:
-            return str(crash.pid)
-        if column == Column.ORIGIN:
-            return one_line(origin(crash), 80)
-        if column == Column.CORE:
-            return str(crash.core_state)
-        return str(len(group.crashes)) if is_group else ""
