@@ -229,9 +229,9 @@ def run_command(raw: list[str]) -> int:
 
 
 def replay(paths: config.Paths) -> int:
+    from drkonqi_lite_collector import storage  # noqa: PLC0415
     from drkonqi_lite_collector.journal import native as journal  # noqa: PLC0415
     from drkonqi_lite_collector.journal import spool  # noqa: PLC0415
-    from drkonqi_lite_collector.worker import storage  # noqa: PLC0415
 
     try:
         state_fd = storage.open_dir(paths.state_dir)

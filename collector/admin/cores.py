@@ -24,10 +24,9 @@ import socket
 import stat
 import struct
 
-from drkonqi_lite_collector import config
+from drkonqi_lite_collector import config, storage
 from drkonqi_lite_collector.journal import schema
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.worker import storage
 
 MAX_REQUEST = 512
 #: A client that connects and says nothing does not hold an instance for long.

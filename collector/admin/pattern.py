@@ -16,11 +16,10 @@ import stat
 import sys
 from pathlib import Path
 
-from drkonqi_lite_collector import config
+from drkonqi_lite_collector import config, storage
 from drkonqi_lite_collector.admin import drkonqi, hook_install
 from drkonqi_lite_collector.journal import spool
 from drkonqi_lite_collector.stage import argv
-from drkonqi_lite_collector.worker import storage
 
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 CORE_PIPE_LIMIT = Path("/proc/sys/kernel/core_pipe_limit")

@@ -23,8 +23,8 @@ TYPE_CHECKING = False  # no typing/collections imports at run time: see worker/h
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from drkonqi_lite_collector.journal.proc import ProcInfo
     from drkonqi_lite_collector.stage.argv import KernelArgs
-    from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 Fields = list[tuple[str, FieldValue]]
 

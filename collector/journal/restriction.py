@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from drkonqi_lite_collector.journal.entry import Fields
     from drkonqi_lite_collector.journal.native import FieldValue
+    from drkonqi_lite_collector.journal.proc import ProcInfo
     from drkonqi_lite_collector.stage.argv import KernelArgs
-    from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 #: Fields the user's entry of a restricted crash never carries: behind a ptrace check in /proc
 #: (EXE, CWD, ROOT, ENVIRON, OPEN_FDS, PROC_MAPS, PROC_AUXV) or read from the core and the

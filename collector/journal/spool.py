@@ -15,10 +15,10 @@ import os
 import stat
 import time
 
+from drkonqi_lite_collector import storage
 from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.schema import Field
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.worker import storage
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:

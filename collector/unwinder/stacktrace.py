@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from drkonqi_lite_collector.worker.corestream import Tap
-
 __all__ = [
     "CoreTap",
     "ModuleFiles",
@@ -322,9 +320,10 @@ class Engine:
         return self._tap
 
     def finish(
-        self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
+        self, tap: object, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
     ) -> StackTraceResult:
-        """Unwind the core seen by `tap` (the one `start` returned). `hide(fd, path,
+        """Unwind the core seen by `tap` (the one `start` returned; any other is refused, so
+        its type is the worker's business). `hide(fd, path,
         same_root)` says which module files the crashing user may not read (`for_user`)."""
         mine = self._tap
         if mine is None or tap is not mine:

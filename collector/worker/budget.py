@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 
-from drkonqi_lite_collector import config
-from drkonqi_lite_collector.worker import storage
+from drkonqi_lite_collector import config, storage
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import os
 
-from drkonqi_lite_collector import config
+from drkonqi_lite_collector import config, storage
 from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.schema import CORE_SUFFIX, CoreMissing
 from drkonqi_lite_collector.log import log
-from drkonqi_lite_collector.worker import budget, storage, zstd
+from drkonqi_lite_collector.worker import budget, zstd
 from drkonqi_lite_collector.worker.corestream import CHUNK, StreamResult, stream_core, write_error
 
 TYPE_CHECKING = False  # no typing/collections imports at run time: see handler.py

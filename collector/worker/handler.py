@@ -13,9 +13,10 @@ import errno
 import os
 import pwd
 
-from drkonqi_lite_collector import config
+from drkonqi_lite_collector import config, storage
 from drkonqi_lite_collector.journal import entry, restriction, spool
 from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import (
     COLLECTOR_USER,
     SYSTEM_UID_MAX,
@@ -26,8 +27,8 @@ from drkonqi_lite_collector.journal.schema import (
 )
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import KernelArgs
-from drkonqi_lite_collector.worker import corefile, ratelimit, storage
-from drkonqi_lite_collector.worker.procinfo import Process, ProcInfo
+from drkonqi_lite_collector.worker import corefile, ratelimit
+from drkonqi_lite_collector.worker.procinfo import Process
 
 #: The collector avoids `typing` at run time (it pulls in re, contextlib and more: ~6 ms of a
 #: small crash's budget); mypy treats this name like typing.TYPE_CHECKING.

@@ -326,7 +326,7 @@ def _boot_container(nspawn: str, log: Path) -> tuple[subprocess.Popen[bytes], in
 #: Spools one entry the way the collector does when journald is unreachable (handler.deliver).
 SPOOL_ONE = (
     "import os, sys; from drkonqi_lite_collector.journal import native as journal, spool; "
-    "from drkonqi_lite_collector.worker import storage; "
+    "from drkonqi_lite_collector import storage; "
     "state = storage.open_dir('/var/lib/drkonqi-lite', create=True); "
     "fd = storage.open_subdir(state, 'spool', mode=0o700); "
     "payload = journal.serialize([('MESSAGE', sys.argv[1]), ('PRIORITY', 6), "

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite_collector import storage
 from drkonqi_lite_collector.admin import cores
-from drkonqi_lite_collector.worker import storage
 from tests.conftest import need
 
 BOOT = "0123456789abcdef0123456789abcdef"

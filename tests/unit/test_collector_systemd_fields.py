@@ -10,10 +10,10 @@ import struct
 import pytest
 
 from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import Field, unescape
 from drkonqi_lite_collector.stage import argv
 from drkonqi_lite_collector.unwinder import elfcore
-from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 KERNEL = ["1234", "1000", "1000", "11", "1795675000", "18446744073709551615", "host", "1"]
 

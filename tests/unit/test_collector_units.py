@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drkonqi_lite_collector import config
+from drkonqi_lite_collector import config, storage
 from drkonqi_lite_collector.journal import entry, spool
 from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.schema import (
@@ -20,7 +20,7 @@ from drkonqi_lite_collector.journal.schema import (
     parse_core_filename,
 )
 from drkonqi_lite_collector.stage import argv
-from drkonqi_lite_collector.worker import ratelimit, storage
+from drkonqi_lite_collector.worker import ratelimit
 
 KERNEL = ["1234", "1000", "1000", "11", "1795675000", "18446744073709551615", "host", "1"]
 
@@ -82,7 +82,8 @@ def test_config_files_and_drop_ins(tmp_path: Path) -> None:
         "[Coredump]\nStorage=journal\nCompress=no\nProcessSizeMax=1G\nMaxUse=100M\n"
     )
     Path(paths.config_dir, "10-a.conf").write_text(
-        "[Coredump]\nCompressLevel=7\nMaxUse=5M\nCompressThreads=0\n")
+        "[Coredump]\nCompressLevel=7\nMaxUse=5M\nCompressThreads=0\n"
+    )
     Path(paths.config_dir, "20-b.conf").write_text("[Coredump]\nKeepFree=bogus\nWhat=1\n")
     Path(paths.config_dir, "ignored.txt").write_text("[Coredump]\nStorage=none\n")
     cfg = config.load(paths)
@@ -144,7 +145,10 @@ def test_cmdline_and_environ_keep_bytes() -> None:
 
 def test_native_protocol_round_trips_binary_fields() -> None:
     fields: list[tuple[str, journal.FieldValue]] = [
-        ("MESSAGE", "line1\nline2"), ("COREDUMP_COMM", b"a\x00b\xff"), ("X", 42)]
+        ("MESSAGE", "line1\nline2"),
+        ("COREDUMP_COMM", b"a\x00b\xff"),
+        ("X", 42),
+    ]
     payload = journal.serialize(fields)
     assert payload.startswith(b"MESSAGE\n" + struct.pack("<Q", 11) + b"line1\nline2\n")
     assert journal.entry_fields(payload) == {
@@ -194,6 +198,7 @@ def test_spool_replays_in_order_and_stops_at_the_first_failure(tmp_path: Path) -
 
         assert spool.replay(fd, flaky) == (2, 1)
         assert sent == [b"entry 0", b"entry 1"]
+
         def working(payload: bytes, who: journal.Credentials) -> int:
             sent.append(journal.entry_fields(payload)["MESSAGE"])
             return 0

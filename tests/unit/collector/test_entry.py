@@ -6,9 +6,9 @@ import pytest
 
 from drkonqi_lite_collector import __version__
 from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID, CoreMissing, Field
 from drkonqi_lite_collector.stage import argv
-from drkonqi_lite_collector.worker.procinfo import ProcInfo
 
 ARGS = argv.parse(["1234", "1000", "1000", "11", "1795675000", "0", "host", "1"])
 

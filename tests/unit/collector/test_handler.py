@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 import zstandard
 
+from drkonqi_lite_collector import storage
 from drkonqi_lite_collector.journal import native as journal
+from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import CoreMissing, Field
 from drkonqi_lite_collector.stage import argv
-from drkonqi_lite_collector.worker import handler, storage
-from drkonqi_lite_collector.worker.procinfo import Identity, Process, ProcInfo
+from drkonqi_lite_collector.worker import handler
+from drkonqi_lite_collector.worker.procinfo import Identity, Process
 from tests.conftest import need
 
 if TYPE_CHECKING:

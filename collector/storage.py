@@ -4,6 +4,9 @@ Every path is reached through a directory fd opened with O_NOFOLLOW from a root-
 not group/world-writable tree (SECURITY.md 3). A core is written to an O_TMPFILE inode
 (invisible, discarded by the kernel if we die) and only linked under its final name once complete,
 so no partial core ever exists under a final name (SECURITY.md 10).
+
+Shared by the zones that touch the state directory: the worker stores cores, the journal's
+spool writes entries the same atomic way, admin/ installs the tree and deletes cores.
 """
 
 from __future__ import annotations
