@@ -114,10 +114,41 @@ def medians(result: dict[str, object], scenario: str) -> dict[str, float]:
     return row
 
 
+def _pooled(results: list[dict[str, object]], scenario: str) -> dict[str, object]:
+    """Rounds of one handler's scenario as one result: every round's crashes together."""
+    crashes = [
+        c
+        for r in results
+        for c in r["results"][scenario]["crashes"]  # type: ignore[index]
+    ]
+    return {"results": {scenario: {"crashes": crashes}}}
+
+
+def round_ratios(
+    ours: list[dict[str, object]], theirs: list[dict[str, object]], scenario: str
+) -> list[float]:
+    """crash -> journal ratio of each round: how much the machine's noise moves it."""
+    out = []
+    for a, b in zip(ours, theirs, strict=True):
+        a_v, b_v = medians(a, scenario).get("journal_ms"), medians(b, scenario).get("journal_ms")
+        if a_v and b_v:
+            out.append(round(a_v / b_v, 3))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--crashbench", type=Path, default=SHARED / "crashbench.py")
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
+    ap.add_argument(
+        "--scenarios", default="small,threads,big,storm", help="comma separated (default: all)"
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the two handlers this many times per scenario; medians over all rounds",
+    )
     args = ap.parse_args()
     subprocess.run(
         [str(SHARED / "systemd-coredump-anchor"), "start"], check=True, stdout=subprocess.DEVNULL
@@ -128,42 +159,63 @@ def main() -> int:
         "big": ["--big-runs", "1" if args.quick else "3", "--big-fill", "random"],
         "storm": ["--storm", "50"],
     }
-    report: dict[str, dict[str, dict[str, float]]] = {}
+    chosen = args.scenarios.split(",")
+    report: dict[str, dict[str, object]] = {}
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with rate_limit_lifted():
             ours = our_pattern()
             for scenario, extra in runs.items():
-                a = run(args.crashbench, ours, "drkonqi-lite", scenario, extra, "collector")
-                b = run(args.crashbench, SYSTEMD, "systemd-coredump", scenario, extra, None)
+                if scenario not in chosen:
+                    continue
+                a_runs, b_runs = [], []
+                for _ in range(args.rounds):
+                    a_runs.append(
+                        run(args.crashbench, ours, "drkonqi-lite", scenario, extra, "collector")
+                    )
+                    b_runs.append(
+                        run(args.crashbench, SYSTEMD, "systemd-coredump", scenario, extra, None)
+                    )
                 if scenario == "storm":
                     report[scenario] = {
-                        "drkonqi-lite": a["results"]["storm"]["info"],  # type: ignore[index]
-                        "systemd-coredump": b["results"]["storm"]["info"],  # type: ignore[index]
+                        "drkonqi-lite": a_runs[-1]["results"]["storm"]["info"],  # type: ignore[index]
+                        "systemd-coredump": b_runs[-1]["results"]["storm"]["info"],  # type: ignore[index]
                     }
                     continue
                 report[scenario] = {
-                    "drkonqi-lite": medians(a, scenario),
-                    "systemd-coredump": medians(b, scenario),
+                    "drkonqi-lite": medians(_pooled(a_runs, scenario), scenario),
+                    "systemd-coredump": medians(_pooled(b_runs, scenario), scenario),
                 }
+                if args.rounds > 1:
+                    report[scenario]["journal_ratio_by_round"] = round_ratios(
+                        a_runs, b_runs, scenario
+                    )
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M")
     out = HERE / "results" / f"collector-{stamp}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    print_table(report)
+    print(f"\nraw: {out}")
+    return 0
+
+
+def print_table(report: dict[str, dict[str, object]]) -> None:
     print("| scenario | metric | drkonqi-lite | systemd-coredump | ratio |")
     print("|---|---|---|---|---|")
     for scenario, pair in report.items():
         if scenario == "storm":
             print(f"| storm | {pair} | | | |")
             continue
+        ours: dict[str, float] = pair["drkonqi-lite"]  # type: ignore[assignment]
+        theirs: dict[str, float] = pair["systemd-coredump"]  # type: ignore[assignment]
         for key, label in METRICS + HANDLER_METRICS:
-            a_v, b_v = pair["drkonqi-lite"].get(key), pair["systemd-coredump"].get(key)
+            a_v, b_v = ours.get(key), theirs.get(key)
             if a_v is None or b_v is None:
                 continue
             print(f"| {scenario} | {label} | {a_v:.1f} | {b_v:.1f} | {a_v / b_v:.2f}x |")
-    print(f"\nraw: {out}")
-    return 0
+        if "journal_ratio_by_round" in pair:
+            print(f"| {scenario} | journal ratio by round | {pair['journal_ratio_by_round']} | | |")
 
 
 if __name__ == "__main__":
