@@ -37,9 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.entries import live_entry
 from tests.integration.desktop import (
     User,
-    coredump_fields,
     desktop_session,
     send_entry_as,
     wait_for,
@@ -93,7 +93,7 @@ def run_entry_mode(user: User, mon: NotifyMonitor, runs: int, wake: bool) -> lis
     wakeup = user.runtime / "drkonqi-lite" / "wakeup"
     for i in range(runs):
         # Distinct programs: each crash is its own notification (no group replacement).
-        fields = coredump_fields(user.uid, comm=f"bench{i}", exe=f"/usr/bin/bench{i}")
+        fields = live_entry(user.uid, comm=f"bench{i}", exe=f"/usr/bin/bench{i}")
         t0 = time.time()
         send_entry_as(user.uid, fields, wakeup if wake else None)
         out.append((mon.wait_one() - t0) * 1000)
@@ -144,7 +144,7 @@ def run_cold_mode(
     stages: dict[str, list[float]] = {}
     try:
         for i in range(runs):
-            fields = coredump_fields(user.uid, comm=f"cold{i}", exe=f"/usr/bin/cold{i}")
+            fields = live_entry(user.uid, comm=f"cold{i}", exe=f"/usr/bin/cold{i}")
             logged = len(user.app_log())
             t0 = time.time()
             send_entry_as(user.uid, fields, wakeup)

@@ -40,7 +40,7 @@ from drkonqi_lite.qt.crash_list_model import Column  # noqa: E402
 from drkonqi_lite.qt.crash_list_window import CrashListWindow  # noqa: E402
 from drkonqi_lite.qt.crash_services import CrashServices  # noqa: E402
 from drkonqi_lite.qt.crash_windows import CrashWindows  # noqa: E402
-from tests.qt.crash_records import NOW_US, crash  # noqa: E402
+from tests.entries import NOW_US, crash  # noqa: E402
 
 
 def make_crashes(n: int, start_us: int, first_pid: int) -> list[Crash]:

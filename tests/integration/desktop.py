@@ -348,37 +348,6 @@ def send_entry_as(uid: int, fields: Mapping[str, str], wakeup: Path | None = Non
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-_counter = [0]
-
-
-def coredump_fields(
-    uid: int,
-    comm: str = "kate",
-    exe: str = "/usr/bin/kate",
-    signo: int = 11,
-    pid: int | None = None,
-    **extra: str,
-) -> dict[str, str]:
-    """An entry as our collector writes it (no core stored)."""
-    _counter[0] += 1
-    pid = pid if pid is not None else 30000 + _counter[0]
-    ts = int(time.time() * 1e6)
-    fields = {
-        "MESSAGE": f"Process {pid} ({comm}) of user {uid} dumped core.\n\n"
-                   f"Stack trace of thread {pid}:\n"
-                   f"#0  0x00007f0000001000 crash_here ({comm} + 0x1000)",
-        "SYSLOG_IDENTIFIER": "drkonqi-lite-collector",
-        "COREDUMP_PID": str(pid), "COREDUMP_UID": str(uid), "COREDUMP_GID": str(uid),
-        "COREDUMP_SIGNAL": str(signo), "COREDUMP_SIGNAL_NAME": signal.Signals(signo).name,
-        "COREDUMP_TIMESTAMP": str(ts), "COREDUMP_COMM": comm, "COREDUMP_EXE": exe,
-        "COREDUMP_CMDLINE": f"{exe} --token=CMDSECRET", "COREDUMP_HOSTNAME": "vm",
-        "COREDUMP_ENVIRON": "HOME=/home/u\nAPI_TOKEN=ENVSECRET-4711",
-        "DRKONQI_LITE_CORE_MISSING": "storage-none",
-    }  # fmt: skip
-    fields.update(extra)
-    return fields
-
-
 _UIDS = iter(range(random.randint(52000, 58000), 60000))
 
 

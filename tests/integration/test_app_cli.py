@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields
+from tests.integration.desktop import Desktop, User
 
 app_desktop = dk.app_desktop
 
@@ -18,9 +19,9 @@ app_desktop = dk.app_desktop
 @pytest.fixture
 def user_with_crashes(app_desktop: Desktop) -> User:
     user = app_desktop.user(with_display=False)
-    user.send_entry(coredump_fields(user.uid, comm="older", pid=4001), wake=False)
+    user.send_entry(live_entry(user.uid, comm="older", pid=4001), wake=False)
     time.sleep(0.01)
-    user.send_entry(coredump_fields(user.uid, comm="newer", pid=4002, signo=6), wake=False)
+    user.send_entry(live_entry(user.uid, comm="newer", pid=4002, signo=6), wake=False)
     time.sleep(0.5)
     return user
 
@@ -88,7 +89,7 @@ def test_watch_prints_one_line_per_new_crash(app_desktop: Desktop) -> None:
                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         time.sleep(1.0)
-        user.send_entry(coredump_fields(user.uid, comm="watched"), wake=False)
+        user.send_entry(live_entry(user.uid, comm="watched"), wake=False)
         assert watch.stdout is not None
         line = json.loads(watch.stdout.readline())
         assert line["comm"] == "watched"

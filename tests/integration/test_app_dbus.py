@@ -6,8 +6,9 @@ import json
 import subprocess
 import time
 
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
 SUMMARY_KEYS = {
@@ -28,7 +29,7 @@ def test_subscriber_sees_crash_detected_and_calls_every_method(app_desktop: Desk
     try:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "ready"
-        user.send_entry(coredump_fields(user.uid, comm="gwenview", exe="/usr/bin/gwenview"))
+        user.send_entry(live_entry(user.uid, comm="gwenview", exe="/usr/bin/gwenview"))
         out = json.loads(client.stdout.readline())
         client.wait(10)
     finally:
@@ -96,7 +97,7 @@ def test_without_display_or_tray_the_app_still_serves_dbus(app_desktop: Desktop)
     app = user.start_app()
     try:
         user.wait_log("started:")
-        user.send_entry(coredump_fields(user.uid, comm="headless", exe="/usr/bin/headless"))
+        user.send_entry(live_entry(user.uid, comm="headless", exe="/usr/bin/headless"))
         user.wait_log("crash c")
         reply = user.dbus_call("ListCrashes")
         assert reply.returncode == 0, reply.stderr
@@ -122,7 +123,7 @@ def test_dismiss_all_dismisses_every_unseen_crash_and_remembers(app_desktop: Des
     try:
         user.wait_log("started:")
         for comm in ("okular", "dolphin", "kate"):
-            user.send_entry(coredump_fields(user.uid, comm=comm, exe=f"/usr/bin/{comm}"))
+            user.send_entry(live_entry(user.uid, comm=comm, exe=f"/usr/bin/{comm}"))
         wait_for(lambda: user.app_log().count("crash c") == 3, what="three crashes")
         ids = [c["id"] for c in json.loads(user.cli("list", "--json").stdout)]
         assert len(ids) == 3

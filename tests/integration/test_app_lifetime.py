@@ -19,8 +19,9 @@ import pytest
 
 from drkonqi_lite.qt.lifetime import FALLBACK_S
 from tests.conftest import need
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import PYTHON, Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import PYTHON, Desktop, User, wait_for
 from tests.integration.harness import crash, make_prefix
 
 app_desktop = dk.app_desktop
@@ -53,7 +54,7 @@ def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desk
     assert not _apps(user), "nothing but the socket before a crash"
     assert "started:" not in user.app_log()
 
-    user.send_entry(coredump_fields(user.uid, comm="ondemand", pid=4711))
+    user.send_entry(live_entry(user.uid, comm="ondemand", pid=4711))
     try:
         user.wait_log("ondemand crashed", timeout=20)
     finally:
@@ -102,7 +103,7 @@ def test_resident_with_our_collector_a_lost_datagram_delays_but_never_hides(
         user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
         assert time.monotonic() - t0 < FALLBACK_S / 2, "the datagram, not the fallback"
 
-        user.send_entry(coredump_fields(user.uid, comm="lostdgram", pid=4712), wake=False)
+        user.send_entry(live_entry(user.uid, comm="lostdgram", pid=4712), wake=False)
         user.wait_log("lostdgram crashed", timeout=FALLBACK_S + 10)
         user.stop(app)
     finally:

@@ -12,8 +12,9 @@ import os
 import subprocess
 import time
 
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
 
@@ -40,7 +41,7 @@ def test_crash_notified_details_opens_detail_view(app_desktop: Desktop) -> None:
     user.start_dunst()
     app = _started(user)
     try:
-        user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
+        user.send_entry(live_entry(user.uid, comm="kate", exe="/usr/bin/kate"))
         user.wait_log("notified")
         assert user.displayed() == 1
         # The program's real name from its installed .desktop file (Exec=kate).
@@ -68,15 +69,15 @@ def test_mute_this_program(app_desktop: Desktop) -> None:
     user.start_dunst(dmenu_choice="Mute this program")
     app = _started(user)
     try:
-        user.send_entry(coredump_fields(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
+        user.send_entry(live_entry(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
         user.wait_log("notified")
         user.dunstctl("context")  # dunst's menu: the dmenu stand-in picks "Mute this program"
         user.wait_log("muted /usr/bin/dolphin")
         wait_for(lambda: user.displayed() == 0, what="the bubble closed")
         history = len(user.notifications())
-        user.send_entry(coredump_fields(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
+        user.send_entry(live_entry(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
         user.wait_log("[muted]")
-        user.send_entry(coredump_fields(user.uid, comm="kwrite", exe="/usr/bin/kwrite"))
+        user.send_entry(live_entry(user.uid, comm="kwrite", exe="/usr/bin/kwrite"))
         user.wait_log("notified", timeout=10)
         wait_for(lambda: user.app_log().count("notified") == 2, what="kwrite notified")
         titles = [n["summary"] for n in user.notifications()]
@@ -94,7 +95,7 @@ def test_crash_loop_is_one_notification_with_a_count(app_desktop: Desktop) -> No
     app = _started(user)
     try:
         for _ in range(50):
-            user.send_entry(coredump_fields(user.uid, comm="plasmashell",
+            user.send_entry(live_entry(user.uid, comm="plasmashell",
                                               exe="/usr/bin/plasmashell", signo=6))  # fmt: skip
         wait_for(lambda: user.app_log().count("crash c") == 50, 30, "50 crashes read")
         user.wait_log("notified", timeout=10)
@@ -113,10 +114,10 @@ def test_login_catch_up_once(app_desktop: Desktop) -> None:
     first = _started(user, "run1")
     user.stop(first)
     # Crashes while the app is not running (no wake-up socket: the poke just fails).
-    user.send_entry(coredump_fields(user.uid, comm="plasmashell", exe="/usr/bin/plasmashell"))
-    user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
-    user.send_entry(coredump_fields(user.uid, comm="kate", exe="/usr/bin/kate"))
-    user.send_entry(coredump_fields(user.uid, comm="konsole", exe="/usr/bin/konsole"))
+    user.send_entry(live_entry(user.uid, comm="plasmashell", exe="/usr/bin/plasmashell"))
+    user.send_entry(live_entry(user.uid, comm="kate", exe="/usr/bin/kate"))
+    user.send_entry(live_entry(user.uid, comm="kate", exe="/usr/bin/kate"))
+    user.send_entry(live_entry(user.uid, comm="konsole", exe="/usr/bin/konsole"))
     time.sleep(0.5)  # journald writes asynchronously
     second = _started(user, "run2")
     try:
@@ -164,7 +165,7 @@ def test_no_notification_server_uses_the_tray(app_desktop: Desktop) -> None:
         os.chown(path, user.uid, user.uid)
     app = _started(user)
     try:
-        user.send_entry(coredump_fields(user.uid, comm="okular", exe="/usr/bin/okular"))
+        user.send_entry(live_entry(user.uid, comm="okular", exe="/usr/bin/okular"))
         user.wait_log("tray balloon: okular crashed")
     finally:
         user.stop(app)
@@ -175,7 +176,7 @@ def test_dismiss_action_marks_seen(app_desktop: Desktop) -> None:
     user.start_dunst(dmenu_choice="Dismiss")
     app = _started(user)
     try:
-        user.send_entry(coredump_fields(user.uid, comm="ark", exe="/usr/bin/ark"))
+        user.send_entry(live_entry(user.uid, comm="ark", exe="/usr/bin/ark"))
         user.wait_log("notified")
         user.dunstctl("context")
         user.wait_log("action dismiss")

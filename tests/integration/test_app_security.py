@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, send_entry_as, wait_for
+from tests.integration.desktop import Desktop, User, send_entry_as, wait_for
 
 app_desktop = dk.app_desktop
 SYSTEMD_STORAGE = Path("/var/lib/systemd/coredump")
@@ -43,10 +44,10 @@ def test_forged_and_foreign_entries_are_invisible(app_desktop: Desktop) -> None:
     alice.wait_log("started:")
     try:
         # Mallory forges a crash "of Alice", and crashes something of her own.
-        send_entry_as(mallory.uid, coredump_fields(alice.uid, comm="forged-by-other"))
-        send_entry_as(mallory.uid, coredump_fields(mallory.uid, comm="mallorys-own"))
+        send_entry_as(mallory.uid, live_entry(alice.uid, comm="forged-by-other"))
+        send_entry_as(mallory.uid, live_entry(mallory.uid, comm="mallorys-own"))
         # Control: root (as the collector for a system crash) files one for Alice: trusted.
-        send_entry_as(0, coredump_fields(alice.uid, comm="filed-by-root"),
+        send_entry_as(0, live_entry(alice.uid, comm="filed-by-root"),
                       alice.runtime / "drkonqi-lite" / "wakeup")  # fmt: skip
         alice.wait_log("filed-by-root")
         time.sleep(0.8)  # the journal fd path would have delivered the others by now
@@ -99,7 +100,7 @@ def test_own_forged_entry_opens_nothing_outside_storage(
         "root": str(storage_plants["root"]),
     }
     for comm, filename in cases.items():
-        fields = coredump_fields(
+        fields = live_entry(
             user.uid,
             comm=comm,
             exe=hostile,
@@ -132,7 +133,7 @@ def test_hostile_text_is_inert_and_secrets_stay_hidden(app_desktop: Desktop) -> 
     user.wait_log("started:")
     comm = "<b>x</b>&\x1b[31m"
     try:
-        user.send_entry(coredump_fields(user.uid, comm=comm, exe="/usr/bin/<i>odd</i>"))
+        user.send_entry(live_entry(user.uid, comm=comm, exe="/usr/bin/<i>odd</i>"))
         user.wait_log("notified")
         notes = user.notifications()
     finally:
@@ -159,13 +160,13 @@ def test_markup_in_names_is_shown_literally(app_desktop: Desktop) -> None:
     (dunst renders them literally), and the summary is sent as the plain text it is."""
     user = app_desktop.user()
     user.start_dunst()
-    user.send_entry(coredump_fields(user.uid, comm="<b>bold</b>", exe="/usr/bin/a"), wake=False)
-    user.send_entry(coredump_fields(user.uid, comm="x&y<i>", exe="/usr/bin/b"), wake=False)
+    user.send_entry(live_entry(user.uid, comm="<b>bold</b>", exe="/usr/bin/a"), wake=False)
+    user.send_entry(live_entry(user.uid, comm="x&y<i>", exe="/usr/bin/b"), wake=False)
     time.sleep(0.5)
     app = user.start_app()
     try:
         user.wait_log("notified")  # the catch-up: names in the body
-        user.send_entry(coredump_fields(user.uid, comm="<i>it</i>", exe="/usr/bin/c"))
+        user.send_entry(live_entry(user.uid, comm="<i>it</i>", exe="/usr/bin/c"))
         wait_for(lambda: user.app_log().count("notified") == 2, what="the live notification")
         notes = user.notifications()
     finally:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import time
 
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
 
@@ -34,7 +35,7 @@ def test_tray_icon_while_unseen_click_opens_the_list(app_desktop: Desktop) -> No
     user.wait_log("started:")
     try:
         assert _tray_icon(user) is None  # nothing unseen: no icon
-        user.send_entry(coredump_fields(user.uid, comm="konsole", exe="/usr/bin/konsole"))
+        user.send_entry(live_entry(user.uid, comm="konsole", exe="/usr/bin/konsole"))
         user.wait_log("crash c")
         wait_for(lambda: _tray_icon(user), what="the tray icon")
         icon = _tray_icon(user)

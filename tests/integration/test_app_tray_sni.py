@@ -15,8 +15,9 @@ import os
 import time
 
 from tests.conftest import which
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
 
@@ -64,7 +65,7 @@ def test_status_notifier_item_while_unseen_menu_and_activate(app_desktop: Deskto
         user.wait_log("started:")
         time.sleep(0.5)
         assert _ours(user) == [], "nothing unseen: no item"
-        user.send_entry(coredump_fields(user.uid, comm="konsole", exe="/usr/bin/konsole"))
+        user.send_entry(live_entry(user.uid, comm="konsole", exe="/usr/bin/konsole"))
         user.wait_log("crash c")
         wait_for(lambda: _ours(user), what="the item to register with the watcher")
         (item,) = _ours(user)

@@ -11,8 +11,8 @@ from systemd import journal
 
 from drkonqi_lite.adapters.process_log import process_log
 from drkonqi_lite.domain.crash import crash_from_entry
+from tests import entries
 from tests.integration.desktop import wait_for
-from tests.qt import crash_records as cr
 
 LOGGER = """
 import sys
@@ -43,7 +43,7 @@ def test_log_lines_of_the_crashed_process(journald: None) -> None:
         return bool(pids)
 
     wait_for(logged, timeout=15, what="the logger's entries")
-    crash = crash_from_entry(cr.fields(pid=pids[0], ts=time.time_ns() // 1000))
+    crash = crash_from_entry(entries.full_entry(pid=pids[0], ts=time.time_ns() // 1000))
     lines = process_log(crash)
     assert any(line.endswith(f"kwrite-test[{pids[0]}]: about to crash") for line in lines)
     assert any("opening <b>notes.txt</b>\u202e" in line for line in lines)  # raw: the tab escapes

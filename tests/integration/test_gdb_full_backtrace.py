@@ -45,10 +45,10 @@ from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite_collector.journal.schema import core_filename
+from tests import entries
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
 from tests.integration.desktop import Display, wait_for
 from tests.integration.harness import group_alive
-from tests.qt import crash_records as cr
 
 SCRIPT = """
 import os, signal, threading
@@ -101,15 +101,15 @@ def real_crash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCrash]:
     raw = dumps / f"core.{proc.pid}"
     assert raw.stat().st_size > 0
     ts = time.time_ns() // 1000
-    stored = storage / core_filename(b"python3.11-dbg", 0, cr.BOOT, proc.pid, ts)
+    stored = storage / core_filename(b"python3.11-dbg", 0, entries.BOOT, proc.pid, ts)
     with raw.open("rb") as src, stored.open("wb") as dst:
         zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
     raw.unlink()
     stored.chmod(0o640)
     exe = str(Path(python).resolve())
-    fields = cr.fields(pid=proc.pid, comm="python3.11-dbg", exe=exe, ts=ts, signo=11, uid=0,
-                       COREDUMP_FILENAME=str(stored))  # fmt: skip
-    crash = dataclasses.replace(crash_from_entry(fields), core_state=cr.crash().core_state)
+    fields = entries.full_entry(pid=proc.pid, comm="python3.11-dbg", exe=exe, ts=ts, signo=11,
+                                uid=0, COREDUMP_FILENAME=str(stored))  # fmt: skip
+    crash = dataclasses.replace(crash_from_entry(fields), core_state=entries.crash().core_state)
     yield RealCrash(crash, TrustPolicy(0, frozenset({0}), (str(storage),)))
     shutil.rmtree(work, ignore_errors=True)
 
@@ -145,7 +145,7 @@ def test_full_backtrace_of_a_real_core(real_crash: RealCrash) -> None:
 def test_detail_window_generates_the_real_full_backtrace(
     qtbot: QtBot, real_crash: RealCrash
 ) -> None:
-    services = CrashServices(real_crash.policy, now_us=lambda: cr.NOW_US)
+    services = CrashServices(real_crash.policy, now_us=lambda: entries.NOW_US)
     w = CrashDetailWindow(real_crash.crash, Program("Python (debug)"), services)
     qtbot.addWidget(w)
     full_backtrace(qtbot, w)

@@ -24,6 +24,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
 from tests.conftest import need
+from tests.entries import live_entry
 from tests.integration import desktop as dk
 from tests.integration.bugsink import Bugsink, bugsink_server
 from tests.integration.desktop import Desktop, User
@@ -169,7 +170,7 @@ def test_a_crash_whose_core_is_gone_is_still_reported(
 
 
 def test_server_away_then_back_is_queued_and_stored_once(bugsink: Bugsink, user: User) -> None:
-    user.send_entry(dk.coredump_fields(user.uid, comm="away", pid=4100), wake=False)
+    user.send_entry(live_entry(user.uid, comm="away", pid=4100), wake=False)
     time.sleep(0.5)
     bugsink.stop()
     try:
@@ -232,7 +233,7 @@ def answers() -> Iterator[tuple[type[Answers], str]]:
 
 
 def _entry(user: User, pid: int) -> str:
-    user.send_entry(dk.coredump_fields(user.uid, comm="faulty", pid=pid), wake=False)
+    user.send_entry(live_entry(user.uid, comm="faulty", pid=pid), wake=False)
     time.sleep(0.5)
     return str(pid)
 
@@ -338,7 +339,7 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
     app = user.start_app()
     try:
         user.wait_log("started:")
-        user.send_entry(dk.coredump_fields(user.uid, comm="viadbus", pid=4300))
+        user.send_entry(live_entry(user.uid, comm="viadbus", pid=4300))
         user.wait_log("(pid 4300")
         [crash] = json.loads(user.cli("list", "--json").stdout)
         assert crash["reported"] == ""
@@ -355,7 +356,7 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
         unknown = user.dbus_call("ReportCrash", "string:cnothere")
         assert "Error.UnknownCrash" in unknown.stderr
         settings.write_text("[App]\n")
-        user.send_entry(dk.coredump_fields(user.uid, comm="nodsn", pid=4301))
+        user.send_entry(live_entry(user.uid, comm="nodsn", pid=4301))
         user.wait_log("(pid 4301")
         other = [c for c in json.loads(user.cli("list", "--json").stdout) if c["pid"] == 4301]
         failed = user.dbus_call("ReportCrash", f"string:{other[0]['id']}")
@@ -373,7 +374,7 @@ def test_always_for_every_program_reports_a_new_crash_without_asking(
     app = user.start_app()
     try:
         user.wait_log("started:")
-        user.send_entry(dk.coredump_fields(user.uid, comm="automatic", pid=4400))
+        user.send_entry(live_entry(user.uid, comm="automatic", pid=4400))
         user.wait_log("reported automatically: event ", timeout=20)
     finally:
         user.stop(app)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from drkonqi_lite.adapters.state_store import StateStore
 from tests.conftest import which
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import Desktop, coredump_fields, send_entry_as
+from tests.integration.desktop import Desktop, send_entry_as
 from tests.integration.harness import Harness, crash_self, wait_entry_since
 
 app_desktop = dk.app_desktop
@@ -57,9 +58,9 @@ print(json.dumps({"grown_kib": grown, "sizes": sizes}))
 def test_an_untrusted_entry_is_judged_before_its_big_field_is_read(journald: None) -> None:
     since = time.time_ns() // 1000
     # A system uid files into the system journal, which admins' apps read: not a trusted sender.
-    send_entry_as(SYSTEM_UID, coredump_fields(USER, BIG="A" * BIG, DKL_TEST="user-tools"))
+    send_entry_as(SYSTEM_UID, live_entry(USER, BIG="A" * BIG, DKL_TEST="user-tools"))
     # The same from root, a trusted sender: its 2 MiB field is read in full.
-    send_entry_as(0, coredump_fields(USER, BIG="B" * (2 << 20), DKL_TEST="user-tools"))
+    send_entry_as(0, live_entry(USER, BIG="B" * (2 << 20), DKL_TEST="user-tools"))
     deadline = time.monotonic() + 15
     while True:
         out = subprocess.run(

@@ -10,7 +10,7 @@ from drkonqi_lite.domain.python_stack import PythonFrame, PythonThread, dumps
 from drkonqi_lite.qt.backtrace_view import PYTHON, QUICK
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
-from tests.qt import crash_records as cr
+from tests import entries
 from tests.qt.test_crash_detail import make, services  # noqa: F401 (fixtures)
 
 APP = "/home/alice/bin/sync.py"
@@ -24,7 +24,7 @@ THREADS = [
 
 
 def python_crash(**extra: str) -> object:
-    return cr.crash(exe="/usr/bin/python3.11", comm="python3",
+    return entries.crash(exe="/usr/bin/python3.11", comm="python3",
                     **{Field.PYTHON_STACK: dumps(THREADS), **extra})  # fmt: skip
 
 

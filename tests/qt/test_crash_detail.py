@@ -27,9 +27,9 @@ from drkonqi_lite.domain.plain_text import BREAK
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
-from tests.qt import crash_records as cr
+from tests import entries
 
-SECRETS = (cr.SECRET, cr.ARG_SECRET)
+SECRETS = (entries.SECRET, entries.ARG_SECRET)
 R = TypeVar("R")
 
 
@@ -48,7 +48,7 @@ def services() -> CrashServices:
         delete_blocker=lambda _p, _f: "The core belongs to the system (it is owned by root).",
         debugger_blocker=lambda: "",
         user_name=lambda uid: "alice" if uid == 1000 else str(uid),
-        now_us=lambda: cr.NOW_US,
+        now_us=lambda: entries.NOW_US,
     )
 
 
@@ -56,7 +56,7 @@ def services() -> CrashServices:
 def make(qtbot: QtBot, services: CrashServices) -> Callable[..., CrashDetailWindow]:
     def build(crash: Crash | None = None, program: Program | None = None,
               svc: CrashServices | None = None) -> CrashDetailWindow:  # fmt: skip
-        crash = crash or cr.crash()
+        crash = crash or entries.crash()
         program = program or Program("KWrite", "kwrite", "org.kde.kwrite")
         window = CrashDetailWindow(crash, program, svc or services)
         qtbot.addWidget(window)
@@ -102,7 +102,7 @@ def test_header_says_what_crashed_when_and_who(make: Callable[..., CrashDetailWi
 
 
 def test_crashing_frame_highlighted_past_abort(make: Callable[..., CrashDetailWindow]) -> None:
-    w = make(cr.crash(func="save_document"))
+    w = make(entries.crash(func="save_document"))
     assert "save_document (kwrite + 0x11a9)" in w.backtrace.highlighted_line()
     metrics = QFontMetrics(w.backtrace.text.font())
     assert metrics.horizontalAdvance("iiii") == metrics.horizontalAdvance("WWWW")  # monospace
@@ -136,8 +136,8 @@ def test_secrets_absent_everywhere_until_revealed(
     # Reveal: shown in the window, still withheld from copies and saved reports.
     w.environment.reveal_button.click()
     assert w.environment.revealed
-    assert cr.SECRET in w.environment.text.toPlainText()
-    assert cr.ARG_SECRET in w.environment.text.toPlainText()
+    assert entries.SECRET in w.environment.text.toPlainText()
+    assert entries.ARG_SECRET in w.environment.text.toPlainText()
     w.copy_report()
     w.save_report(tmp_path / "after.json")
     for secret in SECRETS:
@@ -146,7 +146,7 @@ def test_secrets_absent_everywhere_until_revealed(
 
 
 def test_hostile_comm_and_exe_render_literally(make: Callable[..., CrashDetailWindow]) -> None:
-    hostile = cr.crash(comm=cr.HOSTILE_COMM, exe=cr.HOSTILE_EXE, signo=11)
+    hostile = entries.crash(comm=entries.HOSTILE_COMM, exe=entries.HOSTILE_EXE, signo=11)
     w = make(hostile, Program(hostile.comm))
     assert w.title.text().replace(BREAK, "") == (
         "<b>evil</b>\\u202egnp.exe crashed with Segmentation fault (SIGSEGV)"
@@ -181,7 +181,7 @@ def test_restricted_core_explained_and_actions_say_why(
     make: Callable[..., CrashDetailWindow],
 ) -> None:
     crash = dataclasses.replace(
-        cr.crash(core_state="inaccessible"), restricted=True, restricted_reason="set-uid"
+        entries.crash(core_state="inaccessible"), restricted=True, restricted_reason="set-uid"
     )
     w = make(crash)
     assert w.notice is not None
@@ -238,7 +238,7 @@ def test_delete_own_core_only(make: Callable[..., CrashDetailWindow], services: 
         delete_blocker=stored_core.deletable,
         delete_core=stored_core.delete_core,
     )
-    w = make(cr.crash(COREDUMP_FILENAME=str(own)), svc=svc)
+    w = make(entries.crash(COREDUMP_FILENAME=str(own)), svc=svc)
     assert w.delete_button.isEnabled()
     w.delete_core(confirm=False)
     assert not own.exists()
@@ -248,14 +248,14 @@ def test_delete_own_core_only(make: Callable[..., CrashDetailWindow], services: 
     other = storage / "core.kwrite.1000.b.4243.1.zst"
     other.write_bytes(b"core")
     os.chown(other, 4242, 4242) if os.geteuid() == 0 else pytest.skip("needs root to chown")
-    w2 = make(cr.crash(pid=4243, COREDUMP_FILENAME=str(other)), svc=svc)
+    w2 = make(entries.crash(pid=4243, COREDUMP_FILENAME=str(other)), svc=svc)
     assert not w2.delete_button.isEnabled()
     assert w2.delete_button.toolTip() == "The core belongs to another user."
     assert other.exists()
 
 
 def test_fits_1280x800_even_with_huge_names(make: Callable[..., CrashDetailWindow]) -> None:
-    crash = cr.crash(comm="c" * 300, exe="/" + "e" * 4000)
+    crash = entries.crash(comm="c" * 300, exe="/" + "e" * 4000)
     w = make(crash, Program("P" * 300))
     hint = w.minimumSizeHint()
     assert hint.width() <= 1280, hint
@@ -268,7 +268,7 @@ def test_thread_cause_and_kcrash_facts_in_the_header(
     info = KCrashInfo(display_name="KWrite", version="22.12.3", bug_address="<a href=x>bugs</a>",
                       product="kwrite", app_name="kwrite")  # fmt: skip
     crash = dataclasses.replace(
-        cr.crash(signo=11, COREDUMP_TID="4243", COREDUMP_THREAD_NAME="<b>io</b>\u202e",
+        entries.crash(signo=11, COREDUMP_TID="4243", COREDUMP_THREAD_NAME="<b>io</b>\u202e",
                  COREDUMP_CODE="2"),
         kcrash=info,
     )  # fmt: skip
@@ -278,5 +278,5 @@ def test_thread_cause_and_kcrash_facts_in_the_header(
     assert w.facts["Version"].text() == "22.12.3"
     assert w.facts["Bugs to"].text().replace(BREAK, "") == "<a href=x>bugs</a>"
     assert w.facts["Bugs to"].textFormat() == Qt.TextFormat.PlainText
-    plain = make(cr.crash())
+    plain = make(entries.crash())
     assert not {"Thread", "Cause", "Version", "Bugs to"} & set(plain.facts), "only when known"

@@ -24,8 +24,8 @@ from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
+from tests import entries
 from tests.integration.harness import group_alive
-from tests.qt import crash_records as cr
 
 #: A gdb stand-in: records its argv, the core's directory mode and its process group, starts a
 #: grandchild, prints a trace that quotes the planted secret, then waits for $FAKE_GDB_SLEEP s.
@@ -53,7 +53,7 @@ def gdb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setenv("FAKE_GDB_DIR", str(out))
-    monkeypatch.setenv("FAKE_SECRET", cr.SECRET)
+    monkeypatch.setenv("FAKE_SECRET", entries.SECRET)
     monkeypatch.setenv("FAKE_GDB_SLEEP", "0")
     return fake
 
@@ -62,7 +62,7 @@ def gdb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make(qtbot: QtBot, tmp_path: Path, gdb_env: Path) -> Callable[..., CrashDetailWindow]:
     storage = tmp_path / "coredump"
     storage.mkdir()
-    core = storage / f"core.kwrite.1000.{cr.BOOT}.4242.1.zst"
+    core = storage / f"core.kwrite.1000.{entries.BOOT}.4242.1.zst"
     core.write_bytes(zstandard.ZstdCompressor().compress(b"\x7fELF" + b"\0" * 4096))
     services = CrashServices(
         TrustPolicy(os.getuid(), frozenset({0}), (str(storage),)),
@@ -70,12 +70,12 @@ def make(qtbot: QtBot, tmp_path: Path, gdb_env: Path) -> Callable[..., CrashDeta
         debugger_blocker=lambda: "",
         bug_tracker=lambda _d: "",
         restart_blocker=lambda _d, _e: "",
-        now_us=lambda: cr.NOW_US,
+        now_us=lambda: entries.NOW_US,
     )
 
     def build(timeout_s: float = 30.0, services_: CrashServices | None = None) -> CrashDetailWindow:
         svc = services_ or dataclasses.replace(services, gdb_timeout_s=timeout_s)
-        w = CrashDetailWindow(cr.crash(COREDUMP_FILENAME=str(core)), Program("KWrite"), svc)
+        w = CrashDetailWindow(entries.crash(COREDUMP_FILENAME=str(core)), Program("KWrite"), svc)
         qtbot.addWidget(w)
         return w
 
@@ -107,17 +107,17 @@ def test_full_backtrace_shown_masked_and_core_dir_private_and_removed(
     assert not Path((out / "dir").read_text().strip()).exists()  # removed afterwards
     shown = w.backtrace.text.toPlainText()
     assert "main (argc=2, argv=0x7ffe)" in shown
-    assert cr.SECRET not in shown  # an environment value quoted by gdb is masked...
-    assert cr.SECRET not in w.report()
-    assert cr.SECRET not in w.report("json")
+    assert entries.SECRET not in shown  # an environment value quoted by gdb is masked...
+    assert entries.SECRET not in w.report()
+    assert entries.SECRET not in w.report("json")
     w.reveal()
-    assert cr.SECRET in w.backtrace.text.toPlainText()  # ...until the user reveals
+    assert entries.SECRET in w.backtrace.text.toPlainText()  # ...until the user reveals
     assert "Full backtrace (gdb)" in w.report()
     w.backtrace.view_choice.setCurrentIndex(1)  # back to the stack trace from the entry
     assert w.backtrace.text.toPlainText().startswith("Stack trace of thread 4242:")
     assert "main (kwrite + 0x11a9)" in w.backtrace.highlighted_line()
     w.backtrace.view_choice.setCurrentIndex(0)
-    assert cr.SECRET in w.backtrace.text.toPlainText()
+    assert entries.SECRET in w.backtrace.text.toPlainText()
     assert group_alive(int((out / "pgid").read_text())) == []  # the grandchild is gone too
 
 

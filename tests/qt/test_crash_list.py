@@ -17,7 +17,7 @@ from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.qt.crash_list_model import CRASH_ID_ROLE, Column
 from drkonqi_lite.qt.crash_list_window import CrashListWindow
-from tests.qt import crash_records as cr
+from tests import entries
 
 
 def program(crash: Crash) -> Program:
@@ -44,7 +44,7 @@ def text(w: CrashListWindow, row: int, column: Column, parent: QModelIndex | Non
 
 
 def test_repeats_grouped_with_counts_newest_first(window: CrashListWindow) -> None:
-    crashes = cr.many(30, programs=3)  # 3 programs x 3 crash sites, 30 crashes
+    crashes = entries.many(30, programs=3)  # 3 programs x 3 crash sites, 30 crashes
     window.set_crashes(crashes)
     model = window.model
     assert model.rowCount() == 9
@@ -62,7 +62,7 @@ def test_repeats_grouped_with_counts_newest_first(window: CrashListWindow) -> No
 
 
 def test_single_crash_has_no_expander(window: CrashListWindow) -> None:
-    window.set_crashes([cr.crash()])
+    window.set_crashes([entries.crash()])
     assert window.model.rowCount() == 1
     assert not window.model.hasChildren(window.model.index(0, 0))
     assert window.status.text() == "1 crash"
@@ -71,7 +71,7 @@ def test_single_crash_has_no_expander(window: CrashListWindow) -> None:
 def test_search_filters_by_name_and_pid_and_says_when_nothing_matches(
     qtbot: QtBot, window: CrashListWindow
 ) -> None:
-    window.set_crashes(cr.many(20, programs=4))
+    window.set_crashes(entries.many(20, programs=4))
     window.show()
     qtbot.keyClicks(  # type: ignore[no-untyped-call]
         window.search, "prog2"
@@ -89,7 +89,7 @@ def test_search_filters_by_name_and_pid_and_says_when_nothing_matches(
 
 
 def test_sort_by_column_keeps_the_selection(window: CrashListWindow) -> None:
-    window.set_crashes(cr.many(12, programs=6))
+    window.set_crashes(entries.many(12, programs=6))
     window.view.setCurrentIndex(window.model.index(3, 0))
     chosen = window.selected_crash()
     window.view.sortByColumn(Column.PROGRAM, Qt.SortOrder.AscendingOrder)
@@ -105,7 +105,7 @@ def test_sort_by_column_keeps_the_selection(window: CrashListWindow) -> None:
 def test_enter_opens_the_detail_and_keyboard_moves(
     qtbot: QtBot, window: CrashListWindow, opened: list[str]
 ) -> None:
-    crashes = cr.many(6, programs=6)
+    crashes = entries.many(6, programs=6)
     window.set_crashes(crashes)
     window.show()
     qtbot.waitExposed(window)
@@ -123,7 +123,7 @@ def test_enter_opens_the_detail_and_keyboard_moves(
 def test_new_crashes_are_inserted_live_keeping_selection_and_expansion(
     qtbot: QtBot, window: CrashListWindow
 ) -> None:
-    crashes = cr.many(40, programs=4)
+    crashes = entries.many(40, programs=4)
     window.set_crashes(crashes[10:])
     model = window.model
     window.view.setCurrentIndex(model.index(2, 0))
@@ -140,7 +140,7 @@ def test_new_crashes_are_inserted_live_keeping_selection_and_expansion(
     assert len(rows) == 1
     assert model.crash_at(model.index(rows[0], 0)).program_key == expanded.program_key  # type: ignore[union-attr]
     # A brand-new program goes on top, and the count of a repeat grows.
-    fresh = cr.crash(pid=99, comm="newprog", exe="/usr/bin/newprog", ts=cr.NOW_US + 10**6)
+    fresh = entries.crash(pid=99, comm="newprog", exe="/usr/bin/newprog", ts=entries.NOW_US + 10**6)
     with qtbot.waitSignal(model.rowsInserted):
         window.sync([*crashes, fresh])
     assert text(window, 0, Column.PROGRAM) == "newprog"
@@ -150,9 +150,9 @@ def test_new_crashes_are_inserted_live_keeping_selection_and_expansion(
 def test_group_with_one_crash_gains_children_when_it_repeats(
     qtbot: QtBot, window: CrashListWindow
 ) -> None:
-    first = cr.crash(pid=1, ts=cr.NOW_US - 10**6)
+    first = entries.crash(pid=1, ts=entries.NOW_US - 10**6)
     window.set_crashes([first])
-    again = cr.crash(pid=2, ts=cr.NOW_US)
+    again = entries.crash(pid=2, ts=entries.NOW_US)
     window.sync([again, first])
     top = window.model.index(0, 0)
     assert window.model.rowCount(top) == 2
@@ -161,14 +161,14 @@ def test_group_with_one_crash_gains_children_when_it_repeats(
 
 
 def test_crash_going_away_resets(window: CrashListWindow) -> None:
-    crashes = cr.many(10, programs=10)
+    crashes = entries.many(10, programs=10)
     window.set_crashes(crashes)
     window.sync(crashes[:5])
     assert window.model.crash_count() == 5
 
 
 def test_hostile_names_render_literally(window: CrashListWindow) -> None:
-    hostile = cr.crash(comm=cr.HOSTILE_COMM, exe=cr.HOSTILE_EXE)
+    hostile = entries.crash(comm=entries.HOSTILE_COMM, exe=entries.HOSTILE_EXE)
     window.set_crashes([hostile])
     shown = text(window, 0, Column.PROGRAM)
     assert shown == "<b>evil</b>\\u202egnp.exe"  # markup as characters, bidi made visible
@@ -186,7 +186,7 @@ def test_empty_list_says_so(window: CrashListWindow) -> None:
 
 
 def test_unseen_crashes_are_bold(qtbot: QtBot) -> None:
-    crashes = cr.many(2, programs=2)
+    crashes = entries.many(2, programs=2)
     w = CrashListWindow(program, lambda _id: None, is_seen=lambda i: i != crashes[0].id)
     qtbot.addWidget(w)
     w.set_crashes(crashes)
@@ -197,7 +197,7 @@ def test_unseen_crashes_are_bold(qtbot: QtBot) -> None:
 
 
 def test_fits_small_screens(window: CrashListWindow) -> None:
-    window.set_crashes([*cr.many(5), cr.crash(comm="x" * 300, exe="/" + "y" * 4000)])
+    window.set_crashes([*entries.many(5), entries.crash(comm="x" * 300, exe="/" + "y" * 4000)])
     hint = window.minimumSizeHint()
     assert hint.width() <= 1280
     assert hint.height() <= 800

@@ -29,7 +29,7 @@ from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_model import CrashListModel
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.tray import menu_text
-from tests.qt import crash_records as cr
+from tests import entries
 from tests.qt.test_crash_detail import all_text, services  # noqa: F401 (fixture)
 
 #: (hidden character, the escape the user sees instead)
@@ -51,7 +51,7 @@ IDS = [f"U+{ord(c):04X}" for c, _ in HIDDEN]
 
 
 def _crash(char: str) -> Crash:
-    return cr.crash(comm=f"ev{char}il", exe=f"/opt/ev{char}il/bin")
+    return entries.crash(comm=f"ev{char}il", exe=f"/opt/ev{char}il/bin")
 
 
 def _assert_inert(shown: str, char: str, escape: str) -> None:

@@ -29,7 +29,7 @@ from drkonqi_lite.qt.crash_list_model import Column
 from drkonqi_lite.qt.crash_list_window import CrashListWindow
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.tray import CrashTray
-from tests.qt import crash_records as cr
+from tests import entries
 
 REPO = Path(__file__).resolve().parents[2]
 DSN = "https://pubkey@errors.example.org/7"
@@ -71,7 +71,8 @@ def window(qtbot: QtBot, home: Path) -> Callable[[Server], CrashDetailWindow]:
             bug_tracker=lambda d: "https://bugs.kde.org/enter_bug.cgi?product=kwrite",
             reporting=AppReporting(reporter),
         )
-        w = CrashDetailWindow(cr.crash(), Program("KWrite", "kwrite", "org.kde.kwrite"), services)
+        kwrite = Program("KWrite", "kwrite", "org.kde.kwrite")
+        w = CrashDetailWindow(entries.crash(), kwrite, services)
         qtbot.addWidget(w)
         return w
 
@@ -102,14 +103,14 @@ def test_the_dialog_shows_exactly_what_is_sent(
     assert dialog.isVisible()
     preview = dialog.json_view.toPlainText()
     assert '"type": "SIGABRT"' in preview
-    assert cr.SECRET not in preview
-    assert cr.ARG_SECRET not in preview
+    assert entries.SECRET not in preview
+    assert entries.ARG_SECRET not in preview
     dialog.comment.setPlainText("I pressed Save")
     dialog.cmdline.setChecked(True)
     preview = dialog.json_view.toPlainText()
     assert "I pressed Save" in preview
-    assert cr.ARG_SECRET in preview  # ticked: shown, so it is sent
-    assert cr.SECRET not in preview  # the environment never
+    assert entries.ARG_SECRET in preview  # ticked: shown, so it is sent
+    assert entries.SECRET not in preview  # the environment never
     if os.environ.get("DKL_SCREENSHOTS"):
         dialog.grab().save(str(REPO / "docs/screenshots/report-dialog.png"))
     dialog.accept()
@@ -150,8 +151,8 @@ def test_cancel_sends_nothing(home: Path, window: Callable[[Server], CrashDetail
 
 def test_the_crash_list_shows_the_event_id_of_reported_crashes(qtbot: QtBot) -> None:
     crashes = [
-        cr.crash(pid=100, comm="one", exe="/usr/bin/one"),
-        cr.crash(pid=200, comm="two", exe="/usr/bin/two"),
+        entries.crash(pid=100, comm="one", exe="/usr/bin/one"),
+        entries.crash(pid=200, comm="two", exe="/usr/bin/two"),
     ]
     sent = {crashes[0].id: "d69d7dd1effe45e8b92c994f2ae8fe59"}
     w = CrashListWindow(lambda c: Program(c.comm, "", ""), lambda _id: None,
@@ -180,8 +181,8 @@ def test_always_choices_are_remembered_and_the_tray_can_stop_them(
     qtbot.waitUntil(lambda: "event id" in w.status.text(), timeout=5000)
     assert remembered[-1].programs == {"/usr/bin/kwrite"}
     assert not remembered[-1].every_program
-    assert remembered[-1].applies(cr.crash(pid=999))
-    assert not remembered[-1].applies(cr.crash(exe="/usr/bin/kate"))
+    assert remembered[-1].applies(entries.crash(pid=999))
+    assert not remembered[-1].applies(entries.crash(exe="/usr/bin/kate"))
     # Undo: the tray menu lists it; its action asks the app to stop.
     tray = CrashTray(QIcon(), always_visible=True)
     tray.update_state(0, [], [], [("/usr/bin/kwrite", "kwrite"), ("", "every program")])

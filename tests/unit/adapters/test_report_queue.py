@@ -17,7 +17,7 @@ from drkonqi_lite.adapters.reporter import BACKOFF_MAX_S, Reporter, backoff
 from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome, retry_after
 from drkonqi_lite.domain.dsn import Dsn, parse_dsn
 from drkonqi_lite.domain.sentry_event import EventOptions, HostFacts
-from tests.unit.domain.test_sentry_event import crash
+from tests.entries import symbolized_crash as crash
 
 DSN = "https://abc123@sentry.example.org/42"
 

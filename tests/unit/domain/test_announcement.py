@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from drkonqi_lite.domain.announcement import Announcer, Kind, Program, catch_up
 from drkonqi_lite.domain.crash import crash_from_entry
-
-from .entries import entry
+from tests.entries import entry
 
 KATE = Program("Kate", "kate", "org.kde.kate")
 

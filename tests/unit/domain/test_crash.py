@@ -8,8 +8,7 @@ from drkonqi_lite.domain.crash import MalformedEntryError, crash_from_entry, cra
 from drkonqi_lite.domain.summary import detail, summary
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy, decide_core_state
 from drkonqi_lite_collector.journal.schema import CoreState
-
-from .entries import BOOT, entry
+from tests.entries import BOOT, entry
 
 
 def test_record_from_entry() -> None:

@@ -8,7 +8,7 @@ from drkonqi_lite.domain.crash import crash_from_entry
 from drkonqi_lite.domain.plain_text import BREAK, multi_line, one_line, wrappable
 from drkonqi_lite.domain.report import mask_secrets, relative_when, report_json, report_text
 from drkonqi_lite.domain.signature import crashing_frame_line, group_key, top_frames
-from tests.unit.domain.entries import entry
+from tests.entries import entry
 
 ABORT_TRACE = """Stack trace of thread 7:
 #0  0x00007f3a1c2a9e2c __pthread_kill_implementation (libc.so.6 + 0x8ae2c)

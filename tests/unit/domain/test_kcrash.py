@@ -16,7 +16,7 @@ from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.report import report_json, report_text
 from drkonqi_lite.domain.summary import detail
 from tests.conftest import need
-from tests.unit.domain.entries import BOOT, entry
+from tests.entries import BOOT, entry
 
 #: Byte for byte what KF5 5.103's KCrash wrote for a real kcrash crash here (`<pid>.ini`).
 KF5_INI = (

@@ -12,32 +12,10 @@ from drkonqi_lite.domain.report import report_json, report_text
 from drkonqi_lite.domain.signature import group_key, signature
 from drkonqi_lite.domain.summary import detail
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.journal.schema import BACKTRACE_MESSAGE_ID, Field
+from drkonqi_lite_collector.journal.schema import Field
+from tests.entries import MAIN, entry, exception_entry
 
-from .entries import entry
-
-MAIN = PythonThread(7, "MainThread", True, (
-    PythonFrame("<module>", "/home/u/app.py", 15),
-    PythonFrame("outer", "/home/u/app.py", 10),
-    PythonFrame("do_crash", "/home/u/app.py", 7),
-))  # fmt: skip
 WORKER = PythonThread(8, "Thread-1 (work)", False, (PythonFrame("work", "/home/u/app.py", 4),))
-
-
-def exception_entry(**extra: str | bytes) -> dict[str, str | bytes]:
-    e = entry(exe="/usr/bin/python3.11", comm="python3")
-    del e["COREDUMP_SIGNAL"]
-    e.update({
-        "MESSAGE_ID": BACKTRACE_MESSAGE_ID,
-        "MESSAGE": "Process 4242 (python3) of user 1000 failed with ValueError: bad\n\n"
-                   "Traceback (most recent call last):\n  File \"/home/u/app.py\", line 15",
-        Field.EXCEPTION_TYPE: "ValueError",
-        Field.EXCEPTION_VALUE: "bad",
-        Field.PYTHON_STACK: dumps([MAIN]),
-        Field.FILENAME: "/var/lib/drkonqi-lite/coredump/core.x.zst",
-    })  # fmt: skip
-    e.update(extra)
-    return e
 
 
 def test_round_trip_crashing_thread_first() -> None:

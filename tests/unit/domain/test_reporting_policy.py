@@ -11,7 +11,7 @@ from drkonqi_lite.domain.reporting_policy import (
     destination,
     parse_admin_policy,
 )
-from tests.unit.domain.test_sentry_event import crash
+from tests.entries import symbolized_crash as crash
 
 DSN = "https://abc123@sentry.example.org/42"
 

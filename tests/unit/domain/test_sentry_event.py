@@ -15,56 +15,16 @@ from drkonqi_lite.domain.sentry_event import (
     serialize,
 )
 from drkonqi_lite.domain.trace import MAX_FRAMES, MAX_THREADS, parse_threads
-from tests.unit.domain.entries import entry
-from tests.unit.domain.test_python_stack import MAIN, exception_entry
+from tests.entries import ARG_SECRET, EXE_ID, MAIN, SECRET, exception_entry
+from tests.entries import SYMBOLIZED_TRACE as TRACE
+from tests.entries import symbolized_crash as crash
 
-SECRET = "s3cr3t-T0KEN-4242"  # noqa: S105 (a planted marker, SECURITY.md 9)
-ARG_SECRET = "hunter2-argv-secret"  # noqa: S105
-EXE_ID = "f1c3bcc0279865fe3058404b2831d9e64135386c"
-LIBC_ID = "0b4f5d9c6ad3e2a1cd8b7e1f2a3b4c5d6e7f8091"
-TRACE = """Stack trace of thread 4242:
-#0  0x00007f3a1c2a9e2c __pthread_kill_implementation (libc.so.6 + 0x8ae2c)
-#1  0x00007f3a1c25afb2 raise (libc.so.6 + 0x3bfb2)
-#2  0x00007f3a1c245472 abort (libc.so.6 + 0x26472)
-#3  0x000055d5e2a1b1a9 n/a (kwrite + 0x11a9)
-#4  0x000055d5e2a1b2b0 main (kwrite + 0x12b0)
-
-Stack trace of thread 4243:
-#0  0x00007f3a1c2a4f16 __futex_abstimed_wait_common (libc.so.6 + 0x85f16)
-#1  0x00007f3a1c2a7a41 pthread_cond_wait@@GLIBC_2.3.2 (libc.so.6 + 0x88a41)"""
-MAPS = """55d5e2a1a000-55d5e2a1b000 r--p 00000000 fe:01 1311 /usr/bin/kwrite
-55d5e2a1b000-55d5e2a1d000 r-xp 00001000 fe:01 1311 /usr/bin/kwrite
-7f3a1c21f000-7f3a1c245000 r--p 00000000 fe:01 2210 /usr/lib/x86_64-linux-gnu/libc.so.6
-7f3a1c245000-7f3a1c39a000 r-xp 00026000 fe:01 2210 /usr/lib/x86_64-linux-gnu/libc.so.6
-7f3a1c400000-7f3a1c500000 r--p 00000000 fe:01 99 /usr/lib/locale/locale-archive
-7ffd1c400000-7ffd1c500000 rw-p 00000000 00:00 0 [stack]"""
 FACTS = HostFacts(
     os_release={"NAME": "Debian GNU/Linux", "VERSION_ID": "12", "ID": "debian"},
     kernel="6.18.0",
     arch="x86_64",
     desktop="KDE",
 )
-
-
-def crash(trace: str = TRACE, **extra: str) -> Crash:
-    fields: dict[str, str | bytes] = {
-        "MESSAGE": f"Process 4242 (kwrite) of user 1000 dumped core.\n\n{trace}",
-        "COREDUMP_SIGNAL": "6",
-        "COREDUMP_COMM": "kwrite",
-        "COREDUMP_EXE": "/usr/bin/kwrite",
-        "COREDUMP_CMDLINE": f"/usr/bin/kwrite --token={ARG_SECRET} notes.txt",
-        "COREDUMP_ENVIRON": f"HOME=/home/alice\nAPI_TOKEN={SECRET}",
-        "COREDUMP_PROC_MAPS": MAPS,
-        "COREDUMP_PACKAGE_NAME": "kwrite",
-        "COREDUMP_PACKAGE_VERSION": "4:22.12.3-1",
-        "COREDUMP_HOSTNAME": "alices-laptop",
-        "DRKONQI_LITE_MODULES": f"/usr/bin/kwrite {EXE_ID}\n"
-        f"/usr/lib/x86_64-linux-gnu/libc.so.6 {LIBC_ID}\n/usr/lib/no-id.so -",
-    }
-    fields.update(extra)
-    raw = entry(comm="kwrite", exe="/usr/bin/kwrite", signo=6)
-    raw.update(fields)
-    return crash_from_entry(raw)
 
 
 def event(c: Crash | None = None, **options: object) -> dict:  # type: ignore[type-arg]
