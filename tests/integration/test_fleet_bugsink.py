@@ -24,7 +24,7 @@ import pytest
 
 from tests.integration import desktop as dk
 from tests.integration import test_report_bugsink as trb
-from tests.integration.bugsink import Bugsink
+from tests.integration.bugsink import Bugsink, free_port
 from tests.integration.desktop import PYTHON, Desktop, User
 from tests.integration.harness import Harness, crash_self, wait_entry
 
@@ -235,7 +235,62 @@ def test_disabled_forwards_nothing(
 def test_a_malformed_dsn_is_one_line(fleet: Fleet) -> None:
     fleet.configure("[Fleet]\nEnabled = yes\nDSN = not-a-dsn\n")
     out = fleet.run()
-    assert out.returncode == 1
+    assert out.returncode == 78, "EX_CONFIG: the unit does not restart it (Restart=on-failure)"
     assert out.stderr.count("\n") == 1, out.stderr
     assert "[Fleet] DSN" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.crash
+def test_sigterm_ends_it_within_a_second_with_the_cursor_saved(
+    desk: Desktop, installed: Harness, fleet: Fleet, programs: Callable[[str], Path],
+) -> None:  # fmt: skip
+    """`systemctl stop` sends SIGTERM while it waits for the journal: it must end at once (not
+    at the end of its wait), cleanly, with the position of the last crash it handled saved."""
+    user = desk.user(with_display=False)
+    # Nobody listens there: the report is queued, and the cursor saved after it.
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = http://key@127.0.0.1:{free_port()}/1\n")
+    fleet.start()
+    pid = crash_self([str(programs("termcrash"))], user.uid, user.uid)
+    entry = wait_entry(COREDUMP_PID=pid)
+    position = fleet.state / "reports/state/fleet-position.json"
+    deadline = time.monotonic() + 30
+    while json.loads(position.read_text()).get("cursor") != entry["__CURSOR"]:
+        assert time.monotonic() < deadline, position.read_text()
+        time.sleep(0.1)
+    assert len(fleet.queued()) == 1
+    time.sleep(1)  # well inside its wait now
+    assert fleet.proc is not None
+    started = time.monotonic()
+    fleet.proc.send_signal(signal.SIGTERM)
+    status = fleet.proc.wait(timeout=30)
+    took = time.monotonic() - started
+    fleet.proc = None
+    fleet.log.close()
+    log = (fleet.root / "fleet.log").read_text()
+    assert took < 1.0, f"SIGTERM took {took:.1f} s"
+    assert status == 0, log
+    assert "stopped; crashes forwarded since the start: 1" in log, log
+    assert "Traceback" not in log, log
+    assert json.loads(position.read_text())["cursor"] == entry["__CURSOR"]
+
+
+@pytest.mark.crash
+def test_a_fleet_rule_keeps_one_program_off_the_server(
+    bugsink: Bugsink, desk: Desktop, installed: Harness, fleet: Fleet,
+    programs: Callable[[str], Path],
+) -> None:  # fmt: skip
+    """[Fleet Program NAME] with an empty DSN: that program's crashes are never forwarded (nor
+    queued), the others' still are; a later crash is not held up by the skipped one."""
+    user = desk.user(with_display=False)
+    secret, public = programs("ruleoff"), programs("ruleon")
+    rule = f"[Fleet Program in-house]\nExecutable = {secret.parent}/ruleof*\nDSN =\n"
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n\n{rule}")
+    fleet.start()
+    # (markers that are no part of the paths: command-line words are masked in the event)
+    crash(user, secret, "m1")
+    crash(user, public, "m2")
+    [event] = stored(bugsink, secret.parent, 1)
+    assert event["data"]["contexts"]["app"]["app_identifier"] == str(public)
+    assert fleet.queued() == []
+    assert "[Fleet Program in-house] sends no reports" in fleet.stop()
