@@ -21,14 +21,13 @@ from drkonqi_lite.adapters.report_queue import QueueBusyError, ReportQueue
 from drkonqi_lite.adapters.reporter import Reporter, host_facts
 from drkonqi_lite.adapters.sentry_transport import Outcome
 from drkonqi_lite.domain.crash import CURSOR, REALTIME
-from drkonqi_lite.domain.dsn import Dsn
-from drkonqi_lite.domain.reporting_policy import FleetPolicy
+from drkonqi_lite.domain.reporting_policy import FleetPolicy, NoDestinationError, fleet_destination
 from drkonqi_lite.domain.sentry_event import EventOptions, HostFacts
-from drkonqi_lite_collector.journal.schema import STATE_DIR
+from drkonqi_lite_collector.journal.schema import FLEET_QUEUE_SUBDIR, FLEET_SUBDIR, STATE_DIR
 
 log = logging.getLogger(__name__)
-#: systemd's StateDirectory=drkonqi-lite sets $STATE_DIRECTORY; this is the same place.
-SYSTEM_STATE = Path("/") / STATE_DIR
+#: The unit's StateDirectory=drkonqi-lite/fleet sets $STATE_DIRECTORY; this is the same place.
+SYSTEM_STATE = Path("/") / STATE_DIR / FLEET_SUBDIR
 POSITION = "fleet-position"
 #: How long to sleep at most when nothing happens: queued reports are retried at least this often.
 IDLE_S = 60.0
@@ -38,20 +37,22 @@ def system_queue(env: dict[str, str] | None = None) -> ReportQueue:
     """SYSTEM_STATE/reports (or $STATE_DIRECTORY/reports under systemd)."""
     env = dict(os.environ) if env is None else env
     base = env.get("STATE_DIRECTORY", "").split(":")[0] or str(SYSTEM_STATE)
-    return ReportQueue(Path(base) / "reports")
+    return ReportQueue(Path(base) / FLEET_QUEUE_SUBDIR)
 
 
 class Forwarder:
     """One pass or a follow loop over the system journal; `source` is injectable for tests."""
 
-    def __init__(self, policy: FleetPolicy, dsn: Dsn, reporter: Reporter,
+    def __init__(self, policy: FleetPolicy, reporter: Reporter,
                  source: JournalSource | None = None) -> None:  # fmt: skip
-        self.dsn = dsn
+        """`policy`'s DSNs are well-formed (fleet_cli checks them all before it starts)."""
+        self.policy = policy
         self.reporter = reporter
         self.options = EventOptions(include_cmdline=policy.include_cmdline,
                                     include_hostname=policy.include_hostname)  # fmt: skip
         self.facts: HostFacts = host_facts({})
-        self.source = source or JournalSource(machine_trust_policy(), kcrash=lambda _c: None)
+        self.source = source or JournalSource(machine_trust_policy(), kcrash=lambda _c: None,
+                                              untrusted_level=logging.DEBUG)  # fmt: skip
         self.forwarded = 0
         self._since_us = 0
         #: A report just went through: the server is back, the queue need not wait its backoff.
@@ -71,12 +72,16 @@ class Forwarder:
 
     def drain(self) -> int:
         """Forward every new entry; returns how many crashes were forwarded or queued."""
-        n = 0
+        n, skipped = 0, self.source.skipped
         for entry in self.source.raw_entries():
             if int(str(entry[REALTIME])) >= self._since_us:
                 n += self._forward(entry)
             # Only now: the report is on the server, in the queue, or refused for good.
             self.reporter.queue.save_state(POSITION, {"cursor": str(entry[CURSOR])})
+        if self.source.skipped > skipped:
+            # Any user can file entries: one line per batch, not one per forgery.
+            log.info("skipped %d untrusted or malformed crash entries",
+                     self.source.skipped - skipped)  # fmt: skip
         return n
 
     def _forward(self, entry: dict[str, str | bytes]) -> int:
@@ -88,7 +93,12 @@ class Forwarder:
         if queue.sent(crash.id) is not None or any(r.crash_id == crash.id for r in queue.reports()):
             log.info("crash %s was forwarded before; not again", crash.id)
             return 0
-        result = self.reporter.report(crash, self.dsn, self.facts, self.options)
+        try:
+            dsn = fleet_destination(crash, self.policy)
+        except NoDestinationError as exc:
+            log.info("crash %s (%s) not forwarded: %s", crash.id, crash.exe or crash.comm, exc)
+            return 0
+        result = self.reporter.report(crash, dsn, self.facts, self.options)
         log.info("crash %s (%s, uid %d): %s, event %s", crash.id, crash.exe or crash.comm,
                  crash.uid, result.message, result.event_id)  # fmt: skip
         self.forwarded += 1

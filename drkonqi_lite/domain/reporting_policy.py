@@ -17,8 +17,14 @@ The admin file (ini):
     IncludeCommandLine = no                     # command lines may hold secrets
     IncludeHostname = no
 
-Precedence: `--dsn`, then the user's `report_dsn` setting, then the first matching rule, then
-the admin default. Bad files and bad DSNs become warnings, never a crash of the app. Pure.
+    [Fleet Program in-house]                    # the fleet's own rules, as [Program NAME]
+    Executable = /opt/acme/*
+    DSN =                                       # empty: the fleet never forwards these
+
+Precedence for the app: `--dsn`, then the user's `report_dsn` setting, then the first matching
+[Program] rule, then the admin default; for the fleet: the first matching [Fleet Program] rule,
+then [Fleet] DSN (one code path, `_route`). Bad files and bad DSNs become warnings, never a crash
+of the app. Pure.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from drkonqi_lite.domain.dsn import Dsn, DsnError, parse_dsn
 ADMIN_SECTION = "Reporting"
 FLEET_SECTION = "Fleet"
 RULE_PREFIX = "Program "
+FLEET_RULE_PREFIX = "Fleet Program "
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class FleetPolicy:
     dsn: str = ""
     include_cmdline: bool = False
     include_hostname: bool = False
+    rules: tuple[Rule, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,26 +90,31 @@ def parse_admin_policy(text: str, warn: Callable[[str], None]) -> AdminPolicy:
     except configparser.Error as exc:
         warn(f"reporting.conf ignored: {' '.join(str(exc).split())}")
         return AdminPolicy()
-    rules = []
     for section in parser.sections():
-        if not section.startswith(RULE_PREFIX):
-            if section not in {ADMIN_SECTION, FLEET_SECTION}:
-                warn(f"reporting.conf: unknown section [{section}] ignored")
-            continue
-        get = parser[section].get
-        rules.append(
-            Rule(
-                section[len(RULE_PREFIX) :],
-                get("Package", ""),
-                get("Executable", ""),
-                get("DSN", ""),
-            )
-        )
-    fleet = _fleet(parser, warn) if parser.has_section(FLEET_SECTION) else FleetPolicy()
-    return AdminPolicy(parser.get(ADMIN_SECTION, "DSN", fallback=""), tuple(rules), fleet)
+        if section not in {ADMIN_SECTION, FLEET_SECTION} and not section.startswith(
+            (RULE_PREFIX, FLEET_RULE_PREFIX)
+        ):
+            warn(f"reporting.conf: unknown section [{section}] ignored")
+    rules = _rules(parser, RULE_PREFIX)
+    fleet = _fleet(parser, warn)
+    return AdminPolicy(parser.get(ADMIN_SECTION, "DSN", fallback=""), rules, fleet)
+
+
+def _rules(parser: configparser.ConfigParser, prefix: str) -> tuple[Rule, ...]:
+    """The `[PREFIX NAME]` sections, in file order (first match wins)."""
+    out = []
+    for section in parser.sections():
+        if section.startswith(prefix):
+            get = parser[section].get
+            out.append(Rule(section[len(prefix) :], get("Package", ""), get("Executable", ""),
+                            get("DSN", "")))  # fmt: skip
+    return tuple(out)
 
 
 def _fleet(parser: configparser.ConfigParser, warn: Callable[[str], None]) -> FleetPolicy:
+    rules = _rules(parser, FLEET_RULE_PREFIX)
+    if not parser.has_section(FLEET_SECTION):
+        return FleetPolicy(rules=rules)
     section = parser[FLEET_SECTION]
 
     def flag(key: str) -> bool:
@@ -112,7 +125,7 @@ def _fleet(parser: configparser.ConfigParser, warn: Callable[[str], None]) -> Fl
             return False
 
     return FleetPolicy(flag("Enabled"), section.get("DSN", ""), flag("IncludeCommandLine"),
-                       flag("IncludeHostname"))  # fmt: skip
+                       flag("IncludeHostname"), rules)  # fmt: skip
 
 
 def destination(crash: Crash, cli_dsn: str, user_dsn: str, admin: AdminPolicy) -> Dsn:
@@ -121,20 +134,38 @@ def destination(crash: Crash, cli_dsn: str, user_dsn: str, admin: AdminPolicy) -
         return _parse(cli_dsn, "--dsn")
     if user_dsn:
         return _parse(user_dsn, "the report_dsn setting")
-    for rule in admin.rules:
+    return _route(crash, admin.rules, RULE_PREFIX, admin.default_dsn, ADMIN_SECTION,
+                  "no report server configured (use --dsn, the report_dsn setting, or "
+                  "/etc/drkonqi-lite/reporting.conf); report the crash on the program's bug "
+                  "tracker")  # fmt: skip
+
+
+def fleet_destination(crash: Crash, fleet: FleetPolicy) -> Dsn:
+    """Where drkonqi-lite-fleet forwards `crash`: DsnError, NoDestinationError as above."""
+    return _route(crash, fleet.rules, FLEET_RULE_PREFIX, fleet.dsn, FLEET_SECTION,
+                  "reporting.conf [Fleet] has no DSN")  # fmt: skip
+
+
+def fleet_dsns(fleet: FleetPolicy) -> list[tuple[str, str]]:
+    """(where, DSN) of every non-empty DSN the fleet may use, to check them all at start."""
+    named = [(f"[{FLEET_RULE_PREFIX}{r.name}]", r.dsn) for r in fleet.rules if r.dsn]
+    return [(f"[{FLEET_SECTION}]", fleet.dsn), *named]
+
+
+def _route(crash: Crash, rules: tuple[Rule, ...], prefix: str, default_dsn: str,
+           default_section: str, none: str) -> Dsn:  # fmt: skip
+    """The first rule matching `crash` decides (an empty DSN: not reported), else the default."""
+    for rule in rules:
         if rule.matches(crash):
             if not rule.dsn:
                 raise NoDestinationError(
-                    f"the administrator's rule [Program {rule.name}] sends no reports for this "
+                    f"the administrator's rule [{prefix}{rule.name}] sends no reports for this "
                     "program"
                 )
-            return _parse(rule.dsn, f"reporting.conf [Program {rule.name}]")
-    if admin.default_dsn:
-        return _parse(admin.default_dsn, "reporting.conf [Reporting]")
-    raise NoDestinationError(
-        "no report server configured (use --dsn, the report_dsn setting, or "
-        "/etc/drkonqi-lite/reporting.conf); report the crash on the program's bug tracker"
-    )
+            return _parse(rule.dsn, f"reporting.conf [{prefix}{rule.name}]")
+    if default_dsn:
+        return _parse(default_dsn, f"reporting.conf [{default_section}]")
+    raise NoDestinationError(none)
 
 
 def _parse(text: str, where: str) -> Dsn:
