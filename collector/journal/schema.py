@@ -133,6 +133,14 @@ SYSTEM_UID_MAX = 999
 STATE_DIR = "var/lib/drkonqi-lite"
 STORAGE_SUBDIR = "coredump"
 STORAGE_DIR = f"/{STATE_DIR}/{STORAGE_SUBDIR}"
+#: drkonqi-lite-fleet's state below STATE_DIR (its unit's StateDirectory=): the saved journal
+#: position and, in FLEET_QUEUE_SUBDIR, one QUEUED_SUFFIX file per report not sent yet
+#: (`drkonqi-lite-collector status` counts them; the app writes them, adapters/report_queue.py).
+FLEET_SUBDIR = "fleet"
+FLEET_QUEUE_SUBDIR = "reports"
+QUEUED_SUFFIX = ".json"
+#: The fleet's unit, which `drkonqi-lite-collector status` asks systemd about.
+FLEET_UNIT = "drkonqi-lite-fleet.service"
 #: drkonqi-lite-cores.socket, which deletes a user's core for them (admin/cores.py).
 CORES_SOCKET = "/run/drkonqi-lite/cores.socket"
 #: Its protocol: one SOCK_SEQPACKET datagram, DELETE_REQUEST then the core's base name; the

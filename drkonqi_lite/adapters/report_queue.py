@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from drkonqi_lite_collector.journal.schema import QUEUED_SUFFIX
+
 log = logging.getLogger(__name__)
 EXPIRY_S = 30 * 86400
 #: A queued file larger than this is not ours (events are bounded to 512 KiB).
@@ -149,7 +151,7 @@ class ReportQueue:
         """Store (or replace) `report` durably; QueueError when it cannot be stored."""
         if not _name_ok(report.event_id):
             raise QueueError(errno.EINVAL, f"bad event id {report.event_id!r}")
-        self._write("", f"{report.event_id}.json", report.to_json())
+        self._write("", report.event_id + QUEUED_SUFFIX, report.to_json())
 
     def remove(self, event_id: str) -> None:
         try:
@@ -157,7 +159,7 @@ class ReportQueue:
         except FileNotFoundError:
             return
         try:
-            os.unlink(f"{event_id}.json", dir_fd=dfd)
+            os.unlink(event_id + QUEUED_SUFFIX, dir_fd=dfd)
             os.fsync(dfd)
         except FileNotFoundError:
             pass
@@ -173,7 +175,7 @@ class ReportQueue:
         out: list[QueuedReport] = []
         try:
             for name in os.listdir(dfd):
-                if not name.endswith(".json") or not _name_ok(name[:-5]):
+                if not name.endswith(QUEUED_SUFFIX) or not _name_ok(name[: -len(QUEUED_SUFFIX)]):
                     continue
                 data = self._read(dfd, name)
                 if data is not None:
