@@ -231,5 +231,7 @@ def test_exposure_is_lower_than_systemd_coredumps(tmp_path: Path) -> None:
     assert _exposure(analyze, root, "drkonqi-lite-collector-replay.service") <= 2.0
     # Any user can reach the deletion service: it must be the tightest of all.
     assert _exposure(analyze, root, "drkonqi-lite-cores@1.service") <= 1.5
+    # The fleet forwarder needs the network (the admin's server is anywhere) but no privilege.
+    assert _exposure(analyze, root, "drkonqi-lite-fleet.service") <= 1.5
     if (unit_dir / "systemd-coredump@.service").exists():
         assert ours < _exposure(analyze, root, "systemd-coredump@1.service")

@@ -179,6 +179,38 @@ def test_collector_man_page_documents_every_command() -> None:
     assert ".SH COEXISTENCE" in page
 
 
+def test_fleet_man_page_documents_every_option() -> None:
+    from drkonqi_lite import fleet_cli  # noqa: PLC0415 (as above)
+
+    page = (PACKAGING / "man/drkonqi-lite-fleet.8").read_text()
+    missing = _undocumented(fleet_cli._parser(), page)
+    assert not missing, f"drkonqi-lite-fleet(8) lacks {missing}"
+    assert f"{fleet_cli.EX_CONFIG} (EX_CONFIG)" in page
+
+
+def test_fleet_unit_matches_the_forwarder() -> None:
+    """The unit runs the packaged entry point, keeps its state where the forwarder and
+    `drkonqi-lite-collector status` look, and does not restart it for a broken [Fleet]."""
+    from drkonqi_lite import fleet_cli  # noqa: PLC0415 (as above)
+    from drkonqi_lite.adapters import fleet  # noqa: PLC0415
+    from drkonqi_lite_collector.journal import schema  # noqa: PLC0415
+
+    unit = PACKAGING / "systemd" / schema.FLEET_UNIT
+    program = value(unit, "Service", "ExecStart")
+    assert program == "/usr/bin/drkonqi-lite-fleet"
+    links = (PACKAGING / "debian/drkonqi-lite.links").read_text()
+    assert f"usr/lib/drkonqi-lite/venv/bin/drkonqi-lite-fleet {program[1:]}\n" in links
+    state = Path("/var/lib", value(unit, "Service", "StateDirectory"))
+    assert state == fleet.SYSTEM_STATE
+    assert value(unit, "Service", "RestartPreventExitStatus") == str(fleet_cli.EX_CONFIG)
+    assert value(unit, "Unit", "ConditionPathExists") == fleet_cli.CONF
+    # Off by default: the package installs it but neither enables nor starts it.
+    rules = (PACKAGING / "debian/rules").read_text()
+    assert f"dh_installsystemd --no-enable --no-start {schema.FLEET_UNIT}\n" in rules
+
+
+
+
 def test_app_man_page_documents_every_command() -> None:
     from drkonqi_lite import cli  # noqa: PLC0415 (Qt-free, but only this test needs it)
 
