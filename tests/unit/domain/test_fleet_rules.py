@@ -13,7 +13,7 @@ from drkonqi_lite.domain.reporting_policy import (
     fleet_dsns,
     parse_admin_policy,
 )
-from tests.unit.domain.test_sentry_event import crash
+from tests.entries import symbolized_crash as crash
 
 ADMIN = """
 [Reporting]
