@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from drkonqi_lite_collector import config, storage
-from drkonqi_lite_collector.admin import drkonqi, hook_install
+from drkonqi_lite_collector.admin import drkonqi, fleet_status, hook_install
 from drkonqi_lite_collector.journal import spool
 from drkonqi_lite_collector.stage import argv
 
@@ -264,6 +264,7 @@ def status(paths: config.Paths) -> int:
         ("core deletion:  ", paths.cores_socket, "not listening (users cannot delete cores)"),
     ):
         print(f"{label} {f'listening on {sock}' if _is_socket(sock) else absent}")
+    print(*fleet_status.lines(paths.state_dir), sep="\n")
     return 0
 
 
