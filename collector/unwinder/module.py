@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import stat
 
+from drkonqi_lite_collector.unwinder import mounts
+
 TYPE_CHECKING = False  # no typing/dataclasses/pathlib at run time: see handler.py
 if TYPE_CHECKING:
     from types import TracebackType
@@ -68,10 +70,13 @@ def _is_elf(fd: int) -> bool:
 def open_module_files(proc_dir_fd: int) -> ModuleFiles:
     """Open the mapped ELF objects of the process whose /proc/PID directory is `proc_dir_fd`."""
     mods = ModuleFiles()
+    # Only files on file systems no user can stall are stat()ed or opened (mounts.py).
+    touchable, root_touchable = mounts.survey(proc_dir_fd)
     try:
-        root = os.stat("root", dir_fd=proc_dir_fd)
-        mine = os.stat("/")
-        mods.same_root = (root.st_dev, root.st_ino) == (mine.st_dev, mine.st_ino)
+        if root_touchable:
+            root = os.stat("root", dir_fd=proc_dir_fd)
+            mine = os.stat("/")
+            mods.same_root = (root.st_dev, root.st_ino) == (mine.st_dev, mine.st_ino)
     except OSError:
         pass
     try:
@@ -85,13 +90,13 @@ def open_module_files(proc_dir_fd: int) -> ModuleFiles:
     except OSError:
         return mods
     try:
-        _collect(mods, map_dir)
+        _collect(mods, map_dir, touchable)
     finally:
         os.close(map_dir)
     return mods
 
 
-def _collect(mods: ModuleFiles, map_dir: int) -> None:
+def _collect(mods: ModuleFiles, map_dir: int, touchable: set[int]) -> None:
     try:
         names = os.listdir(map_dir)
     except OSError:
@@ -100,9 +105,11 @@ def _collect(mods: ModuleFiles, map_dir: int) -> None:
     for name in names:
         low, _, _ = name.partition("-")
         try:
-            ranges.append((int(low, 16), name))
+            start = int(low, 16)
         except ValueError:
             continue
+        if start in touchable:
+            ranges.append((start, name))
     ranges.sort()
     seen: set[tuple[int, int]] = set()
     for start, name in ranges[:MAPPINGS_MAX]:
