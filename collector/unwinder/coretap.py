@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 
-from drkonqi_lite_collector.unwinder import elfcore
-
 TYPE_CHECKING = False  # no typing/dataclasses/pathlib at run time: see handler.py
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from drkonqi_lite_collector.unwinder.elf import Note
 
 
 class CoreTap:
@@ -82,23 +82,27 @@ class CoreTap:
         return used
 
     def _advance_head(self) -> None:
+        # The ELF readers load once the core streams, after the unwinder's fork: the tap is
+        # made before it, while the crashed process waits (start-up time, see handler.py).
+        from drkonqi_lite_collector.unwinder import elf, elfcore  # noqa: PLC0415
+
         try:
             if self._need == 64:
-                _, phoff, _, phnum = elfcore.parse_ehdr(self._head)
-                self._need = max(64, phoff + phnum * 56)
+                self._need = max(64, elfcore.core_header(self._head).ph_end)
                 if self._need > 64:
                     return
             head = elfcore.parse_head(self._head)
             if head.head_end > len(self._head):
                 self._need = head.head_end
                 return
-        except elfcore.CoreFormatError as e:
+        except elf.ElfFormatError as e:
             self.error = str(e)
             return
-        notes: list[tuple[bytes, int, memoryview]] = []
+        notes: list[Note] = []
         for seg in head.segments:
-            if seg.type == elfcore.PT_NOTE and seg.offset + seg.filesz <= len(self._head):
-                notes += elfcore.iter_notes(self._head[seg.offset : seg.offset + seg.filesz])
+            if seg.type == elf.PT_NOTE and seg.end <= len(self._head):
+                room = elf.NOTES_COUNT_MAX - len(notes)  # over all PT_NOTE segments
+                notes += elf.iter_notes(self._head[seg.offset : seg.end], room)
         self.expected_size = max((s.offset + s.filesz for s in head.segments), default=0)
         sps = elfcore.thread_sps(head.machine, notes)
         self.siginfo = elfcore.siginfo(notes)

@@ -8,7 +8,8 @@ and can pick, before the segments arrive, the few ranges an unwinder reads: the 
 SP, small segments (vDSO, .data/.bss with the dynamic linker's link map), and the first page of
 big ones (the ELF header the kernel dumps for file-backed text mappings, with the build-id).
 
-Everything here parses hostile bytes: every length and offset is bounded and checked; nothing
+Everything here parses hostile bytes: the ELF structures through elf.py (bounded and
+checked there), the notes' descriptors here, each length checked before it is read; nothing
 here does I/O.
 """
 
@@ -16,10 +17,18 @@ from __future__ import annotations
 
 import struct
 
-ELF_MAGIC = b"\x7fELF"
+from drkonqi_lite_collector.unwinder.elf import (
+    PT_LOAD,
+    PT_NOTE,
+    ElfFormatError,
+    Header,
+    Note,
+    Segment,
+    parse_header,
+    segments,
+)
+
 ET_CORE = 4
-PT_LOAD = 1
-PT_NOTE = 4
 PF_X = 1
 PF_W = 2
 PF_R = 4
@@ -51,30 +60,8 @@ NOTES_MAX = 8 * 1024 * 1024
 KEEP_BUDGET = 32 * 1024 * 1024
 
 
-class CoreFormatError(ValueError):
-    """The bytes are not a 64-bit little-endian ELF core we can read."""
-
-
-class Segment:
-    """One program header of the core."""
-
-    __slots__ = ("filesz", "flags", "memsz", "offset", "type", "vaddr")
-
-    def __init__(
-        self,
-        type: int,
-        flags: int,
-        offset: int,
-        vaddr: int,
-        filesz: int,
-        memsz: int,
-    ) -> None:
-        self.type = type
-        self.flags = flags
-        self.offset = offset
-        self.vaddr = vaddr
-        self.filesz = filesz
-        self.memsz = memsz
+class CoreFormatError(ElfFormatError):
+    """The bytes are an ELF file, but not a core."""
 
 
 class CoreHead:
@@ -89,64 +76,26 @@ class CoreHead:
         self.head_end = head_end
 
 
-def parse_ehdr(buf: bytes | bytearray) -> tuple[int, int, int, int]:
-    """(e_machine, e_phoff, e_phentsize, e_phnum) of a 64-bit LE core header."""
-    if len(buf) < 64 or buf[:4] != ELF_MAGIC:
-        raise CoreFormatError("not an ELF file")
-    if buf[4] != 2 or buf[5] != 1:
-        raise CoreFormatError("not a 64-bit little-endian ELF file")
-    e_type, e_machine = struct.unpack_from("<HH", buf, 16)
-    if e_type != ET_CORE:
+def core_header(buf: bytes | bytearray) -> Header:
+    """The ELF header of a core (its program headers within HEAD_MAX); ElfFormatError else."""
+    header = parse_header(buf, HEAD_MAX)
+    if header.type != ET_CORE:
         raise CoreFormatError("not a core file")
-    (e_phoff,) = struct.unpack_from("<Q", buf, 32)
-    e_phentsize, e_phnum = struct.unpack_from("<HH", buf, 54)
-    if e_phentsize != 56 or e_phoff + e_phnum * 56 > HEAD_MAX:
-        raise CoreFormatError("implausible program header table")
-    return e_machine, e_phoff, e_phentsize, e_phnum
+    return header
 
 
 def parse_head(buf: bytes | bytearray) -> CoreHead:
     """Parse the ELF header and program headers; `buf` must hold them."""
-    machine, phoff, _, phnum = parse_ehdr(buf)
-    if len(buf) < phoff + phnum * 56:
-        raise CoreFormatError("program headers truncated")
-    segments = tuple(
-        Segment(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz)
-        for p_type, p_flags, p_offset, p_vaddr, _, p_filesz, p_memsz, _ in struct.iter_unpack(
-            "<IIQQQQQQ", bytes(buf[phoff : phoff + phnum * 56])
-        )
-    )
-    head_end = phoff + phnum * 56
-    for seg in segments:
-        if seg.type == PT_NOTE and seg.offset + seg.filesz <= HEAD_MAX:
-            head_end = max(head_end, seg.offset + seg.filesz)
-    return CoreHead(machine, segments, head_end)
+    header = core_header(buf)
+    segs = segments(buf, header)
+    head_end = header.ph_end
+    for seg in segs:
+        if seg.type == PT_NOTE and seg.end <= HEAD_MAX:
+            head_end = max(head_end, seg.end)
+    return CoreHead(header.machine, segs, head_end)
 
 
-def iter_notes(data: bytes | bytearray | memoryview) -> list[tuple[bytes, int, memoryview]]:
-    """(name, type, desc) of every well-formed note in a PT_NOTE segment's bytes."""
-    out: list[tuple[bytes, int, memoryview]] = []
-    mv = memoryview(data)
-    pos, end = 0, len(mv)
-    while pos + 12 <= end:
-        namesz, descsz, ntype = struct.unpack_from("<III", mv, pos)
-        name_at = pos + 12
-        desc_at = name_at + ((namesz + 3) & ~3)
-        nxt = desc_at + ((descsz + 3) & ~3)
-        if desc_at + descsz > end:
-            break
-        out.append(
-            (
-                bytes(mv[name_at : name_at + namesz]).rstrip(b"\0"),
-                ntype,
-                mv[desc_at : desc_at + descsz],
-            )
-        )
-        pos = nxt
-    return out
-
-
-def thread_sps(machine: int, notes: list[tuple[bytes, int, memoryview]]) -> list[int]:
+def thread_sps(machine: int, notes: list[Note]) -> list[int]:
     """The stack pointer of every thread, from its NT_PRSTATUS (struct elf_prstatus)."""
     # pr_reg starts at byte 112 of elf_prstatus on 64-bit Linux. x86-64 user_regs_struct has
     # rsp at index 19; aarch64 user_pt_regs has sp at index 31.
@@ -161,7 +110,7 @@ def thread_sps(machine: int, notes: list[tuple[bytes, int, memoryview]]) -> list
     return sps
 
 
-def siginfo(notes: list[tuple[bytes, int, memoryview]]) -> tuple[int, int] | None:
+def siginfo(notes: list[Note]) -> tuple[int, int] | None:
     """(si_signo, si_code) of the fatal signal from the one NT_SIGINFO note, the dumping
     thread's siginfo_t (fs/binfmt_elf.c fill_siginfo_note: si_signo, si_errno, si_code)."""
     for name, ntype, desc in notes:
@@ -171,7 +120,7 @@ def siginfo(notes: list[tuple[bytes, int, memoryview]]) -> tuple[int, int] | Non
     return None
 
 
-def file_ranges(notes: list[tuple[bytes, int, memoryview]]) -> list[tuple[int, int]]:
+def file_ranges(notes: list[Note]) -> list[tuple[int, int]]:
     """[start, end) of every file-backed mapping listed in the NT_FILE note."""
     for name, ntype, desc in notes:
         if name == b"CORE" and ntype == NT_FILE and len(desc) >= 16:

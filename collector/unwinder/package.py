@@ -8,18 +8,17 @@ COREDUMP_PACKAGE_JSON = {MODULE: metadata, ...}; PACKAGE_NAME/VERSION come from 
 file name is the executable's.  Where no module has a note, the owning Debian package is looked
 up in /var/lib/dpkg directly (no dpkg-query: we execute nothing), with bounded reads.
 
-Both readers parse hostile bytes (the ELF file is the crasher's choice): sizes are bounded and
-the JSON must be an object of strings.  Call them from the sandboxed child.
+Both readers parse hostile bytes (the ELF file is the crasher's choice): the ELF structures
+through elf.py's bounded reader, the dpkg files with bounded reads; the JSON must be an object
+of strings.  Call them from the sandboxed child.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 
 NOTE_TYPE_PACKAGE = 0xCAFE1A7E
 NOTE_MAX = 64 * 1024
-PHNUM_MAX = 256
 DPKG_LISTS_MAX = 20000
 DPKG_BYTES_MAX = 64 * 1024 * 1024
 #: usr-merge: /bin, /sbin and /lib are symlinks into /usr, dpkg may know either spelling.
@@ -29,50 +28,33 @@ _DPKG_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib", "/opt/", "/libexec/")
 
 
 def package_note(fd: int) -> dict[str, str] | None:
-    """The package metadata note of the 64-bit LE ELF file open at `fd`, or None."""
+    """The package metadata of the ELF file open at `fd`: its first well-formed package note."""
+    # Only the unwinder child reads module files (the worker imports this module for dpkg).
+    from drkonqi_lite_collector.unwinder.elf import ElfFile, ElfFormatError  # noqa: PLC0415
+
     try:
-        ehdr = os.pread(fd, 64, 0)
-        if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF" or ehdr[4] != 2 or ehdr[5] != 1:
-            return None
-        (phoff,) = struct.unpack_from("<Q", ehdr, 32)
-        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
-        if phentsize != 56 or phnum > PHNUM_MAX:
-            return None
-        phdrs = os.pread(fd, phnum * 56, phoff)
-        for p_type, _, p_offset, _, _, p_filesz, _, _ in struct.iter_unpack(
-            "<IIQQQQQQ", phdrs[: len(phdrs) // 56 * 56]
-        ):
-            if p_type != 4 or p_filesz > NOTE_MAX:
-                continue
-            found = _find_note(os.pread(fd, p_filesz, p_offset))
-            if found is not None:
-                return found
-    except (OSError, struct.error, OverflowError):
+        for _, ntype, desc in ElfFile(fd).notes(NOTE_MAX):
+            if ntype == NOTE_TYPE_PACKAGE and len(desc):
+                meta = package_metadata(bytes(desc))
+                if meta is not None:
+                    return meta
+    except (OSError, ElfFormatError):
         return None
     return None
 
 
-def _find_note(data: bytes) -> dict[str, str] | None:
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-        desc_at = pos + 12 + ((namesz + 3) & ~3)
-        if desc_at + descsz > len(data):
-            return None
-        if ntype == NOTE_TYPE_PACKAGE and descsz:
-            raw = data[desc_at : desc_at + descsz].rstrip(b"\0")
-            import json  # noqa: PLC0415 - the unwinder child reads notes; it may import freely
+def package_metadata(desc: bytes) -> dict[str, str] | None:
+    """A package note's descriptor as metadata: a JSON object of strings, else None."""
+    import json  # noqa: PLC0415 - the unwinder child reads notes; it may import freely
 
-            try:
-                value = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                return None
-            if isinstance(value, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-            ):
-                return value
-            return None
-        pos = desc_at + ((descsz + 3) & ~3)
+    try:
+        value = json.loads(desc.rstrip(b"\0").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return value
     return None
 
 

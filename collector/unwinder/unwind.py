@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from drkonqi_lite_collector.unwinder.elffile import has_section, soname
+from drkonqi_lite_collector.unwinder.elf import has_section, soname
 from drkonqi_lite_collector.unwinder.package import package_note
 
 FRAMES_MAX = 64

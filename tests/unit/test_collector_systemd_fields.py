@@ -5,15 +5,12 @@ older kernel or a hostile core can hand us."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from drkonqi_lite_collector.journal import entry
 from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import Field, unescape
 from drkonqi_lite_collector.stage import argv
-from drkonqi_lite_collector.unwinder import elfcore
 
 KERNEL = ["1234", "1000", "1000", "11", "1795675000", "18446744073709551615", "host", "1"]
 
@@ -37,27 +34,6 @@ def test_a_kernel_without_the_specifier_or_an_old_pattern_gives_no_tid() -> None
 def test_a_malformed_tid_is_rejected_with_a_reason(bad: str) -> None:
     with pytest.raises(argv.ArgvError, match="TID"):
         argv.parse([*KERNEL, bad])
-
-
-def _pad(b: bytes) -> bytes:
-    return b + b"\0" * (-len(b) % 4)
-
-
-def _note(ntype: int, desc: bytes) -> bytes:
-    name = b"CORE\0"
-    return struct.pack("<III", len(name), len(desc), ntype) + _pad(name) + _pad(desc)
-
-
-def test_siginfo_note_gives_signo_and_code() -> None:
-    sig = struct.pack("<iii", 11, 0, 2) + b"\0" * 116  # SIGSEGV, SEGV_ACCERR
-    notes = elfcore.iter_notes(
-        _note(elfcore.NT_PRSTATUS, b"\0" * 336) + _note(elfcore.NT_SIGINFO, sig)
-    )
-    assert elfcore.siginfo(notes) == (11, 2)
-    assert elfcore.siginfo(elfcore.iter_notes(_note(elfcore.NT_SIGINFO, b"\1\0"))) is None, (
-        "too short"
-    )
-    assert elfcore.siginfo([]) is None
 
 
 def test_entry_fields_carry_tid_and_thread_name_only_when_known() -> None:
