@@ -9,12 +9,12 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from drkonqi_lite.session import journald as journald_session
 
 #: The checkout the tests run from.
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +23,6 @@ CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 CORE_PIPE_LIMIT = Path("/proc/sys/kernel/core_pipe_limit")
 #: core_pattern is global: every test (in any checkout) that changes it holds this lock.
 CORE_PATTERN_LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
-JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
-JOURNALD = Path("/lib/systemd/systemd-journald")
 
 
 def need(condition: bool, why: str) -> None:
@@ -41,43 +39,12 @@ def root() -> None:
     need(os.geteuid() == 0, "needs root")
 
 
-def _journald_running() -> bool:
-    out = subprocess.run(["pgrep", "-x", "systemd-journal"], capture_output=True, check=False)
-    return out.returncode == 0
-
-
-def ensure_journald() -> None:
-    """A journald in the host namespace that files per-user journals (persistent storage).
-
-    journald only writes user-UID.journal files when it writes to /var/log/journal; on this
-    machine /run is not a tmpfs, so a journald started without the `flushed` flag would keep
-    everything in /run (TESTING.md). We start it with the flag present, as tools/desktop-env does.
-    """
-    if _journald_running() and JOURNAL_SOCKET.is_socket():
-        return
-    Path("/var/log/journal").mkdir(parents=True, exist_ok=True)
-    Path("/run/systemd/journal").mkdir(parents=True, exist_ok=True)
-    Path("/run/systemd/journal/flushed").touch()
-    if not Path("/etc/machine-id").exists() or not Path("/etc/machine-id").read_text().strip():
-        subprocess.run(["systemd-machine-id-setup"], check=True, capture_output=True)
-    subprocess.Popen(
-        [str(JOURNALD)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for _ in range(100):
-        if JOURNAL_SOCKET.is_socket():
-            return
-        time.sleep(0.05)
-    raise RuntimeError("journald did not create its socket")
-
-
 @pytest.fixture(scope="session")
 def journald(root: None) -> None:
-    need(JOURNALD.exists(), f"{JOURNALD} missing (apt-get install systemd)")
-    ensure_journald()
+    """A journald in the host namespace that files per-user journals (session/journald.py)."""
+    binary = journald_session.JOURNALD
+    need(binary.exists(), f"{binary} missing (apt-get install systemd)")
+    journald_session.start()  # left running: later tests (and other checkouts) share it
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
-"""Desktop pieces for the app's integration tests: Xvfb + trayer (shared), and per-user sessions.
+"""Desktop sessions for the app's integration tests, as pytest fixtures: the shipped harness
+(drkonqi_lite/session/, which `drkonqi-lite demo` runs too) with what only tests want.
 
-Like tools/desktop-env, but as pytest fixtures and for unprivileged users: every test user is a
-fresh uid without a passwd entry (TESTING.md: journald files its entries in user-UID.journal,
-readable by it) with its own home, /run/user/UID, session dbus-daemon and, when asked, a dunst
-on that bus. Only the uid that started a session bus may connect to it, so the app, dunst and
-the D-Bus clients of a user all run as that user (setpriv). Processes started here are ended
-by their pid. Under CI=true a missing piece fails instead of skipping (tests/conftest.need).
+Xvfb + trayer are shared by a test session; every test user is a fresh uid without a passwd
+entry (TESTING.md: journald files its entries in user-UID.journal, readable by it) with its own
+home, /run/user/UID, session dbus-daemon and, when asked, a dunst on that bus. Under CI=true a
+missing piece fails instead of skipping (tests/conftest.need).
 """
 
 from __future__ import annotations
@@ -13,133 +12,50 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from drkonqi_lite.session import userdb
+from drkonqi_lite.session.display import TOOLS as X_TOOLS
+from drkonqi_lite.session.display import Display as _Display
+from drkonqi_lite.session.process import stop, wait_for
+from drkonqi_lite.session.user import SessionUser
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID
-from tests.conftest import CORE_PATTERN, need
+from tests.conftest import CORE_PATTERN, REPO, need
 
-REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 MESSAGE_ID_MATCH = f"MESSAGE_ID={MESSAGE_ID}"
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or cond}")
-        time.sleep(0.02)
+__all__ = ["REPO", "Display", "wait_for"]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Display:
-    """Xvfb on a free display, with trayer as the XEmbed tray host."""
+class Display(_Display):
+    """The session's X server, for a test: a missing tool skips (fails under CI)."""
 
     def __init__(self, workdir: Path) -> None:
-        for tool in ("Xvfb", "trayer", "xdotool"):
+        for tool in X_TOOLS:
             need(shutil.which(tool) is not None, f"{tool} not installed")
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self.display = ""
-        # Other sessions on this machine start X servers concurrently and -displayfd can lose
-        # a race for a display number (the server then dies): start again on a fresh one.
-        for attempt in range(5):
-            try:
-                self._start(workdir)
-                return
-            except TimeoutError:
-                self.close()
-                self._procs = []
-                if attempt == 4:
-                    raise
+        super().__init__(workdir)
 
-    def _start(self, workdir: Path) -> None:
-        rfd, wfd = os.pipe()
-        xvfb = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-            pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / "xvfb.log").open("ab"),
-        )  # fmt: skip
-        os.close(wfd)
-        self._procs.append(xvfb)
-        with os.fdopen(rfd) as f:
-            self.display = ":" + f.readline().strip()
-        env = {**os.environ, "DISPLAY": self.display}
-
-        def x_works() -> bool:
-            ok = subprocess.run(["xdotool", "getdisplaygeometry"], env=env, capture_output=True,
-                                check=False).returncode == 0  # fmt: skip
-            return ok and xvfb.poll() is None
-
-        wait_for(x_works, timeout=5, what="Xvfb")
-        tray = subprocess.Popen(
-            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width",
-             "200", "--height", "32"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / "trayer.log").open("ab"),
-        )  # fmt: skip
-        self._procs.append(tray)
-        wait_for(lambda: subprocess.run(["xdotool", "search", "--classname", "trayer"], env=env,
-                                        capture_output=True, check=False).returncode == 0
-                 and xvfb.poll() is None,
-                 timeout=10, what="trayer")  # fmt: skip
-
-    def screenshot(self, path: Path) -> Path:
+    def screenshot(self, path: Path, window: str = "root") -> Path:
         need(shutil.which("import") is not None, "imagemagick not installed")
-        subprocess.run(["import", "-display", self.display, "-window", "root", str(path)],
-                       check=True, capture_output=True)  # fmt: skip
-        return path
-
-    def close(self) -> None:
-        for proc in reversed(self._procs):
-            _stop(proc)
+        return super().screenshot(path, window)
 
 
-SESSION_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <keep_umask/>
-  <listen>unix:path={bus}</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>{services}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-class User:
+class User(SessionUser):
     """One unprivileged desktop user: uid, home, runtime dir, session bus, maybe dunst."""
 
     def __init__(self, uid: int, workdir: Path, display: Display | None) -> None:
-        self.uid = uid
         self.display = display
         self.home = workdir / f"home-{uid}"
         self.home.mkdir(mode=0o700)
@@ -151,10 +67,9 @@ class User:
         os.chown(self.runtime, uid, uid)
         self.bus = self.runtime / "bus"
         self._records = register_user(uid, self.home)
-        self.logs = workdir / f"logs-{uid}"
-        self.logs.mkdir()
-        self._procs: list[subprocess.Popen[bytes]] = []
-        self.env: dict[str, str] = {
+        logs = workdir / f"logs-{uid}"
+        logs.mkdir()
+        env: dict[str, str] = {
             "HOME": str(self.home),
             "PATH": f"{Path(PYTHON).parent}:/usr/local/bin:/usr/bin:/bin",
             "XDG_RUNTIME_DIR": str(self.runtime),
@@ -165,37 +80,13 @@ class User:
             "QT_QPA_PLATFORM": "xcb" if display else "offscreen",
         }
         if display is not None:
-            self.env["DISPLAY"] = display.display
+            env["DISPLAY"] = display.display
+        super().__init__(uid, uid, env, logs)
         self.services = self.home / "dbus-services"
         self.services.mkdir()
         os.chown(self.services, uid, uid)
-        config = self.home / "session.conf"
-        config.write_text(SESSION_CONF.format(services=self.services, bus=self.bus))
-        # Only our service dir: no activatable notification server sneaks in from /usr/share.
-        self.spawn(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"], "dbus")
-        wait_for(self.bus.exists, what="session bus")
+        self.start_bus(self.bus, self.services, self.home / "session.conf")
         self.dunst_dir = self.home / "dunst"
-
-    def argv(self, argv: list[str], groups: tuple[int, ...] = ()) -> list[str]:
-        """argv run as this user; `groups` adds supplementary groups (e.g. systemd-journal)."""
-        grouping = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", grouping,
-                "--", "env", "-i", *(f"{k}={v}" for k, v in self.env.items()), *argv]  # fmt: skip
-
-    def spawn(
-        self, argv: list[str], log: str, groups: tuple[int, ...] = ()
-    ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.argv(argv, groups), stdin=subprocess.DEVNULL,
-                                stdout=(self.logs / f"{log}.out").open("ab"),
-                                stderr=(self.logs / f"{log}.log").open("ab"))  # fmt: skip
-        self._procs.append(proc)
-        return proc
-
-    def run(
-        self, argv: list[str], timeout: float = 30, groups: tuple[int, ...] = ()
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(argv, groups), capture_output=True, text=True,
-                              timeout=timeout, check=False)  # fmt: skip
 
     # --- the app ----------------------------------------------------------------------------
     def start_app(self, log: str = "app", groups: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
@@ -209,7 +100,7 @@ class User:
         wait_for(lambda: text in self.app_log(log), timeout, f"{text!r} in {log}.log")
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        _stop(proc)
+        stop(proc)
 
     def cli(self, *args: str, groups: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
         return self.run([PYTHON, "-m", "drkonqi_lite", *args], groups=groups)
@@ -230,6 +121,7 @@ class User:
 
     # --- dunst ------------------------------------------------------------------------------
     def start_dunst(self, dmenu_choice: str = "") -> None:
+        """dunst on this user's bus; its context menu (dmenu) picks `dmenu_choice`."""
         need(shutil.which("dunst") is not None, "dunst not installed")
         self.dunst_dir.mkdir(exist_ok=True)
         dmenu = self.dunst_dir / "dmenu"
@@ -237,26 +129,11 @@ class User:
         dmenu.write_text(f"#!/bin/sh\ngrep -F -m1 -- '{dmenu_choice or 'zzz-none'}'\n")
         dmenu.chmod(0o755)
         rc = self.dunst_dir / "dunstrc"
-        rc.write_text(
-            "[global]\n  width = 350\n  origin = top-left\n  offset = 10x50\n"
-            "  font = Monospace 9\n  mouse_left_click = do_action, close_current\n"
-            "  markup = full\n"
-            f"  dmenu = {dmenu}\n  history_length = 100\n"
-            "[urgency_low]\n  timeout = 0\n[urgency_normal]\n  timeout = 0\n"
-            "[urgency_critical]\n  timeout = 0\n"
-        )
+        rc.touch()
         for path in (self.dunst_dir, dmenu, rc):
             os.chown(path, self.uid, self.uid)
-        self.spawn(["dunst", "-config", str(rc)], "dunst")
-        wait_for(lambda: "true" in self.run(
-            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/",
-             "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.Notifications"]).stdout,
-            what="dunst on the bus")  # fmt: skip
-
-    def dunstctl(self, *args: str) -> str:
-        out = self.run(["dunstctl", *args])
-        assert out.returncode == 0, out.stderr
-        return out.stdout
+        extra = f"  markup = full\n  dmenu = {dmenu}\n  history_length = 100\n"
+        self.start_notification_server(rc, width=350, font="Monospace 9", extra=extra)
 
     def notifications(self) -> list[dict[str, str]]:
         """Every notification dunst has shown (displayed ones first closed into history)."""
@@ -280,43 +157,18 @@ class User:
         send_entry_as(uid, fields, self.runtime / "drkonqi-lite" / "wakeup" if wake else None)
 
     def close(self) -> None:
-        for proc in reversed(self._procs):
-            _stop(proc)
-        for record in self._records:
-            record.unlink(missing_ok=True)
+        super().close()
+        userdb.remove(self._records)
         shutil.rmtree(self.runtime, ignore_errors=True)
 
 
-USERDB = Path("/run/userdb")
-
-
 def register_user(uid: int, home: Path) -> list[Path]:
-    """Make `uid` resolvable without touching /etc/passwd: an nss-systemd drop-in record.
-
-    dbus-daemon refuses to start for a uid without a passwd entry ("Could not get password
-    database information"); nss-systemd (nsswitch `passwd: files systemd`) reads JSON user
-    records from /run/userdb without any daemon.
-    """
-    USERDB.mkdir(exist_ok=True)
-    name = f"dkl-test-{uid}"
-    user = {"userName": name, "uid": uid, "gid": uid, "homeDirectory": str(home),
-            "shell": "/bin/sh"}  # fmt: skip
-    paths = []
-    for kind, record in (("user", user), ("group", {"groupName": name, "gid": uid})):
-        path = USERDB / f"{name}.{kind}"
-        path.write_text(json.dumps(record))
-        link = USERDB / f"{uid}.{kind}"
-        link.unlink(missing_ok=True)
-        link.symlink_to(path.name)
-        paths += [link, path]
+    """Make `uid` resolvable without touching /etc/passwd (session/userdb.py)."""
     try:
-        pwd.getpwuid(uid)
-    except KeyError:
-        for p in paths:
-            p.unlink(missing_ok=True)
-        need(False, "uid not resolvable through /run/userdb: install libnss-systemd "
-                    "(nsswitch.conf: 'passwd: files systemd')")  # fmt: skip
-    return paths
+        return userdb.register(uid, f"dkl-test-{uid}", home)
+    except LookupError as exc:
+        need(False, str(exc))
+        raise
 
 
 def send_entry_as(uid: int, fields: Mapping[str, str], wakeup: Path | None = None) -> None:

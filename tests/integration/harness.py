@@ -8,7 +8,6 @@ journald with systemd-python, as raw bytes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pwd
@@ -471,30 +470,6 @@ def entries_since(since: float, **match: str | int) -> list[Entry]:
 def wait_entry_since(since: float, timeout: float = 15.0, **match: str | int) -> Entry:
     """`wait_entry` among the entries received at or after `since`."""
     return wait_entry(timeout, since, MESSAGE_ID, **match)
-
-
-@contextlib.contextmanager
-def socket_activated(sock: Path, argv: list[str], log: Path, mode: int = 0o600) -> Iterator[Path]:
-    """Play a systemd socket unit with Accept=yes: systemd-socket-activate listens on `sock`
-    (SOCK_SEQPACKET) and runs `argv` per connection with it as fd 3 (LISTEN_FDS=1). Yields
-    the log file, whose "Accepted connection" lines prove a connection was handed over."""
-    activate = shutil.which("systemd-socket-activate")
-    assert activate is not None, "systemd-socket-activate not installed"
-    sock.unlink(missing_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([activate, "--seqpacket", "--accept", "-l", str(sock), *argv],
-                                stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 5
-        while not sock.is_socket():
-            assert time.monotonic() < deadline, f"{activate} did not listen on {sock}"
-            time.sleep(0.05)
-        sock.chmod(mode)  # SocketMode=: who may hand over crashes
-        yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        sock.unlink(missing_ok=True)
 
 
 def group_alive(pgid: int) -> list[int]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite.session.socket_unit import socket_activated
 from drkonqi_lite_collector import config
 from drkonqi_lite_collector.admin import pattern
 from tests.conftest import which
-from tests.integration.harness import Harness, crash, field, socket_activated, wait_entry
+from tests.integration.harness import Harness, crash, field, wait_entry
 
 USER = 1000
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite.session.socket_unit import socket_activated
 from tests.integration.harness import (
     COLLECTOR,
     Harness,
@@ -24,7 +25,6 @@ from tests.integration.harness import (
     crash,
     crash_self,
     field,
-    socket_activated,
     wait_entry_since,
 )
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite.session.socket_unit import socket_activated
 from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
@@ -34,7 +35,6 @@ from tests.integration.harness import (
     children,
     crash,
     field,
-    socket_activated,
     spawn_as,
     wait_entry_since,
 )

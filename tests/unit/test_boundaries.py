@@ -1,4 +1,4 @@
-"""The folder is the boundary (STYLE.md): domain imports no Qt/D-Bus/journald, adapters no Qt.
+"""The folder is the boundary (STYLE.md): domain and session import no Qt/D-Bus/journald, adapters no Qt.
 
 Each module is imported in a fresh interpreter and its sys.modules inspected.
 """
@@ -16,6 +16,8 @@ FORBIDDEN = {
     "domain": ("PySide6", "dbus_next", "qasync", "systemd"),
     "adapters": ("PySide6", "qasync"),
     "qt": ("dbus_next", "qasync", "systemd"),
+    # The demo's and the tests' desktop session: stdlib only, it starts the real things.
+    "session": ("PySide6", "dbus_next", "qasync", "systemd"),
 }
 
 
