@@ -1,4 +1,5 @@
-"""The folder is the boundary (STYLE.md): domain and session import no Qt/D-Bus/journald, adapters no Qt.
+"""The folder is the boundary (STYLE.md): domain/ and session/ import no Qt, D-Bus or journald,
+adapters/ no Qt.
 
 Each module is imported in a fresh interpreter and its sys.modules inspected.
 """
