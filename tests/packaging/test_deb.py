@@ -8,11 +8,13 @@ way out. Without systemd as PID 1 the socket unit is not running: the packaged c
 crashes in-process, and the socket-activated path is run twice: with systemd-socket-activate
 playing the INSTALLED socket unit with the INSTALLED service's ExecStart, and under a real
 systemd (PID 1 of a throw-away systemd-nspawn container on this machine's /usr) that runs the
-installed units with every hardening line in force.
+installed units with every hardening line in force (the collector's, the replay, core deletion
+and the fleet forwarder, which sends real crashes to a Bugsink on loopback: fleet_container.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -31,6 +33,7 @@ from drkonqi_lite.session.socket_unit import socket_activated
 from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
+from tests.integration.bugsink import bugsink_server
 from tests.integration.harness import (
     children,
     crash,
@@ -39,6 +42,7 @@ from tests.integration.harness import (
     wait_entry_since,
 )
 from tests.packaging.container import in_container as _in_container
+from tests.packaging.fleet_container import check_fleet_under_systemd
 from tests.packaging.units import ROOT, directives, value
 from tests.packaging.user_session import check_user_session
 
@@ -132,6 +136,7 @@ def check_files() -> None:
     assert any(str(VENV) in line and "sys.path" in line for line in head), "explicit sys.path"
     assert Path("/usr/bin/drkonqi-lite-collector").resolve() == LAUNCHER
     assert Path("/usr/bin/drkonqi-lite").resolve() == VENV / "bin/drkonqi-lite"
+    assert Path("/usr/bin/drkonqi-lite-fleet").resolve() == VENV / "bin/drkonqi-lite-fleet"
     assert (VENV / "bin/drkonqi-lite").read_text().startswith(f"#!{VENV}/bin/python")
     for path in (
         UNITS / "drkonqi-lite-collector.socket",
@@ -146,6 +151,9 @@ def check_files() -> None:
         Path("/usr/share/man/man1/drkonqi-lite.1.gz"),
         Path("/usr/share/man/man8/drkonqi-lite-collector.8.gz"),
         Path("/usr/share/man/man5/drkonqi-lite-collector.conf.5.gz"),
+        Path("/usr/share/man/man8/drkonqi-lite-fleet.8.gz"),
+        Path("/usr/share/man/man5/drkonqi-lite-reporting.conf.5.gz"),
+        UNITS / "drkonqi-lite-fleet.service",
         Path("/usr/share/applications/drkonqi-lite-crash-reports.desktop"),
         Path("/usr/share/metainfo/org.drkonqi_lite.CrashReports.metainfo.xml"),
         PYTHON_HOOK.with_suffix(".py"),
@@ -404,6 +412,8 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
         assert "Failed with result" not in units, units
         check_replay_under_systemd(leader)
         check_core_deletion_under_systemd(leader, core)
+        with contextlib.contextmanager(bugsink_server)() as bugsink:
+            check_fleet_under_systemd(leader, bugsink, _crash_sleep)
     finally:
         proc.terminate()
         try:
@@ -412,6 +422,11 @@ def check_under_systemd(tmp_path: Path, since: float) -> None:
             proc.kill()
             proc.wait()
         sock.unlink(missing_ok=True)
+
+
+def _crash_sleep() -> int:
+    """A user's `sleep` crashes (through the container's collector)."""
+    return crash(["/bin/sleep", "1000"], USER, USER)
 
 
 def _ask_as(uid: int, sock: Path, request: bytes) -> bytes:
