@@ -16,18 +16,11 @@ from drkonqi_lite.adapters.reporter import Reporter, ReportResult, host_facts, q
 from drkonqi_lite.adapters.sentry_transport import Outcome
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
-from drkonqi_lite.domain.reporting_policy import NoDestinationError
+from drkonqi_lite.domain.reporting_policy import NoDestinationError, ReportFailedError
 from drkonqi_lite.domain.sentry_event import EventOptions, build_event
 
 log = logging.getLogger(__name__)
-
-
-class ReportFailedError(Exception):
-    """A report that was neither sent nor queued; `kind` names the D-Bus error."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+__all__ = ["AppReporting", "ReportFailedError", "report_outcome_text"]
 
 
 class AppReporting:

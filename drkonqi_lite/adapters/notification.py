@@ -221,8 +221,6 @@ class AnnouncementSender:
         self._after = after
         self._inflight: set[str] = set()
         self._pending: dict[str, Announcement] = {}
-        #: Shown notifications by id, for their actions.
-        self.notes: dict[int, Announcement] = {}
         #: A server was there at start-up (or activatable).
         self.server = False
 
@@ -261,9 +259,7 @@ class AnnouncementSender:
             except NotificationError as exc:
                 log.warning("notification failed (%s); using the tray", exc)
             else:
-                self.notes[nid] = ann
-                if ann.group_key:
-                    self._announcer.shown(ann.group_key, nid)
+                self._announcer.shown(ann, nid)
                 log.info("notified %d: %s", nid, one_line(ann.title))
                 return
         self._fallback(ann.title, ann.body)

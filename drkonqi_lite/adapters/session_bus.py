@@ -7,6 +7,8 @@ owner to ShowCrashList, and exits. Only the uid that started a session bus may c
 
 from __future__ import annotations
 
+import asyncio
+
 from dbus_next.aio.message_bus import MessageBus, _MessageWriter
 from dbus_next.constants import NameFlag, RequestNameReply
 from dbus_next.message import Message
@@ -14,7 +16,7 @@ from dbus_next.message import Message
 from drkonqi_lite.adapters.notification import bus_call
 from drkonqi_lite.adapters.service import BUS_NAME, INTERFACE, OBJECT_PATH, CrashNotifierService
 
-__all__ = ["MessageBus", "call_running", "claim_name", "connect"]
+__all__ = ["MessageBus", "call_running", "claim_name", "connect", "move_to_loop"]
 
 
 class _PatientWriter(_MessageWriter):
@@ -93,3 +95,23 @@ def disconnect(bus: MessageBus) -> None:
 async def wait_closed(bus: MessageBus) -> None:
     """Returns when the bus connection ends (the session is over)."""
     await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+
+
+def move_to_loop(bus: MessageBus, loop: asyncio.AbstractEventLoop) -> None:
+    """Hand a connected bus over to another event loop (app.py: from the plain asyncio loop
+    of the notification to Qt's). Nothing is lost: what arrived meanwhile waits in the socket,
+    what was queued to send is sent by the new loop. Call with no bus call pending (their
+    futures belong to the old loop). dbus-next 0.2.3's internals, pinned like _PatientWriter.
+    """
+    # dbus-next's bus is untyped inside: these are its attributes, read as such.
+    old: asyncio.AbstractEventLoop = bus._loop
+    fd: int = bus._fd
+    old.remove_reader(fd)
+    old.remove_writer(fd)
+    bus._loop = loop
+    bus._writer.loop = loop
+    if not bus._disconnect_future.done():
+        bus._disconnect_future = loop.create_future()
+    loop.add_reader(fd, bus._message_reader)
+    if bus._writer.buf is not None or bus._writer.messages.qsize():
+        loop.add_writer(fd, bus._writer.write_callback)

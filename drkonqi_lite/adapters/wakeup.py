@@ -139,6 +139,27 @@ def _listening(path: Path) -> bool:
     return True
 
 
+def open_for_app(runtime: str) -> tuple[WakeupSocket | None, bool]:
+    """The app's wake-up socket: the one passed by whoever started it (the socket unit, or the
+    resident waiter), else bound here; and whether datagrams were waiting, i.e. a crash that
+    just happened started the app (they are read: the journal read that follows is for them)."""
+    passed = listened_socket()
+    if passed is not None:
+        wakeup = WakeupSocket(wakeup_path(runtime or "/nonexistent"))
+        wakeup.adopt(passed)
+        return wakeup, wakeup.drain() > 0
+    if not runtime.startswith("/"):
+        log.warning("no $XDG_RUNTIME_DIR: no fast wake-up path (the journal still works)")
+        return None, False
+    wakeup = WakeupSocket(wakeup_path(runtime))
+    try:
+        wakeup.open()
+    except OSError as exc:
+        log.warning("no fast wake-up path: %s", exc)
+        return None, False
+    return wakeup, False
+
+
 def discard_passed() -> None:
     """An instance that is not needed (another one runs) empties the socket it was passed, or
     the socket unit would start it again and again for the same datagrams."""

@@ -3,7 +3,9 @@
 Pure policy: it says what a notification should say and which earlier notification it
 replaces; the app sends it. A program crashing in a loop updates one notification with a
 growing count (`replaces_id`), muted programs are counted but not announced, and crashes that
-happened while the user was away become one grouped notification at login.
+happened while the user was away become one grouped notification at login. The Announcer is
+the one place that knows which notification shows which crashes, and so what a click on one
+of its actions means (`reaction`).
 """
 
 from __future__ import annotations
@@ -59,23 +61,51 @@ class Program:
     desktop_entry: str = ""
 
 
+class Act(enum.StrEnum):
+    """What a notification action asks the app to do."""
+
+    SHOW_CRASH = "show-crash"
+    #: The crash list; the notification's crashes count as seen (the user looked at them).
+    SHOW_LIST = "show-list"
+    MUTE = "mute"
+    DISMISS = "dismiss"
+    #: Nothing but closing the notification (an action key we never sent).
+    CLOSE = "close"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reaction:
+    """The meaning of one click: `act` on `crash_ids` (MUTE: of the program `group_key`)."""
+
+    act: Act
+    crash_ids: tuple[str, ...]
+    group_key: str = ""
+
+
 def crash_title(name: str, count: int) -> str:
     return f"{name} crashed" if count == 1 else f"{name} crashed {count} times"
 
 
 class Announcer:
-    """The grouping state of the running app (one instance, owned by the composition root)."""
+    """The notification state of the running app (one instance, owned by the notifier): the
+    program groups, the shown notifications by id, the muted programs' counts."""
 
     def __init__(self, group_window_us: int) -> None:
         self._window = group_window_us
         self._groups: dict[str, _Group] = {}
+        #: Shown notifications by the server's id, for their actions.
+        self._shown: dict[int, Announcement] = {}
         self.muted_counts: dict[str, int] = {}
+
+    def count_muted(self, program_key: str) -> None:
+        """A crash of a muted program: not announced, counted for the tray's "Unmute" menu."""
+        self.muted_counts[program_key] = self.muted_counts.get(program_key, 0) + 1
 
     def live(self, crash: Crash, program: Program, *, muted: bool) -> Announcement | None:
         """The notification for a crash seen live, or None when the program is muted."""
         key = crash.program_key
         if muted:
-            self.muted_counts[key] = self.muted_counts.get(key, 0) + 1
+            self.count_muted(key)
             return None
         group = self._groups.get(key)
         fresh = (
@@ -98,11 +128,28 @@ class Announcer:
             icon=program.icon,
         )
 
-    def shown(self, group_key: str, notification_id: int) -> None:
-        """The server accepted the group's notification under `notification_id`."""
-        group = self._groups.get(group_key)
+    def shown(self, ann: Announcement, notification_id: int) -> None:
+        """The server accepted `ann` under `notification_id` (a replaced one keeps its id)."""
+        self._shown[notification_id] = ann
+        group = self._groups.get(ann.group_key) if ann.group_key else None
         if group is not None:
             group.notification_id = notification_id
+
+    def reaction(self, notification_id: int, action: str) -> Reaction | None:
+        """What the user's click on `action` of one of our notifications means; None when the
+        notification is not ours (another app's, or from before a restart)."""
+        ann = self._shown.get(notification_id)
+        if ann is None:
+            return None
+        if action in {"default", "details"}:
+            if ann.kind is Kind.CATCHUP or len(ann.crash_ids) != 1:
+                return Reaction(Act.SHOW_LIST, ann.crash_ids)
+            return Reaction(Act.SHOW_CRASH, ann.crash_ids[-1:])
+        if action == "mute" and ann.kind is Kind.CRASH:
+            return Reaction(Act.MUTE, ann.crash_ids[-1:], ann.group_key)
+        if action == "dismiss":
+            return Reaction(Act.DISMISS, ann.crash_ids)
+        return Reaction(Act.CLOSE, ())
 
     def notification_id(self, group_key: str) -> int:
         """The id to replace for the group (0: a new notification)."""
@@ -111,6 +158,7 @@ class Announcer:
 
     def closed(self, notification_id: int) -> str | None:
         """The server closed a notification; the next crash of that program starts a new one."""
+        self._shown.pop(notification_id, None)
         for key, group in self._groups.items():
             if group.notification_id == notification_id and notification_id:
                 group.open = False

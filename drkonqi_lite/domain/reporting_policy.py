@@ -78,6 +78,15 @@ class AdminPolicy:
     fleet: FleetPolicy = FleetPolicy()
 
 
+class ReportFailedError(Exception):
+    """A report that was neither sent nor queued; `kind` names the D-Bus error (here, not
+    with the sending code, so that the D-Bus service needs none of it to start)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class NoDestinationError(LookupError):
     """No DSN for this crash (the message says where one can be configured)."""
 

@@ -1,7 +1,7 @@
 """Everything that tells the running app "read the journal now", wired into Qt's loop.
 
 - the wake-up datagram (adapters/wakeup.py): bound by the app, or passed by the socket unit
-  that started it;
+  (or the resident waiter) that started it;
 - one of this user's cores appearing in the storage directories (adapters/storage_watch.py);
 - the journal fd, or, when our collector is the crash handler, a coarse fallback timer instead
   (qt/lifetime.py: the fd fires on every journal write of the machine).
@@ -20,7 +20,7 @@ from typing import Protocol
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer
 
 from drkonqi_lite.adapters.storage_watch import StorageWatch
-from drkonqi_lite.adapters.wakeup import WakeupSocket, listened_socket, wakeup_path
+from drkonqi_lite.adapters.wakeup import WakeupSocket
 from drkonqi_lite.domain.trust import STORAGE_DIRS
 from drkonqi_lite.qt.lifetime import collector_is_handler, fallback_timer
 
@@ -39,25 +39,31 @@ class JournalFd(Protocol):
 class CrashSignals(QObject):
     """Calls `drain()` (which returns how many entries it read) whenever a crash may be due."""
 
-    def __init__(self, source: JournalFd, drain: Callable[[], int], parent: QObject) -> None:
+    def __init__(
+        self,
+        source: JournalFd,
+        drain: Callable[[], int],
+        wakeup: WakeupSocket | None,
+        parent: QObject,
+    ) -> None:
         super().__init__(parent)
         self._source = source
         self._drain = drain
         self._read_total = 0
         self._gen = 0
         self._notifiers: list[QSocketNotifier] = []
-        self.wakeup: WakeupSocket | None = None
+        #: adapters/wakeup.open_for_app's, opened before Qt was loaded.
+        self.wakeup = wakeup
         self._storage: StorageWatch | None = None
         self.fallback: QTimer | None = None
         self._journal_fd: QSocketNotifier | None = None
-        #: The socket unit started us for a datagram, i.e. for a crash that just happened.
-        self.started_by_crash = False
 
     def start(self) -> None:
         # sd_journal_get_fd() sets up the inotify watch through which process() finds journal
         # files created later (a user's first crash creates user-UID.journal), watched or not.
         self._source.fileno()
-        self._open_wakeup()
+        if self.wakeup is not None:
+            self._watch(self.wakeup.fileno(), self._on_wakeup)
         self._choose_journal_watch()
         self._open_storage_watch()
 
@@ -80,27 +86,6 @@ class CrashSignals(QObject):
                 self.fallback.deleteLater()
                 self.fallback = None
             self._journal_fd = self._watch(self._source.fileno(), self._on_journal)
-
-    def _open_wakeup(self) -> None:
-        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-        passed = listened_socket()
-        if passed is not None:
-            self.wakeup = WakeupSocket(wakeup_path(runtime or "/nonexistent"))
-            self.wakeup.adopt(passed)
-            # The datagram that started us: the catch-up reads its crash.
-            self.started_by_crash = self.wakeup.drain() > 0
-        elif not runtime.startswith("/"):
-            log.warning("no $XDG_RUNTIME_DIR: no fast wake-up path (the journal still works)")
-            return
-        else:
-            wakeup = WakeupSocket(wakeup_path(runtime))
-            try:
-                wakeup.open()
-            except OSError as exc:
-                log.warning("no fast wake-up path: %s", exc)
-                return
-            self.wakeup = wakeup
-        self._watch(self.wakeup.fileno(), self._on_wakeup)
 
     def _open_storage_watch(self) -> None:
         try:

@@ -110,3 +110,35 @@ def test_resident_with_our_collector_a_lost_datagram_delays_but_never_hides(
         print(user.app_log())
         for _ in prefixes:
             pass
+
+
+def test_a_click_right_after_a_cold_start_opens_the_crash(app_desktop: Desktop) -> None:
+    """The cold start notifies before it loads Qt (drkonqi_lite/app.py): Details clicked the
+    moment the bubble shows, while the windows may still be loading, still opens the crash,
+    which then counts as seen; the crash is announced once."""
+    activate = shutil.which("systemd-socket-activate")
+    need(activate is not None, "systemd-socket-activate not installed")
+    user = app_desktop.user()
+    user.start_dunst()
+    path = user.runtime / "drkonqi-lite" / "wakeup"
+    user.run(["mkdir", "-m", "0700", "-p", str(path.parent)])
+    keep = [f"-E{name}" for name in user.env]
+    socket_unit = user.spawn(
+        [str(activate), "--datagram", *keep, "-l", str(path), PYTHON, "-m", "drkonqi_lite",
+         "--autostart", "--exit-when-idle"], "app")  # fmt: skip
+    wait_for(path.is_socket, what="the socket unit's socket")
+    before_qt = False
+    try:
+        user.send_entry(coredump_fields(user.uid, comm="clickfast", pid=4713))
+        wait_for(lambda: user.displayed() == 1, timeout=20, what="the bubble")
+        before_qt = "start-up:" not in user.app_log()  # the line is logged once Qt runs
+        user.dunstctl("action", "0")
+        wait_for(lambda: user.run(["xdotool", "search", "--name", "clickfast"]).returncode == 0,
+                 timeout=20, what="the detail window")  # fmt: skip
+        (seen,) = json.loads(user.cli("list", "--json").stdout)
+        assert seen["seen"] is True
+        assert user.app_log().count("clickfast crashed") == 1
+    finally:
+        print("clicked before Qt was loaded:", before_qt, user.app_log())
+        socket_unit.send_signal(signal.SIGTERM)
+        socket_unit.wait(timeout=20)

@@ -43,7 +43,7 @@ import json, os, sys
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 from PySide6.QtWidgets import QApplication
 qt = QApplication([])
-import drkonqi_lite.app as app, drkonqi_lite.qt.icons as icons
+import drkonqi_lite.app as app, drkonqi_lite.qt.icons as icons, drkonqi_lite.qt.shell as shell
 from drkonqi_lite.adapters import desktop_launch
 env = {"XDG_DATA_DIRS": os.path.join(sys.prefix, "share")}
 names = sorted(p.stem for p in icons.ICON_DIR.glob("*.svg"))
@@ -55,7 +55,7 @@ print(json.dumps({
                     if p.is_file()),
     "icons_drawn": [n for n in names if not iconset.get(n).isNull()],
     "app_icons": [n for n in ("drkonqi-lite", "drkonqi-lite-tray")
-                  if not app.icon(n, "no-such-theme-icon").isNull()],
+                  if not shell.icon(n, "no-such-theme-icon").isNull()],
     "launcher": str(desktop_launch.desktop_file("drkonqi-lite-crash-reports", env)),
     "metainfo": [str(d) for d in desktop_launch.metainfo_dirs(env)],
 }))

@@ -38,3 +38,17 @@ def test_import_boundary(module: str, banned: tuple[str, ...]) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+
+
+@pytest.mark.parametrize("module", ["drkonqi_lite.app", "drkonqi_lite.notifier"])
+def test_first_stage_starts_without_qt(module: str) -> None:
+    """The tray app's first stage sends a cold start's notification before Qt is loaded
+    (benchmarks/APP.md: Qt's import alone is most of the 200 ms), and needs none of the
+    reporting (Sentry) code for it either."""
+    banned = ("PySide6", "shiboken6", "qasync", "drkonqi_lite.adapters.reporter",
+              "drkonqi_lite.adapters.crash_reporting")  # fmt: skip
+    loaded = f"sorted(m for m in sys.modules if m.startswith({banned!r}))"
+    code = f"import sys, {module}\nprint(','.join({loaded}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
