@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome
 from drkonqi_lite.adapters.journal import JournalSource, trust_policy_for
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.domain import crash_facts
@@ -201,6 +200,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_backtrace(args: argparse.Namespace) -> int:
     crash = _find(args.crash)
     if args.full:  # gdb on the stored core, as in the detail window (secrets masked)
+        # Here, not at the top: the tray app's cold start goes through this module (~50 ms).
+        from drkonqi_lite.adapters.gdb import FullBacktraceJob, GdbOptions, Outcome  # noqa: PLC0415
+
         options = GdbOptions(
             debuginfod=args.debuginfod or StateStore.from_environment().settings().debuginfod
         )
