@@ -264,13 +264,18 @@ def cmd_coredump_hook(args: argparse.Namespace) -> int:
 #: building the commands' parsers: their imports (the reporting stack's among them) cost a
 #: cold start from the socket unit ~50 ms of its 200 (issue 12).
 APP_OPTIONS = {
-    "--autostart": "start the tray app quietly (do nothing if it already runs)",
+    "--autostart": "start quietly from the session (do nothing if it already runs); alone, "
+    "wait for crashes without Qt and start the tray app for each (XDG autostart)",
     "--exit-when-idle": "end the tray app once no crash is unseen and no window is open (the "
     "systemd user unit: its socket starts the app again at the next crash)",
 }
 
 
 def _tray_app(autostart: bool, exit_when_idle: bool) -> int:
+    if autostart and not exit_when_idle:  # XDG autostart: the lean resident waiter
+        from drkonqi_lite import waiter  # noqa: PLC0415
+
+        return waiter.run()
     from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
 
     return run(autostart=autostart, exit_when_idle=exit_when_idle)

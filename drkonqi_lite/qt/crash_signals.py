@@ -19,10 +19,11 @@ from typing import Protocol
 
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer
 
+from drkonqi_lite.adapters.crash_handler import collector_is_handler
 from drkonqi_lite.adapters.storage_watch import StorageWatch
 from drkonqi_lite.adapters.wakeup import WakeupSocket
 from drkonqi_lite.domain.trust import STORAGE_DIRS
-from drkonqi_lite.qt.lifetime import collector_is_handler, fallback_timer
+from drkonqi_lite.qt.lifetime import fallback_timer
 
 log = logging.getLogger("drkonqi_lite")
 #: Re-read delays (ms) after a wake-up until the entry shows; ~0.5 s bound in all.

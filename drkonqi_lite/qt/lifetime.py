@@ -25,23 +25,11 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QSocketNotifier, Qt, QTimer
 
-from drkonqi_lite_collector.admin.pattern import CORE_PATTERN, handler_kind
+from drkonqi_lite.adapters.crash_handler import FALLBACK_S
 
 log = logging.getLogger(__name__)
 #: On-demand mode: how long the app waits with nothing to do before it ends.
 GRACE_MS = 3000
-#: Resident without the journal fd: the journal is re-read this often (seconds). 10 s keeps
-#: the goal of <= 2 wake-ups per 20 s and bounds how late a crash whose datagram got lost is.
-FALLBACK_S = 10
-
-
-def collector_is_handler() -> bool:
-    """True when core_pattern names our collector (its datagram then signals every crash)."""
-    try:
-        pattern = CORE_PATTERN.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return False
-    return handler_kind(pattern) == "drkonqi-lite-collector"
 
 
 def fallback_timer(slot: Callable[[], None], parent: QObject) -> QTimer:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from drkonqi_lite.qt.lifetime import FALLBACK_S
+from drkonqi_lite.adapters.crash_handler import FALLBACK_S
 from tests.conftest import need
 from tests.entries import live_entry
 from tests.integration import desktop as dk

@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
-from drkonqi_lite.qt.lifetime import FALLBACK_S, IdleExit, fallback_timer
+from drkonqi_lite.adapters.crash_handler import FALLBACK_S
+from drkonqi_lite.qt.lifetime import IdleExit, fallback_timer
 
 
 def test_ends_only_after_a_whole_quiet_grace_period(qtbot: QtBot) -> None:
