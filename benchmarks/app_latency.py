@@ -121,8 +121,9 @@ def _activate(user: User, sock: socket.socket) -> subprocess.Popen[bytes]:
                       "-m", "drkonqi_lite", "--autostart", "--exit-when-idle"])  # fmt: skip
     fd = sock.fileno()
     log = (user.logs / "app.log").open("ab")
-    # (preexec_fn: this benchmark runs no threads.)
-    return subprocess.Popen(argv, stdout=log, stderr=log, pass_fds=(fd,),
+    # (preexec_fn: this benchmark runs no threads. subprocess closes the fds not in pass_fds
+    # after preexec_fn has run, so fd 3 must be named there too.)
+    return subprocess.Popen(argv, stdout=log, stderr=log, pass_fds=tuple(sorted({fd, 3})),
                             preexec_fn=lambda: os.dup2(fd, 3))  # noqa: PLW1509  # fmt: skip
 
 
@@ -150,7 +151,11 @@ def run_cold_mode(
             send_entry_as(user.uid, fields, wakeup)
             select.select([sock], [], [], 5)
             app = _activate(user, sock)
-            out.append((mon.wait_one(15) - t0) * 1000)
+            try:
+                out.append((mon.wait_one(15) - t0) * 1000)
+            except TimeoutError:
+                print(user.app_log()[logged:], file=sys.stderr)
+                raise
             line = _startup_line(user, logged)
             for stage, ms in _STAGE.findall(line):
                 stages.setdefault(stage.strip(), []).append(float(ms))

@@ -45,7 +45,11 @@ def listened_socket() -> socket.socket | None:
     os.environ.pop("LISTEN_FDNAMES", None)
     if pid != str(os.getpid()) or not count.isdigit() or int(count) < 1:
         return None
-    sock = socket.socket(fileno=LISTEN_FDS_START)
+    try:
+        sock = socket.socket(fileno=LISTEN_FDS_START)
+    except OSError as exc:  # not a socket, or not open: whoever started us got it wrong
+        log.warning("ignoring LISTEN_FDS: fd %d: %s", LISTEN_FDS_START, exc.strerror)
+        return None
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_DGRAM:
         log.warning("ignoring the passed fd: not an AF_UNIX datagram socket")
         sock.detach()
