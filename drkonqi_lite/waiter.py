@@ -47,6 +47,9 @@ class Waiter:
         self.store = store
         self.wakeup = wakeup
         self.source = JournalSource(trust_policy_for(os.getuid()))
+        # sd_journal_get_fd() sets up the inotify watch through which process() finds journal
+        # files created later (a user's first crash creates user-UID.journal), polled or not.
+        self.source.fileno()
         #: Realtime of the newest entry read before the last app started: it had its chance at
         #: those (and its catch-up reads from its saved cursor, so none is lost by this).
         self._handed_us = 0

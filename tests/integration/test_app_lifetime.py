@@ -129,7 +129,7 @@ def test_a_click_right_after_a_cold_start_opens_the_crash(app_desktop: Desktop) 
     wait_for(path.is_socket, what="the socket unit's socket")
     before_qt = False
     try:
-        user.send_entry(coredump_fields(user.uid, comm="clickfast", pid=4713))
+        user.send_entry(live_entry(user.uid, comm="clickfast", pid=4713))
         wait_for(lambda: user.displayed() == 1, timeout=20, what="the bubble")
         before_qt = "start-up:" not in user.app_log()  # the line is logged once Qt runs
         user.dunstctl("action", "0")

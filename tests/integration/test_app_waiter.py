@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 from drkonqi_lite.adapters.crash_handler import FALLBACK_S
+from tests.entries import live_entry
 from tests.integration import desktop as dk
-from tests.integration.desktop import PYTHON, Desktop, User, coredump_fields, wait_for
+from tests.integration.desktop import PYTHON, Desktop, User, wait_for
 
 app_desktop = dk.app_desktop
 
@@ -43,7 +44,7 @@ def test_the_waiter_runs_the_app_per_crash_and_stays_without_qt(app_desktop: Des
         assert not _maps_qt(waiter.pid), "the idle waiter loads no Qt"
         assert not _children(waiter.pid), "nothing unseen: no app"
 
-        user.send_entry(coredump_fields(user.uid, comm="waited", pid=4714))
+        user.send_entry(live_entry(user.uid, comm="waited", pid=4714))
         wait_for(lambda: user.displayed() == 1, timeout=20, what="the notification")
         (app,) = _children(waiter.pid)
         (crash,) = json.loads(user.cli("list", "--json").stdout)
@@ -55,7 +56,7 @@ def test_the_waiter_runs_the_app_per_crash_and_stays_without_qt(app_desktop: Des
         assert not _maps_qt(waiter.pid)
 
         # A crash whose datagram got lost: the waiter's journal watch or its fallback re-read.
-        user.send_entry(coredump_fields(user.uid, comm="nodgram", pid=4715), wake=False)
+        user.send_entry(live_entry(user.uid, comm="nodgram", pid=4715), wake=False)
         wait_for(lambda: user.displayed() == 1, timeout=FALLBACK_S + 20, what="the second")
         assert _children(waiter.pid) != [app], "a new app for it"
         assert sorted(_summaries(user)) == ["nodgram crashed", "waited crashed"], "once, live"
