@@ -73,6 +73,11 @@ class Paths:
         return os.path.join(self.state_dir, schema.STORAGE_SUBDIR)
 
     @property
+    def cache_dir(self) -> str:
+        """What the collector can always rebuild (the dpkg index, unwinder/dpkg.py)."""
+        return self._at("var/cache/drkonqi-lite")
+
+    @property
     def spool_dir(self) -> str:
         return os.path.join(self.state_dir, SPOOL_SUBDIR)
 

@@ -20,8 +20,8 @@ from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import signal_name
 from drkonqi_lite_collector.unwinder import python_core, sandbox
 from drkonqi_lite_collector.unwinder.coretap import CoreTap
+from drkonqi_lite_collector.unwinder.dpkg import DpkgLookup, dpkg_owner
 from drkonqi_lite_collector.unwinder.module import ModuleFiles, open_module_files
-from drkonqi_lite_collector.unwinder.package import dpkg_owner
 
 # Before the core has streamed, this module stays lean (the crashed process waits, see
 # handler.py); json and select are imported once the child unwinds on the other CPU.
@@ -130,15 +130,17 @@ def analyze(
     timeout: float = 5.0,
     prepared: PreparedAnalysis | None = None,
     hidden: frozenset[int] | Callable[[], frozenset[int]] = frozenset(),
+    dpkg: Callable[[str], dict[str, str] | None] = dpkg_owner,
 ) -> StackTraceResult:
     """Unwind every thread of the tapped core in a sandboxed child; never raises.
 
     `prepared` (from prepare() on the same tap and modules) is used and closed. `hidden`: the
     modules (by lowest mapped address) whose names and build-ids `for_user` leaves out, or
     what computes them once the child has its go (so that the checks run beside the unwinding).
+    `dpkg`: the lookup of the executable's Debian package (DpkgLookup.owner in the collector).
     """
     try:
-        return _analyze(tap, modules, timeout, prepared, hidden)
+        return _analyze(tap, modules, timeout, prepared, hidden, dpkg)
     except Exception as e:  # noqa: BLE001 -- a bad core must never fail the collector
         return _none(f"internal error: {type(e).__name__}: {e}")
     finally:
@@ -152,6 +154,7 @@ def _analyze(
     timeout: float,
     prepared: PreparedAnalysis | None,
     hidden: frozenset[int] | Callable[[], frozenset[int]],
+    dpkg: Callable[[str], dict[str, str] | None],
 ) -> StackTraceResult:
     tap.finish()
     if tap.error is not None:
@@ -170,7 +173,7 @@ def _analyze(
         process.start(tap.size)
         # The dpkg lookup (host database, so only for processes in our root) runs here, on
         # the other CPU, while the child unwinds.
-        package = dpkg_owner(modules.exe) if modules.same_root and modules.exe else None
+        package = dpkg(modules.exe) if modules.same_root and modules.exe else None
         if callable(hidden):
             hidden = hidden()
         events, reason = _collect(process, deadline)
@@ -303,7 +306,9 @@ class Engine:
     streams. `finish` unwinds once the core has been read, then releases everything.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: str | None = None) -> None:
+        """`cache_dir`: where the dpkg index is kept (config.Paths.cache_dir)."""
+        self._dpkg = DpkgLookup(cache_dir)
         self._modules = ModuleFiles()
         self._tap: CoreTap | None = None
         self._prepared: PreparedAnalysis | None = None
@@ -340,7 +345,14 @@ class Engine:
         spy = self._start_python(mine, timeout)
         deadline = time.monotonic() + timeout
         try:
-            result = analyze(mine, mods, timeout=timeout, prepared=self._prepared, hidden=hidden)
+            result = analyze(
+                mine,
+                mods,
+                timeout=timeout,
+                prepared=self._prepared,
+                hidden=hidden,
+                dpkg=self._dpkg.owner,
+            )
             if spy is not None:
                 # py-spy ran on the other CPU while libdw unwound; the first native thread is
                 # the one that got the signal.
@@ -360,6 +372,10 @@ class Engine:
             self._prepared = self._tap = None
             self._modules.close()
             mine.close()
+
+    def after_delivery(self) -> None:
+        """Work no crash should wait for, once its entry is sent: the dpkg index, if stale."""
+        self._dpkg.refresh()
 
     def _start_python(self, tap: CoreTap, timeout: float) -> python_core.PythonStack | None:
         """The Python stack reader on the complete image of a Python process's core, or None."""

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         def finish(
             self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
         ) -> TraceResult: ...
+        def after_delivery(self) -> None: ...
 
     Sender = Callable[[bytes | int, journal.Credentials, str | None], int]
 
@@ -164,6 +165,8 @@ def handle(
             args, state_fd, Outcome(fields, blob, user), notify_sent, send or _journald
         )
         corefile.vacuum(state_fd, cfg, kept.name if kept is not None else None)
+        if tracer is not None:
+            tracer.after_delivery()
         return status
     finally:
         if kept is not None and kept.blob is not None:

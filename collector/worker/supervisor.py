@@ -56,10 +56,10 @@ def _wait_bounded(pid: int, timeout: float) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def _tracer() -> Tracer | None:
+def _tracer(paths: config.Paths) -> Tracer | None:
     from drkonqi_lite_collector.unwinder.stacktrace import Engine  # noqa: PLC0415 - worker only
 
-    engine: Tracer = Engine()
+    engine: Tracer = Engine(paths.cache_dir)
     return engine
 
 
@@ -71,7 +71,8 @@ def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int
         os.close(ready_r)
         code = 1
         try:
-            code = handle(args, stdin, _tracer(), lambda: os.write(ready_w, b"S"), process)
+            tracer = _tracer(config.Paths(args.prefix))
+            code = handle(args, stdin, tracer, lambda: os.write(ready_w, b"S"), process)
         except BaseException as e:  # noqa: BLE001 - the supervisor records it; no traceback
             log(f"PID {args.pid}: collector failed: {type(e).__name__}: {e}")
         os._exit(code)

@@ -87,9 +87,12 @@ class HiddenModuleTrace(FakeTrace):
 
 
 class FakeTracer:
-    def __init__(self, trace: FakeTrace | None = None) -> None:
+    def __init__(self, trace: FakeTrace | None = None, journald: Journald | None = None) -> None:
         self.taps: list[FakeTap] = []
         self.trace = trace or FakeTrace()
+        self.journald = journald
+        #: For each after_delivery() call, how many entries `journald` had by then.
+        self.after: list[int] = []
 
     def start(self, proc_dir_fd: int | None) -> FakeTap:
         self.taps.append(FakeTap())
@@ -102,6 +105,9 @@ class FakeTracer:
         assert tap.fed == len(CORE), "the tracer saw the whole core before finishing"
         assert hide is not None, "the engine is told which modules the user may not read"
         return self.trace
+
+    def after_delivery(self) -> None:
+        self.after.append(len(self.journald.entries) if self.journald else -1)
 
 
 class Journald:
@@ -174,7 +180,9 @@ def test_a_crash_becomes_one_entry_in_the_users_journal_and_a_core_they_can_read
     prefix: Path,
 ) -> None:
     send = Journald()
-    assert _crash(prefix, send, tracer=FakeTracer()) == (0, 1)
+    tracer = FakeTracer(journald=send)
+    assert _crash(prefix, send, tracer=tracer) == (0, 1)
+    assert tracer.after == [1], "the tracer's deferred work (the dpkg index) after the send"
     ((fields, creds),) = send.entries
     assert (creds.uid, creds.gid) == (1000, 1000), "sent as the crashing user: their journal"
     assert fields[Field.COMM] == b"crasher"
