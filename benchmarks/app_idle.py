@@ -6,8 +6,12 @@ then counts voluntary + involuntary context switches of every thread over the wi
 reads VmRSS/VmHWM. `--busy` runs `systemd-cat` writing 10 lines/s to the journal meanwhile;
 `--handler collector` makes our collector (scratch prefix) the kernel's crash handler for the
 run, `other` the kernel itself (core_pattern `core`: the app must then watch the journal fd);
-both hold the core_pattern lock and restore the pattern.
+both hold the core_pattern lock and restore the pattern. `--mode waiter` measures what XDG
+autostart leaves resident (`drkonqi-lite --autostart`: the Qt-free waiter, drkonqi_lite/
+waiter.py), `--mode app` the tray app itself (`drkonqi-lite`: what stays where the tray icon
+is always shown).
 Usage: python benchmarks/app_idle.py [--seconds 60] [--busy] [--handler collector|other]
+                                     [--mode waiter|app]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.desktop import desktop_session
+from tests.integration.desktop import PYTHON, desktop_session
 
 LOCK = Path("/run/lock/drkonqi-lite-core_pattern.lock")
 CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
@@ -99,6 +103,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--busy", action="store_true", help="systemd-cat logs 10 lines/s meanwhile")
     p.add_argument("--handler", choices=("collector", "other"), default="other")
+    p.add_argument("--mode", choices=("waiter", "app"), default="waiter")
     a = p.parse_args()
     gen = desktop_session(with_display=True)
     desktop = next(gen)
@@ -106,8 +111,12 @@ def main() -> int:
         user = desktop.user()
         user.start_dunst()
         with crash_handler(a.handler), busy_journal(a.busy):
-            app = user.start_app()
-            user.wait_log("started:")
+            if a.mode == "app":
+                app = user.start_app()
+                user.wait_log("started:")
+            else:
+                app = user.spawn([PYTHON, "-m", "drkonqi_lite", "--autostart"], "app")
+                user.wait_log("waiting for crashes")
             time.sleep(3)  # let the catch-up step and Qt's start-up settle
             before = switches(app.pid)
             time.sleep(a.seconds)
@@ -117,6 +126,7 @@ def main() -> int:
             "seconds": a.seconds,
             "busy_journal": a.busy,
             "handler": a.handler,
+            "mode": a.mode,
             "wakeups_total": sum(per_thread.values()),
             "wakeups_per_thread": {k: v for k, v in per_thread.items() if v},
             "threads": len(after),

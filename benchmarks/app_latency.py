@@ -13,7 +13,9 @@ session bus and dunst (tests/integration/desktop.py). The Notify call is timesta
             drkonqi-lite.socket starts it (a new process with the bound socket as fd 3,
             LISTEN_FDS=1, forked once the socket is readable) and ends after DismissAll; the
             app's own "start-up:" stages (since its fork) are reported too.
-Usage: python benchmarks/app_latency.py [--runs 20] [--modes cold,contract,nowake,systemd]
+  waiter    the same from the resident waiter of XDG autostart (`drkonqi-lite --autostart`,
+            drkonqi_lite/waiter.py): it forks the app per crash (no exec) and outlives it.
+Usage: python benchmarks/app_latency.py [--runs 20] [--modes cold,waiter,contract,nowake,systemd]
 """
 
 from __future__ import annotations
@@ -168,6 +170,32 @@ def run_cold_mode(
     return out, stages
 
 
+def run_waiter_mode(user: User, mon: NotifyMonitor, runs: int) -> list[float]:
+    waiter = user.spawn([sys.executable, "-m", "drkonqi_lite", "--autostart"], "waiter")
+    wakeup = user.runtime / "drkonqi-lite" / "wakeup"
+    wait_for(wakeup.is_socket, what="the waiter's socket")
+    out: list[float] = []
+
+    def children() -> list[str]:
+        found = subprocess.run(["pgrep", "-P", str(waiter.pid)], capture_output=True,
+                               text=True, check=False)  # fmt: skip
+        return found.stdout.split()
+
+    try:
+        for i in range(runs):
+            fields = live_entry(user.uid, comm=f"wait{i}", exe=f"/usr/bin/wait{i}")
+            t0 = time.time()
+            send_entry_as(user.uid, fields, wakeup)
+            out.append((mon.wait_one(15) - t0) * 1000)
+            user.dbus_call("DismissAll")
+            wait_for(lambda: not children(), timeout=30, what="the app's end")
+            _settle(user)
+            mon.drain()
+    finally:
+        user.stop(waiter)
+    return out
+
+
 def _systemd_pattern() -> str:
     anchor = subprocess.run([str(TOOLS / "systemd-coredump-anchor"), "start"],
                             capture_output=True, text=True, check=True)  # fmt: skip
@@ -228,7 +256,7 @@ def _resident_mode(user: User, mon: NotifyMonitor, runs: int, mode: str) -> list
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--modes", default="cold,contract,nowake,systemd,collector")
+    parser.add_argument("--modes", default="cold,waiter,contract,nowake,systemd,collector")
     args = parser.parse_args()
     gen = desktop_session(with_display=True)
     desktop = next(gen)
@@ -240,7 +268,9 @@ def main() -> int:
         app = None
         try:
             for mode in args.modes.split(","):
-                if mode == "cold":  # before the resident app owns the bus name
+                if mode == "waiter":  # before the resident app owns the bus name
+                    ms = run_waiter_mode(user, mon, args.runs)
+                elif mode == "cold":
                     ms, stages = run_cold_mode(user, mon, args.runs)
                     results["cold_stages_median_ms"] = {
                         k: round(statistics.median(v), 1) for k, v in stages.items()

@@ -1,11 +1,12 @@
 """How long the app lives, and what wakes it while it lives (issue 12, DESIGN.md §5 idle).
 
 Two modes, chosen by the session:
-- on-demand (`--exit-when-idle`, the systemd user unit): the wake-up socket unit, D-Bus
-  activation or the login check starts the app; it ends once nothing is unseen, no window is
-  open and nothing is being sent, after a short grace period (a crash right after a dismissal
-  would otherwise start a second process within a second);
-- resident (XDG autostart elsewhere): it stays, but lean.
+- on-demand (`--exit-when-idle`: the systemd user unit, or elsewhere the Qt-free waiter of
+  XDG autostart, waiter.py): the wake-up socket (unit or waiter), D-Bus activation or the
+  login check starts the app; it ends once nothing is unseen, no window is open and nothing is
+  being sent, after a short grace period (a crash right after a dismissal would otherwise
+  start a second process within a second);
+- resident (`drkonqi-lite` started by hand, or the tray icon always shown): it stays.
 
 In both, the journal fd is watched only when someone else is the kernel's crash handler.
 sd-journal's inotify watch fires on every journal write on the machine, whatever the match
