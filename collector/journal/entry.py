@@ -22,6 +22,7 @@ from drkonqi_lite_collector.journal.schema import (
 TYPE_CHECKING = False  # no typing/collections imports at run time: see worker/handler.py
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Self
 
     from drkonqi_lite_collector.journal.proc import ProcInfo
     from drkonqi_lite_collector.stage.argv import KernelArgs
@@ -215,6 +216,14 @@ class _Facts:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is a frozen fact record")
 
+    def replace(self, **changes: object) -> Self:
+        """A copy with some fields changed (the record itself stays as it was)."""
+        names: tuple[str, ...] = getattr(type(self), "__slots__")  # noqa: B009 - the subclass's
+        values = {name: getattr(self, name) for name in names}
+        new = object.__new__(type(self))
+        _Facts.__init__(new, **{**values, **changes})
+        return new
+
 
 class Seen(_Facts):
     """What /proc said of the crashed process, and whether it was proven to be that process's
@@ -266,11 +275,16 @@ class Core(_Facts):
 
 
 class Trace(_Facts):
-    """The stack trace's status ("ok", "partial: …", "none: …"; None: no stack trace was
-    attempted and the entry says nothing of it), its text, the modules, the package, and the
-    Python stack of a CPython process (schema.Field.PYTHON_STACK JSON, or None)."""
+    """What the stack-trace engine found (unwinder/stacktrace.py): the status ("ok",
+    "partial: …", "none: …"), the text in systemd's format, crashing thread first ("" when
+    none), the modules ("PATH BUILDID" per line, "-" without build id), the package like
+    systemd's COREDUMP_PACKAGE_*, the Python stack of a CPython process
+    (schema.Field.PYTHON_STACK JSON, or None). `for_user`: the same without the function
+    names, build-ids and package notes of the modules the crashing user cannot read
+    (SECURITY.md 13), or None when there are none."""
 
     __slots__ = (
+        "for_user",
         "modules",
         "package_json",
         "package_name",
@@ -279,23 +293,25 @@ class Trace(_Facts):
         "status",
         "text",
     )
-    status: str | None
+    status: str
     text: str
     modules: str
     package_name: str | None
     package_version: str | None
     package_json: str | None
     python_stack: str | None
+    for_user: Trace | None
 
     def __init__(
         self,
-        status: str | None,
+        status: str,
         text: str = "",
         modules: str = "",
         package_name: str | None = None,
         package_version: str | None = None,
         package_json: str | None = None,
         python_stack: str | None = None,
+        for_user: Trace | None = None,
     ) -> None:
         super().__init__(
             status=status,
@@ -305,6 +321,7 @@ class Trace(_Facts):
             package_version=package_version,
             package_json=package_json,
             python_stack=python_stack,
+            for_user=for_user,
         )
 
 
@@ -312,12 +329,13 @@ def build(
     args: KernelArgs,
     seen: Seen | None,
     core: Core,
-    trace: Trace,
+    trace: Trace | None,
     crash_count: int | None = None,
     note: str = "",
 ) -> Fields:
     """The crash's journal entry from the facts the collector gathered; `seen` None: nothing
-    was learned from /proc (the worker died), `note` a last paragraph for MESSAGE."""
+    was learned from /proc (the worker died); `trace` None: no stack trace was attempted and
+    the entry says nothing of it; `note` a last paragraph for MESSAGE."""
     fields = kernel_fields(args)
     if seen is not None:
         if seen.pidfd_id is not None:
@@ -326,8 +344,8 @@ def build(
         fields += proc_fields(seen.info)
         fields.append((Field.IDENTITY, "verified" if seen.verified else "unverified"))
     fields += _core_fields(core, crash_count)
-    fields += trace_fields(trace)
-    text = message(args, seen.comm if seen is not None else b"n/a", trace.text)
+    fields += trace_fields(trace) if trace is not None else []
+    text = message(args, seen.comm if seen is not None else b"n/a", trace.text if trace else "")
     if note:
         text += "\n\n" + escape_printable(note.encode())
     fields += [(Field.VERSION, __version__), (Field.MESSAGE, text)]
@@ -336,7 +354,7 @@ def build(
 
 def trace_fields(trace: Trace) -> Fields:
     """STACKTRACE, MODULES and the package fields of a stack trace (not MESSAGE)."""
-    fields: Fields = [] if trace.status is None else [(Field.STACKTRACE, trace.status)]
+    fields: Fields = [(Field.STACKTRACE, trace.status)]
     if trace.modules:
         fields.append((Field.MODULES, trace.modules))
     if trace.python_stack:

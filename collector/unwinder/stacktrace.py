@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 
+from drkonqi_lite_collector.journal.entry import Trace
 from drkonqi_lite_collector.journal.schema import format_frame, format_thread
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import signal_name
@@ -35,7 +36,6 @@ __all__ = [
     "CoreTap",
     "ModuleFiles",
     "PreparedAnalysis",
-    "StackTraceResult",
     "analyze",
     "open_module_files",
     "prepare",
@@ -45,48 +45,8 @@ __all__ = [
 RESULT_MAX = 4 * 1024 * 1024
 
 
-class StackTraceResult:
-    """What the collector puts in the journal entry: `text` in systemd's format, crashing thread
-    first ("" when none); `modules`, "PATH BUILDID" per line ("-" without build id); `status`,
-    "ok" | "partial: REASON" | "none: REASON"; the package like systemd's COREDUMP_PACKAGE_*.
-    `for_user`: the same without the function names, build-ids and package notes of the modules
-    the crashing user cannot read (SECURITY.md 13), or None when there are none."""
-
-    __slots__ = (
-        "for_user",
-        "modules",
-        "package_json",
-        "package_name",
-        "package_version",
-        "python_stack",
-        "status",
-        "text",
-    )
-
-    def __init__(
-        self,
-        text: str,
-        modules: str,
-        status: str,
-        package_name: str | None,
-        package_version: str | None,
-        package_json: str | None,
-        for_user: StackTraceResult | None = None,
-        python_stack: str | None = None,
-    ) -> None:
-        self.text = text
-        self.modules = modules
-        self.status = status
-        self.package_name = package_name
-        self.package_version = package_version
-        self.package_json = package_json
-        self.for_user = for_user
-        #: The Python stack (schema.Field.PYTHON_STACK JSON) of a CPython process, else None.
-        self.python_stack = python_stack
-
-
-def _none(reason: str) -> StackTraceResult:
-    return StackTraceResult("", "", f"none: {reason}", None, None, None)
+def _none(reason: str) -> Trace:
+    return Trace(f"none: {reason}")
 
 
 class PreparedAnalysis:
@@ -131,7 +91,7 @@ def analyze(
     prepared: PreparedAnalysis | None = None,
     hidden: frozenset[int] | Callable[[], frozenset[int]] = frozenset(),
     dpkg: Callable[[str], dict[str, str] | None] = dpkg_owner,
-) -> StackTraceResult:
+) -> Trace:
     """Unwind every thread of the tapped core in a sandboxed child; never raises.
 
     `prepared` (from prepare() on the same tap and modules) is used and closed. `hidden`: the
@@ -155,7 +115,7 @@ def _analyze(
     prepared: PreparedAnalysis | None,
     hidden: frozenset[int] | Callable[[], frozenset[int]],
     dpkg: Callable[[str], dict[str, str] | None],
-) -> StackTraceResult:
+) -> Trace:
     tap.finish()
     if tap.error is not None:
         return _none(tap.error)
@@ -183,7 +143,7 @@ def _analyze(
         reason = "core truncated"
     result = _compose(events, reason, modules, package, frozenset())
     if hidden & set(modules.by_start):
-        result.for_user = _compose(events, reason, modules, package, hidden)
+        return result.replace(for_user=_compose(events, reason, modules, package, hidden))
     return result
 
 
@@ -232,7 +192,7 @@ def _compose(
     modules: ModuleFiles,
     dpkg: dict[str, str] | None,
     hidden: frozenset[int],
-) -> StackTraceResult:
+) -> Trace:
     """The result from the child's events; a module in `hidden` keeps its path (the user sees it
     in maps) and offsets, but not its function names, build-id, soname or package note."""
     blocks: list[str] = []
@@ -272,7 +232,7 @@ def _compose(
         status = f"none: {reason or 'no threads in the core'}"
     else:
         status = "ok" if reason is None else f"partial: {reason}"
-    return StackTraceResult(
+    return Trace(
         text=text,
         modules="\n".join(module_lines),
         status=status,
@@ -326,7 +286,7 @@ class Engine:
 
     def finish(
         self, tap: object, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
-    ) -> StackTraceResult:
+    ) -> Trace:
         """Unwind the core seen by `tap` (the one `start` returned; any other is refused, so
         its type is the worker's business). `hide(fd, path,
         same_root)` says which module files the crashing user may not read (`for_user`)."""
@@ -358,13 +318,17 @@ class Engine:
                 # the one that got the signal.
                 first = result.text.partition(":")[0].removeprefix("Stack trace of thread ")
                 crashing = int(first) if first.isdigit() else None
-                result.python_stack, status = spy.result(deadline, crashing)
+                stack, status = spy.result(deadline, crashing)
                 if not status.startswith("ok"):
                     log(f"no Python stack: {status}", level=4)
-                if result.for_user is not None:
-                    # Read from memory the user could read (the process was dumpable to them:
-                    # a restricted crash withholds it whole, restriction.WITHHELD).
-                    result.for_user.python_stack = result.python_stack
+                # The user's own trace has it too: it was read from memory the user could read
+                # (the process was dumpable to them: a restricted crash withholds it whole,
+                # restriction.WITHHELD).
+                users = result.for_user
+                result = result.replace(
+                    python_stack=stack,
+                    for_user=users.replace(python_stack=stack) if users is not None else None,
+                )
             return result
         finally:
             if spy is not None:

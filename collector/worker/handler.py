@@ -39,33 +39,13 @@ if TYPE_CHECKING:
 
     from drkonqi_lite_collector.worker.corestream import Tap
 
-    class TraceResult(Protocol):
-        """A stack trace in systemd's format, the modules, and the package, for the entry."""
-
-        @property
-        def text(self) -> str: ...
-        @property
-        def modules(self) -> str: ...
-        @property
-        def status(self) -> str: ...
-        @property
-        def package_name(self) -> str | None: ...
-        @property
-        def package_version(self) -> str | None: ...
-        @property
-        def package_json(self) -> str | None: ...
-        @property
-        def python_stack(self) -> str | None: ...
-        @property
-        def for_user(self) -> TraceResult | None: ...
-
     class Tracer(Protocol):
         """The stack-trace engine (stacktrace.Engine)."""
 
         def start(self, proc_dir_fd: int | None) -> Tap: ...
         def finish(
             self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
-        ) -> TraceResult: ...
+        ) -> entry.Trace: ...
         def after_delivery(self) -> None: ...
 
     Sender = Callable[[bytes | int, journal.Credentials, str | None], int]
@@ -145,7 +125,8 @@ def handle(
         if limited:
             _release(stdin)
             core = entry.Core(size=None, missing=CoreMissing.RATE_LIMITED, restricted=restricted)
-            trace, user_trace = entry.Trace("none: rate limited"), None
+            trace: entry.Trace | None = entry.Trace("none: rate limited")
+            user_trace = None
         else:
             reader = args.uid if allowed and args.uid != 0 else None
             name = _core_name(args, seen, cfg)
@@ -262,26 +243,14 @@ def _trace(
     tap: Tap | None,
     cfg: config.Config,
     kept: corefile.Kept,
-) -> tuple[entry.Trace, entry.Trace | None]:
-    """The stack trace, and the crashing user's own when it hides modules they cannot read."""
+) -> tuple[entry.Trace | None, entry.Trace | None]:
+    """The stack trace (None: none was attempted), and the crashing user's own when it hides
+    modules they cannot read."""
     if tracer is None or tap is None or not kept.result.size:
-        return entry.Trace(None), None
+        return None, None
     gids = frozenset((args.gid, *seen.info.status_ids(b"Groups")))
     traced = tracer.finish(tap, cfg.stacktrace_timeout, restriction.unreadable_by(args.uid, gids))
-    mine = traced.for_user
-    return _trace_facts(traced), (_trace_facts(mine) if mine is not None else None)
-
-
-def _trace_facts(traced: TraceResult) -> entry.Trace:
-    return entry.Trace(
-        traced.status,
-        traced.text,
-        traced.modules,
-        traced.package_name,
-        traced.package_version,
-        traced.package_json,
-        traced.python_stack,
-    )
+    return traced, traced.for_user
 
 
 def _user_entry(

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from drkonqi_lite_collector.journal.entry import Trace
 from drkonqi_lite_collector.unwinder.stacktrace import (
     CoreTap,
-    StackTraceResult,
     analyze,
     open_module_files,
     prepare,
@@ -83,7 +83,7 @@ def gcore(proc: subprocess.Popen[bytes], tmp: Path) -> Path:
 
 def gcore_trace(
     proc: subprocess.Popen[bytes], tmp: Path, limit: int | None = None
-) -> tuple[StackTraceResult, Path]:
+) -> tuple[Trace, Path]:
     """gcore the live target, stop it, and run the engine as the collector would."""
     core = gcore(proc, tmp)
     os.kill(proc.pid, signal.SIGSTOP)
@@ -136,7 +136,7 @@ def eu_stack(core: Path, exe: Path) -> dict[int, list[tuple[int, str | None]]]:
     return res
 
 
-def assert_as_good_as_eu_stack(result: StackTraceResult, core: Path, exe: Path) -> None:
+def assert_as_good_as_eu_stack(result: Trace, core: Path, exe: Path) -> None:
     """Same threads, and a name for every frame eu-stack names."""
     ours = threads(result.text)
     theirs = eu_stack(core, exe)
@@ -148,7 +148,7 @@ def assert_as_good_as_eu_stack(result: StackTraceResult, core: Path, exe: Path) 
                 assert names.get(pc, "n/a") != "n/a", f"thread {tid}: no name at {pc:#x} ({fn})"
 
 
-def worker_chains(result: StackTraceResult) -> list[list[str]]:
+def worker_chains(result: Trace) -> list[list[str]]:
     return [[fn for _, fn, _ in frames] for frames in threads(result.text).values()][1:]
 
 
@@ -270,7 +270,7 @@ def test_kernel_crash_eight_threads(
     kernel_crash: object, binaries: dict[str, Path], build: str
 ) -> None:
     doc, core = kernel_crash([str(binaries[build]), "segv"])  # type: ignore[operator]
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     assert result.status == "ok", result.status
     ts = threads(result.text)
     assert len(ts) == 9
@@ -283,7 +283,7 @@ def test_kernel_crash_eight_threads(
 @pytest.mark.crash
 def test_kernel_crash_in_signal_handler(kernel_crash: object, binaries: dict[str, Path]) -> None:
     doc, core = kernel_crash([str(binaries["g"]), "handler"])  # type: ignore[operator]
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     first = [fn for _, fn, _ in next(iter(threads(result.text).values()))]
     # Through the signal frame on the alternate stack, back into the interrupted code.
     assert first[:2] == ["crash_main", "crash_in_handler"]
@@ -299,7 +299,7 @@ def test_kernel_crash_in_signal_handler_of_a_worker_thread(
     """The handler runs on the worker's own alternate stack (heap); past the signal frame the
     interrupted frames are on the worker's real stack, where no SP in the notes points."""
     doc, core = kernel_crash([str(binaries[build]), "thread-handler"])  # type: ignore[operator]
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     ts = threads(result.text)
     assert len(ts) == 9
     first = [fn for _, fn, _ in next(iter(ts.values()))]
@@ -314,7 +314,7 @@ def test_kernel_crash_in_signal_handler_of_a_worker_thread(
 @pytest.mark.crash
 def test_kernel_crash_smashed_stack(kernel_crash: object, binaries: dict[str, Path]) -> None:
     doc, _ = kernel_crash([str(binaries["o2"]), "smash"])  # type: ignore[operator]
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     ts = threads(result.text)
     first = next(iter(ts.values()))
     # A jump to a non-canonical address faults on the jump itself: the PC is in smash(), the
@@ -351,7 +351,7 @@ def test_kernel_crash_elf_replaced_after_start(
     script = f"sleep 0.3; mv {other} {prog}"
     subprocess.Popen(["sh", "-c", script])
     doc, _ = kernel_crash([str(prog), "segv-late"])  # type: ignore[operator]
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     assert result.status == "ok", result.status
     assert f"{prog} (deleted) " in result.modules
     # The names come from the inode that was mapped (-g), not the stripped file now on disk.
@@ -493,7 +493,7 @@ def test_kernel_crash_paths_in_the_core_are_never_opened(
     finally:
         shutil.rmtree(base, ignore_errors=True)
     assert time.monotonic() - t0 < 4
-    result = StackTraceResult(**{k: doc[k] for k in StackTraceResult.__slots__})
+    result = Trace(**{k: doc[k] for k in Trace.__slots__})
     assert result.status == "ok", result.status
     assert f"{planted}/prog " in result.modules
     assert next(iter(threads(result.text).values()))[0][1] == "crash_main"

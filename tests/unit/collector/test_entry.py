@@ -58,7 +58,7 @@ def test_every_fact_lands_in_its_field_and_an_absent_one_in_none() -> None:
 
 
 def test_no_stack_trace_attempted_means_no_stacktrace_field() -> None:
-    d = dict(entry.build(ARGS, None, entry.Core(size=0, missing="empty"), entry.Trace(None)))
+    d = dict(entry.build(ARGS, None, entry.Core(size=0, missing="empty"), None))
     assert Field.STACKTRACE not in d
     assert d[Field.CORE_SIZE] == 0
 
@@ -74,3 +74,13 @@ def test_a_dropped_crash_is_reported_as_the_collectors_error() -> None:
     assert d[Field.PRIORITY] == 3
     assert d[Field.MESSAGE] == "drkonqi-lite-collector: a crash was dropped: malformed arguments: x"
     assert Field.MESSAGE_ID not in d, "not a crash entry: no reader lists it as one"
+
+
+def test_a_fact_record_is_copied_with_changes_never_changed() -> None:
+    trace = entry.Trace("ok", "#0 main", "/bin/crasher abcd")
+    with_stack = trace.replace(python_stack="[]", for_user=trace)
+    assert (with_stack.status, with_stack.text, with_stack.python_stack) == ("ok", "#0 main", "[]")
+    assert with_stack.for_user is trace
+    assert (trace.python_stack, trace.for_user) == (None, None)
+    with pytest.raises(AttributeError, match="frozen"):
+        trace.status = "partial: x"

@@ -18,6 +18,7 @@ import pytest
 import zstandard
 
 from drkonqi_lite_collector import storage
+from drkonqi_lite_collector.journal import entry
 from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.proc import ProcInfo
 from drkonqi_lite_collector.journal.schema import CoreMissing, Field
@@ -69,27 +70,25 @@ class FakeTap:
         self.fed += len(chunk)
 
 
-class FakeTrace:
-    text = "Stack trace of thread 1234:\n#0  0x0000000000401000 main (crasher)"
-    modules = "/usr/bin/crasher 0123abcd"
-    status = "ok"
-    package_name, package_version, package_json = "crasher", "1.0", None
-    for_user: FakeTrace | None = None
-    python_stack: str | None = None
-
-
-class HiddenModuleTrace(FakeTrace):
-    """A module mapped from a file the user cannot read: their own trace leaves it out."""
-
-    text = FakeTrace.text + "\n#1  0x00007f0000001000 secret (/opt/private/libsecret.so)"
-    modules = FakeTrace.modules + "\n/opt/private/libsecret.so 4567ef"
-    for_user = FakeTrace()
+TRACE = entry.Trace(
+    "ok",
+    "Stack trace of thread 1234:\n#0  0x0000000000401000 main (crasher)",
+    "/usr/bin/crasher 0123abcd",
+    "crasher",
+    "1.0",
+)
+#: A module mapped from a file the user cannot read: their own trace leaves it out.
+HIDDEN_MODULE_TRACE = TRACE.replace(
+    text=TRACE.text + "\n#1  0x00007f0000001000 secret (/opt/private/libsecret.so)",
+    modules=TRACE.modules + "\n/opt/private/libsecret.so 4567ef",
+    for_user=TRACE,
+)
 
 
 class FakeTracer:
-    def __init__(self, trace: FakeTrace | None = None, journald: Journald | None = None) -> None:
+    def __init__(self, trace: entry.Trace = TRACE, journald: Journald | None = None) -> None:
         self.taps: list[FakeTap] = []
-        self.trace = trace or FakeTrace()
+        self.trace = trace
         self.journald = journald
         #: For each after_delivery() call, how many entries `journald` had by then.
         self.after: list[int] = []
@@ -100,7 +99,7 @@ class FakeTracer:
 
     def finish(
         self, tap: Tap, timeout: float, hide: Callable[[int, str, bool], bool] | None = None
-    ) -> FakeTrace:
+    ) -> entry.Trace:
         assert isinstance(tap, FakeTap)
         assert tap.fed == len(CORE), "the tracer saw the whole core before finishing"
         assert hide is not None, "the engine is told which modules the user may not read"
@@ -274,7 +273,7 @@ def test_a_restricted_crash_gives_the_user_only_what_proc_shows_them(prefix: Pat
 
 def test_a_module_the_user_cannot_read_stays_out_of_their_entry(prefix: Path) -> None:
     send = Journald()
-    assert _crash(prefix, send, tracer=FakeTracer(HiddenModuleTrace())) == (0, 1)
+    assert _crash(prefix, send, tracer=FakeTracer(HIDDEN_MODULE_TRACE)) == (0, 1)
     (full, admin), (mine, user) = send.entries
     assert (user.uid, admin.uid) == (1000, handler.sender_credentials(0, 0).uid)
     assert b"libsecret" in full[Field.MESSAGE]
