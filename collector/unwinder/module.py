@@ -71,9 +71,9 @@ def open_module_files(proc_dir_fd: int) -> ModuleFiles:
     """Open the mapped ELF objects of the process whose /proc/PID directory is `proc_dir_fd`."""
     mods = ModuleFiles()
     # Only files on file systems no user can stall are stat()ed or opened (mounts.py).
-    touchable, root_touchable = mounts.survey(proc_dir_fd)
+    survey = mounts.Survey.of(proc_dir_fd)
     try:
-        if root_touchable:
+        if survey.root_ok:
             root = os.stat("root", dir_fd=proc_dir_fd)
             mine = os.stat("/")
             mods.same_root = (root.st_dev, root.st_ino) == (mine.st_dev, mine.st_ino)
@@ -90,7 +90,7 @@ def open_module_files(proc_dir_fd: int) -> ModuleFiles:
     except OSError:
         return mods
     try:
-        _collect(mods, map_dir, touchable)
+        _collect(mods, map_dir, survey.touchable_starts())
     finally:
         os.close(map_dir)
     return mods

@@ -35,6 +35,11 @@ def _read(path: str, dir_fd: int | None) -> bytes:
         os.close(fd)
 
 
+def own_table(path: str = "/proc/self/mountinfo") -> bytes:
+    """The collector's own mount table."""
+    return _read(path, None)
+
+
 def _stallable(fstype: bytes) -> bool:
     """FUSE in all its names: fuse, fuseblk, fuse.bindfs, fuse.sshfs, ..."""
     return fstype in (b"fuse", b"fuseblk") or fstype.startswith(b"fuse.")
@@ -59,18 +64,19 @@ def safe_devices(mountinfo: bytes) -> tuple[set[int], set[int]]:
     return safe, stallable
 
 
-def mapping_devices(maps: bytes) -> dict[int, int]:
-    """Start address -> device of every file mapping in a /proc/PID/maps table
-    ("START-END PERMS OFFSET MAJOR:MINOR INODE PATH", the numbers in hex)."""
-    out: dict[int, int] = {}
+def file_mappings(maps: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, device) of every file mapping in a /proc/PID/maps table
+    ("START-END PERMS OFFSET MAJOR:MINOR INODE PATH", the numbers in hex); anonymous memory
+    (inode 0) is left out."""
+    out: list[tuple[int, int, int]] = []
     for line in maps.splitlines():
         fields = line.split(None, 5)
-        if len(fields) < 6 or fields[4] == b"0":
-            continue  # anonymous memory (inode 0)
-        start, _, _ = fields[0].partition(b"-")
+        if len(fields) < 5 or fields[4] == b"0":
+            continue
+        low, _, high = fields[0].partition(b"-")
         major, _, minor = fields[3].partition(b":")
         try:
-            out[int(start, 16)] = os.makedev(int(major, 16), int(minor, 16))
+            out.append((int(low, 16), int(high, 16), os.makedev(int(major, 16), int(minor, 16))))
         except (ValueError, OverflowError):
             continue
     return out
@@ -90,14 +96,28 @@ def _root_device(mountinfo: bytes) -> int | None:
     return found
 
 
-def survey(proc_dir_fd: int, own: str = "/proc/self/mountinfo") -> tuple[set[int], bool]:
-    """(start addresses of the mappings whose files the collector may stat and open, whether
-    it may stat the process's root directory) of the process at `proc_dir_fd`; `own` is the
-    collector's mount table (a chrooted process's lacks the mount its root lies on)."""
-    theirs = _read("mountinfo", proc_dir_fd)
-    safe, stallable = safe_devices(theirs)
-    own_safe, own_stallable = safe_devices(_read(own, None))
-    trusted = (safe | own_safe) - stallable - own_stallable
-    starts = {start for start, dev in mapping_devices(_read("maps", proc_dir_fd)).items()
-              if dev in trusted}  # fmt: skip
-    return starts, _root_device(theirs) in trusted
+class Survey:
+    """A process's file mappings and which devices the collector may touch, from /proc."""
+
+    __slots__ = ("files", "root_ok", "trusted")
+
+    def __init__(self, maps: bytes, theirs: bytes, own: bytes) -> None:
+        if len(maps) >= TABLE_MAX:  # cut: its last line may be cut too
+            maps = maps[: maps.rfind(b"\n") + 1]
+        safe, stallable = safe_devices(theirs)
+        own_safe, own_stallable = safe_devices(own)
+        #: devices of mounts that are not FUSE, in their table or ours, and FUSE in neither
+        self.trusted = (safe | own_safe) - stallable - own_stallable
+        self.files = file_mappings(maps)
+        #: whether the process's root directory may be stat()ed
+        self.root_ok = _root_device(theirs) in self.trusted
+
+    @classmethod
+    def of(cls, proc_dir_fd: int, own: str = "/proc/self/mountinfo") -> Survey:
+        """Read from the process's /proc directory; `own` is the collector's mount table (a
+        chrooted process's lacks the mount its root lies on)."""
+        return cls(_read("maps", proc_dir_fd), _read("mountinfo", proc_dir_fd), own_table(own))
+
+    def touchable_starts(self) -> set[int]:
+        """Start addresses of the mappings whose files the collector may stat and open."""
+        return {start for start, _end, dev in self.files if dev in self.trusted}

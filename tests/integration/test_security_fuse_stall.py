@@ -37,6 +37,32 @@ from tests.integration.harness import (
 )
 from tests.integration.test_security_hostile_user import assert_victim_recorded
 
+#: Maps a page of a file (argv[1], on the user's FUSE) over the middle of its own argv[2] (or,
+#: with argv[3] "environ", of its environment's DKL_PAD), says "ready", waits to be killed.
+#: /proc/PID/cmdline (environ) then reads that page from the file: a request to the daemon.
+OVER_ARGV_C = r"""
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char *pad = argc > 3 && !strcmp(argv[3], "environ") ? getenv("DKL_PAD") : argv[2];
+    int fd = open(argv[1], O_RDONLY);
+    uintptr_t page = ((uintptr_t)(pad + strlen(pad) / 2)) & ~(uintptr_t)4095;
+    if (fd < 0 || !pad) return 2;
+    /* Offset 4096: the kernel's core dump reads the first page of a file mapping at offset 0
+       (its ELF header check, coredump_filter bit 4) and would itself wait for the daemon. */
+    if (mmap((void *)page, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 4096) == MAP_FAILED)
+        return 3;
+    close(fd); /* else its exit would wait for the stopped daemon (FUSE_FLUSH) */
+    puts("ready");
+    fflush(stdout);
+    for (;;) pause();
+}
+"""
 FUSE_USER = "dkl-fuse-attacker"
 FUSE_UID = 4246
 FUSE_CONF = Path("/etc/fuse.conf")
@@ -129,4 +155,59 @@ def test_stopped_fuse_daemon_of_the_crashing_user_holds_nothing(
         assert Path(field(mine, "COREDUMP_FILENAME").decode()).is_file(), "no core stored"
         assert b"Stack trace of thread" in field(mine, "MESSAGE")
         # The slot is free: another user's crash, with the daemon still stopped, is recorded.
+        assert_victim_recorded(t0, crashme)
+
+
+@pytest.mark.parametrize("where", ["cmdline", "environ"])
+def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
+    t0: float,
+    harness: Harness,
+    core_pattern: None,
+    crashme: Path,
+    fuse_user: int,
+    where: str,
+) -> None:
+    """The process maps a file of its own FUSE over its argument (environment) strings, so
+    that reading /proc/PID/cmdline (environ) would ask the stopped daemon, whoever reads
+    (CVE-2018-1120). The kernel reads those strings from anonymous memory only (FOLL_ANON in
+    fs/proc/base.c, Linux >= 4.17): the read ends short at the file's page instead, and the
+    crash is recorded at once. This keeps it so should the collector ever read the process's
+    memory another way."""
+    which("gcc")
+    harness.install()
+    Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
+    src, mnt = harness.prefix / "fuse-src", harness.prefix / "fuse-mnt"
+    for d in (src, mnt):
+        d.mkdir(mode=0o755)
+        os.chown(d, fuse_user, fuse_user)
+    (harness.prefix / "over.c").write_text(OVER_ARGV_C)
+    program = harness.prefix / "over-argv"
+    subprocess.run([which("gcc"), "-o", str(program), str(harness.prefix / "over.c")], check=True)
+    (src / "page").write_bytes(b"P" * 8192)
+    os.chown(src / "page", fuse_user, fuse_user)
+    pad = "x" * 65536
+    with _served(src, mnt, fuse_user, allow_other=False) as daemon:
+        victim = spawn_as(
+            [str(program), str(mnt / "page"), pad, where],
+            fuse_user,
+            fuse_user,
+            env={"DKL_PAD": pad},
+            stdout=subprocess.PIPE,
+        )
+        assert victim.stdout is not None
+        assert victim.stdout.readline() == b"ready\n"
+        os.kill(daemon, signal.SIGSTOP)
+        os.kill(victim.pid, signal.SIGSEGV)
+        try:
+            status = victim.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # (its argv is 64 KiB: not in the message)
+            pytest.fail(f"the crashed process is still held after 60 s ({where} on FUSE)")
+        assert status == -signal.SIGSEGV
+        mine = wait_entry_since(t0, COREDUMP_PID=victim.pid, timeout=30)
+        assert b"Stack trace of thread" in field(mine, "MESSAGE")
+        assert Path(field(mine, "COREDUMP_FILENAME").decode()).is_file(), "no core stored"
+        # (cmdline ends at the file's page; environ reads as empty, so it is not recorded)
+        strings = mine.get("COREDUMP_CMDLINE" if where == "cmdline" else "COREDUMP_ENVIRON", b"")
+        assert isinstance(strings, bytes)
+        assert b"PPPP" not in strings, "read from the user's file system"
         assert_victim_recorded(t0, crashme)

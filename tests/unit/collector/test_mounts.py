@@ -30,12 +30,20 @@ def test_fuse_mounts_of_every_name_are_the_stallable_ones() -> None:
 
 
 def test_maps_give_each_file_mapping_its_device_and_skip_anonymous_memory() -> None:
-    devices = mounts.mapping_devices(MAPS)
-    assert devices == {
-        0x55D0C0000000: os.makedev(0xFE, 1),
-        0x7F0000000000: os.makedev(0, 0x28),
-        0x7F0000200000: os.makedev(0, 0x2A),
-    }
+    assert mounts.file_mappings(MAPS) == [
+        (0x55D0C0000000, 0x55D0C0001000, os.makedev(0xFE, 1)),
+        (0x7F0000000000, 0x7F0000001000, os.makedev(0, 0x28)),
+        (0x7F0000200000, 0x7F0000201000, os.makedev(0, 0x2A)),
+    ]
+
+
+def test_a_cut_maps_table_loses_its_cut_line_only() -> None:
+    line = b"%012x-%012x r--p 00000000 fe:01 131 /usr/lib/x.so\n"
+    maps = b"".join(line % (0x1000 * i, 0x1000 * i + 0x800) for i in range(1, 20000))
+    assert len(maps) > mounts.TABLE_MAX
+    survey = mounts.Survey(maps[: mounts.TABLE_MAX], MOUNTINFO, b"")
+    whole = mounts.TABLE_MAX // len(line % (0, 0))
+    assert len(survey.touchable_starts()) == whole, "the cut line was parsed"
 
 
 def test_root_device_is_the_last_mount_on_slash() -> None:
@@ -58,12 +66,12 @@ def test_survey_touches_local_files_only_and_knows_devices_from_either_table(
     (tmp_path / "own").write_bytes(MOUNTINFO)
     fd = os.open(proc, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        starts, root_ok = mounts.survey(fd, own=str(tmp_path / "own"))
-        assert starts == {0x55D0C0000000, 0x7F0000200000}
-        assert not root_ok, "their root mount is not in their table: not looked at"
+        survey = mounts.Survey.of(fd, own=str(tmp_path / "own"))
+        assert survey.touchable_starts() == {0x55D0C0000000, 0x7F0000200000}
+        assert not survey.root_ok, "their root mount is not in their table: not looked at"
         (proc / "mountinfo").write_bytes(MOUNTINFO + b"40 22 0:40 / / rw - fuse.x /s rw\n")
-        assert mounts.survey(fd, own=str(tmp_path / "own"))[1] is False, "a FUSE root"
+        assert not mounts.Survey.of(fd, own=str(tmp_path / "own")).root_ok, "a FUSE root"
         (proc / "mountinfo").write_bytes(MOUNTINFO)
-        assert mounts.survey(fd, own=str(tmp_path / "own"))[1] is True
+        assert mounts.Survey.of(fd, own=str(tmp_path / "own")).root_ok
     finally:
         os.close(fd)
