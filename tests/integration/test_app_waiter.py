@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from drkonqi_lite.adapters.crash_handler import FALLBACK_S
@@ -64,3 +65,31 @@ def test_the_waiter_runs_the_app_per_crash_and_stays_without_qt(app_desktop: Des
         print(user.app_log())
         user.stop(waiter)
     assert "Traceback" not in user.app_log()
+
+
+def test_a_crash_from_before_the_login_is_announced_once_by_the_next_waiter(
+    app_desktop: Desktop,
+) -> None:
+    """No waiter ran (logged out): the next login's waiter finds the unseen crash, runs the app
+    for it (one "since you last logged in"); the login after that runs none."""
+    user = app_desktop.user()
+    user.start_dunst()
+    user.send_entry(live_entry(user.uid, comm="away", pid=4716), wake=False)
+    waiter = user.spawn([PYTHON, "-m", "drkonqi_lite", "--autostart"], "app")
+    try:
+        wait_for(lambda: user.displayed() == 1, timeout=20, what="the login's notification")
+        assert _summaries(user) == ["away crashed since you last logged in"]
+        (crash,) = json.loads(user.cli("list", "--json").stdout)
+        assert user.dbus_call("Dismiss", f"string:{crash['id']}").returncode == 0
+        wait_for(lambda: not _children(waiter.pid), timeout=20, what="the app's end")
+    finally:
+        user.stop(waiter)
+    second = user.spawn([PYTHON, "-m", "drkonqi_lite", "--autostart"], "app")
+    try:
+        wait_for(lambda: user.app_log().count("waiting for crashes") == 2, what="the 2nd waiter")
+        time.sleep(1)
+        assert not _children(second.pid), "nothing unseen: no app"
+        assert _summaries(user) == ["away crashed since you last logged in"], "announced once"
+    finally:
+        print(user.app_log())
+        user.stop(second)
