@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,13 +36,11 @@ def _apps(user: User) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desktop) -> None:
-    """No app until the crash; its datagram starts one that takes the socket, notifies, and
-    ends a few seconds after the user dismisses; the next start still knows it was seen."""
+def _socket_unit(user: User) -> tuple[subprocess.Popen[bytes], Path]:
+    """drkonqi-lite.socket played by systemd-socket-activate: it starts the on-demand app at
+    the first datagram, the socket as fd 3."""
     activate = shutil.which("systemd-socket-activate")
     need(activate is not None, "systemd-socket-activate not installed")
-    user = app_desktop.user()
-    user.start_dunst()
     path = user.runtime / "drkonqi-lite" / "wakeup"
     user.run(["mkdir", "-m", "0700", "-p", str(path.parent)])
     # (systemd-socket-activate passes on only the variables named with -E, like a unit.)
@@ -50,6 +49,15 @@ def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desk
         [str(activate), "--datagram", *keep, "-l", str(path), PYTHON, "-m", "drkonqi_lite",
          "--autostart", "--exit-when-idle"], "app")  # fmt: skip
     wait_for(path.is_socket, what="the socket unit's socket")
+    return socket_unit, path
+
+
+def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desktop) -> None:
+    """No app until the crash; its datagram starts one that takes the socket, notifies, and
+    ends a few seconds after the user dismisses; the next start still knows it was seen."""
+    user = app_desktop.user()
+    user.start_dunst()
+    socket_unit, path = _socket_unit(user)
     time.sleep(1)
     assert not _apps(user), "nothing but the socket before a crash"
     assert "started:" not in user.app_log()
@@ -116,17 +124,9 @@ def test_a_click_right_after_a_cold_start_opens_the_crash(app_desktop: Desktop) 
     """The cold start notifies before it loads Qt (drkonqi_lite/app.py): Details clicked the
     moment the bubble shows, while the windows may still be loading, still opens the crash,
     which then counts as seen; the crash is announced once."""
-    activate = shutil.which("systemd-socket-activate")
-    need(activate is not None, "systemd-socket-activate not installed")
     user = app_desktop.user()
     user.start_dunst()
-    path = user.runtime / "drkonqi-lite" / "wakeup"
-    user.run(["mkdir", "-m", "0700", "-p", str(path.parent)])
-    keep = [f"-E{name}" for name in user.env]
-    socket_unit = user.spawn(
-        [str(activate), "--datagram", *keep, "-l", str(path), PYTHON, "-m", "drkonqi_lite",
-         "--autostart", "--exit-when-idle"], "app")  # fmt: skip
-    wait_for(path.is_socket, what="the socket unit's socket")
+    socket_unit, _path = _socket_unit(user)
     before_qt = False
     try:
         user.send_entry(live_entry(user.uid, comm="clickfast", pid=4713))
