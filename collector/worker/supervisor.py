@@ -8,6 +8,7 @@ the crash from the kernel's facts alone, without a core.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from drkonqi_lite_collector import config
@@ -72,6 +73,11 @@ def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int
         code = 1
         try:
             tracer = _tracer(config.Paths(args.prefix))
+            # Everything imported stays for the process's life (main.py turned the collector
+            # off meanwhile): frozen, no collection looks at it again, and the unwinder's fork
+            # shares its pages instead of copying each one a collection would touch.
+            gc.freeze()
+            gc.enable()
             code = handle(args, stdin, tracer, lambda: os.write(ready_w, b"S"), process)
         except BaseException as e:  # noqa: BLE001 - the supervisor records it; no traceback
             log(f"PID {args.pid}: collector failed: {type(e).__name__}: {e}")
