@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,7 @@ from tests.conftest import CORE_PATTERN, REPO, need
 
 PYTHON = sys.executable
 MESSAGE_ID_MATCH = f"MESSAGE_ID={MESSAGE_ID}"
+APP_NAME = "org.drkonqi_lite.CrashNotifier"
 
 
 __all__ = ["REPO", "Display", "wait_for"]
@@ -87,6 +89,84 @@ class User(SessionUser):
         os.chown(self.services, uid, uid)
         self.start_bus(self.bus, self.services, self.home / "session.conf")
         self.dunst_dir = self.home / "dunst"
+        # What the user (notifications) and other programs (CrashDetected) see, from the start.
+        self.spawn([PYTHON, "-m", "tests.integration.bus_watch"], "bus")
+        wait_for(lambda: "ready" in self._bus_lines(), what="the bus watcher")
+
+    # --- what the user and other programs notice ---------------------------------------------
+    def _bus_lines(self) -> list[str]:
+        path = self.logs / "bus.out"
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+    def bus_events(self, kind: str) -> list[dict[str, Any]]:
+        """What bus_watch.py saw so far of `kind` (notify, close, action, closed, crash, call)."""
+        events = [json.loads(line) for line in self._bus_lines() if line.startswith("{")]
+        return [e for e in events if e["event"] == kind]
+
+    def notified(self) -> list[dict[str, Any]]:
+        """Every notification the app sent to the notification server, oldest first."""
+        return self.bus_events("notify")
+
+    def wait_notified(self, count: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
+        """Wait until `count` notifications were sent; them all."""
+        wait_for(lambda: len(self.notified()) >= count, timeout, f"{count} notification(s)")
+        return self.notified()
+
+    def wait_notification(self, summary: str, timeout: float = 15) -> dict[str, Any]:
+        """Wait for a notification titled `summary`; it."""
+        found = wait_for(lambda: [n for n in self.notified() if n["summary"] == summary],
+                         timeout, f"a notification {summary!r}")  # fmt: skip
+        return found[-1]  # type: ignore[index,no-any-return]
+
+    def detected(self) -> list[dict[str, Any]]:
+        """The crash dict of every CrashDetected signal, oldest first."""
+        return [e["crash"] for e in self.bus_events("crash")]
+
+    def wait_detected(
+        self, pid: int | None = None, count: int = 1, timeout: float = 15
+    ) -> dict[str, Any]:
+        """Wait for CrashDetected of the crash of `pid` (or for `count` of them); the last."""
+
+        def seen() -> list[dict[str, Any]]:
+            crashes = self.detected()
+            if pid is not None:
+                return [c for c in crashes if c["pid"] == pid]
+            return crashes if len(crashes) >= count else []
+
+        found = wait_for(seen, timeout, f"CrashDetected ({pid=}, {count=})")
+        return found[-1]  # type: ignore[index,no-any-return]
+
+    def app_ready(self) -> bool:
+        """The app owns its bus name and has bound its wake-up socket (done once it watches the
+        journal): the collector can reach it. /proc/net/unix lists bound sockets only, not a
+        stale socket file left by an app that was killed."""
+        path = str(self.runtime / "drkonqi-lite" / "wakeup")
+        sockets = Path("/proc/net/unix").read_text().splitlines()
+        bound = any(line.endswith(" " + path) for line in sockets)
+        return bound and self.on_bus(APP_NAME)
+
+    def wait_app(self, timeout: float = 15) -> None:
+        wait_for(self.app_ready, timeout, "the app on the bus, listening for crashes")
+
+    def calls(self, member: str) -> list[dict[str, Any]]:
+        """The calls of the app's method `member` on this bus (by anyone)."""
+        return [e for e in self.bus_events("call") if e["member"] == member]
+
+    def windows(self, title: str) -> list[str]:
+        """The visible X windows whose title contains `title`."""
+        assert self.display is not None, "windows need a display"
+        out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", title],
+                             env={**os.environ, "DISPLAY": self.display.display},
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        return out.stdout.split()
+
+    def wait_window(self, title: str, timeout: float = 15) -> None:
+        wait_for(lambda: self.windows(title), timeout, f"a window titled {title!r}")
+
+    def state(self) -> dict[str, Any]:
+        """The app's saved state (seen crashes, muted programs), as it is on disk."""
+        path = self.home / ".local/state/drkonqi-lite/state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     # --- the app ----------------------------------------------------------------------------
     def start_app(self, log: str = "app", groups: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:

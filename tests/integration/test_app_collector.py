@@ -28,15 +28,15 @@ def test_real_crash_through_our_collector_is_notified(
     user = app_desktop.user()
     user.start_dunst()
     app = user.start_app()
-    user.wait_log("started:")
+    user.wait_app()
     prefixes = make_prefix()
     harness = next(prefixes)
     try:
         harness.install()
         t0 = time.monotonic()
         pid = crash(["/bin/sleep", "1000"], user.uid, user.uid, signal.SIGSEGV)
-        user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
-        user.wait_log(": sleep crashed")
+        assert user.wait_detected(pid, timeout=20)["signal_name"] == "SIGSEGV"
+        user.wait_notification("sleep crashed")
         elapsed = time.monotonic() - t0
         info = json.loads(user.cli("show", str(pid), "--json").stdout)
         assert info["fields"]["SYSLOG_IDENTIFIER"] == "drkonqi-lite-collector"
@@ -44,7 +44,7 @@ def test_real_crash_through_our_collector_is_notified(
         assert info["core_state"] == "none"  # stored under the test prefix: not trusted storage
         assert info["fields"]["COREDUMP_FILENAME"].startswith(str(harness.storage))
         user.dunstctl("action", "0")
-        user.wait_log(f"showing crash {info['id']}")
+        user.wait_window("sleep crash — Crash Reports")
         # The wake-up datagram, not journald's ~0.5 s reader delay, brought it (generous bound).
         assert elapsed < 5, elapsed
     finally:

@@ -52,7 +52,7 @@ def test_kcalc_crash_is_named_and_described_as_kcrash_says(
     user = app_desktop.user()
     user.start_dunst()
     app = user.start_app()
-    user.wait_log("started:")
+    user.wait_app()
     try:
         user.env["KCRASH_DUMP_ONLY"] = "1"
         kcalc = user.spawn(["kcalc"], "kcalc")
@@ -62,8 +62,8 @@ def test_kcalc_crash_is_named_and_described_as_kcrash_says(
         assert kcalc.wait(30) == -signal.SIGSEGV
         ini = user.home / ".cache" / "kcrash-metadata" / f"{kcalc.pid}.ini"
         assert ini.is_file(), "the real KCrash wrote its metadata"
-        user.wait_log(f"(pid {kcalc.pid}, SIGSEGV)", timeout=20)
-        user.wait_log(": KCalc crashed")
+        assert user.wait_detected(kcalc.pid, timeout=20)["signal_name"] == "SIGSEGV"
+        user.wait_notification("KCalc crashed")
         assert any(n.get("summary") == "KCalc crashed" for n in user.notifications())
 
         info = json.loads(user.cli("show", str(kcalc.pid), "--json").stdout)
@@ -78,7 +78,6 @@ def test_kcalc_crash_is_named_and_described_as_kcrash_says(
         assert "bugs to: submit@bugs.kde.org" in text
 
         user.dbus_call("ShowCrash", f"string:{info['id']}")
-        user.wait_log(f"showing crash {info['id']}")
         assert app_desktop.display is not None
         wait_for(lambda: _windows(user, "--name", "KCalc crash"), what="the crash window")
         time.sleep(0.5)  # mapped is not yet painted; kept with DKL_KEEP=1: look at it

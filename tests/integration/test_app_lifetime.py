@@ -60,15 +60,15 @@ def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desk
     socket_unit, path = _socket_unit(user)
     time.sleep(1)
     assert not _apps(user), "nothing but the socket before a crash"
-    assert "started:" not in user.app_log()
+    assert not user.on_bus(dk.APP_NAME), "the app has not started"
 
     user.send_entry(live_entry(user.uid, comm="ondemand", pid=4711))
     try:
-        user.wait_log("ondemand crashed", timeout=20)
+        user.wait_notification("ondemand crashed", timeout=20)
     finally:
         print(user.app_log(), (user.logs / "app.out").read_text(errors="replace"))
     assert _apps(user) == [socket_unit.pid], "the socket's process became the app"
-    assert "since you last logged in" not in user.app_log(), "announced as the crash it is"
+    assert [n["summary"] for n in user.notified()] == ["ondemand crashed"], "as the crash it is"
     (crash_id,) = [c["id"] for c in json.loads(user.cli("list", "--json").stdout)]
     user.dunstctl("close-all")
     time.sleep(4)
@@ -104,15 +104,14 @@ def test_resident_with_our_collector_a_lost_datagram_delays_but_never_hides(
     try:
         harness.install()
         app = user.start_app()
-        user.wait_log("started:")
-        user.wait_log("its datagram is the signal")
+        user.wait_app()  # the datagram socket bound: the app has chosen to rely on it
         pid = crash(["/bin/sleep", "1000"], user.uid, user.uid, signal.SIGSEGV)
         t0 = time.monotonic()
-        user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
+        assert user.wait_detected(pid, timeout=20)["signal_name"] == "SIGSEGV"
         assert time.monotonic() - t0 < FALLBACK_S / 2, "the datagram, not the fallback"
 
         user.send_entry(live_entry(user.uid, comm="lostdgram", pid=4712), wake=False)
-        user.wait_log("lostdgram crashed", timeout=FALLBACK_S + 10)
+        user.wait_notification("lostdgram crashed", timeout=FALLBACK_S + 10)
         user.stop(app)
     finally:
         print(user.app_log())

@@ -21,7 +21,7 @@ app_desktop = dk.app_desktop
 
 def _started(user: User, log: str = "app", catch_up: bool = True) -> subprocess.Popen[bytes]:
     proc = user.start_app(log)
-    user.wait_log("started:", log)
+    user.wait_app()
     if catch_up:  # the catch-up step (waiting for the notification server) has run
         time.sleep(0.3)
     return proc
@@ -42,19 +42,17 @@ def test_crash_notified_details_opens_detail_view(app_desktop: Desktop) -> None:
     app = _started(user)
     try:
         user.send_entry(live_entry(user.uid, comm="kate", exe="/usr/bin/kate"))
-        user.wait_log("notified")
+        (note,) = user.wait_notified()
         assert user.displayed() == 1
         # The program's real name from its installed .desktop file (Exec=kate).
-        assert ": Kate crashed" in user.app_log()
+        assert note["summary"] == "Kate crashed"
         assert app_desktop.display is not None
         # Kept with DKL_KEEP=1 (look at it: the bubble, and the tray icon top right).
         shot = app_desktop.display.screenshot(app_desktop.workdir / "app-notification.png")
         assert shot.stat().st_size > 0
         # Details = dunst's default action: the app asks for the detail view and closes the bubble.
         user.dunstctl("action", "0")
-        user.wait_log("showing crash c")
-        wait_for(lambda: user.run(["xdotool", "search", "--name", "Kate crash"]).returncode == 0,
-                 what="the detail window")  # fmt: skip
+        user.wait_window("Kate crash — Crash Reports")
         time.sleep(0.3)
         app_desktop.display.screenshot(app_desktop.workdir / "app-detail.png")
         wait_for(lambda: user.displayed() == 0, what="the bubble closed by the app")
@@ -70,16 +68,16 @@ def test_mute_this_program(app_desktop: Desktop) -> None:
     app = _started(user)
     try:
         user.send_entry(live_entry(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
-        user.wait_log("notified")
+        user.wait_notified()
         user.dunstctl("context")  # dunst's menu: the dmenu stand-in picks "Mute this program"
-        user.wait_log("muted /usr/bin/dolphin")
+        wait_for(lambda: "/usr/bin/dolphin" in user.state().get("muted", {}), what="muted, saved")
         wait_for(lambda: user.displayed() == 0, what="the bubble closed")
         history = len(user.notifications())
         user.send_entry(live_entry(user.uid, comm="dolphin", exe="/usr/bin/dolphin"))
-        user.wait_log("[muted]")
+        user.wait_detected(count=2)  # the muted crash is read (and told on the bus) ...
         user.send_entry(live_entry(user.uid, comm="kwrite", exe="/usr/bin/kwrite"))
-        user.wait_log("notified", timeout=10)
-        wait_for(lambda: user.app_log().count("notified") == 2, what="kwrite notified")
+        notes = user.wait_notified(2, timeout=10)  # ... but only kwrite's is notified
+        assert [n["summary"] for n in notes] == ["dolphin crashed", "kwrite crashed"]
         titles = [n["summary"] for n in user.notifications()]
         assert len(titles) == history + 1  # kwrite only: the muted dolphin was counted, not shown
         assert titles[0] == "kwrite crashed"
@@ -97,9 +95,10 @@ def test_crash_loop_is_one_notification_with_a_count(app_desktop: Desktop) -> No
         for _ in range(50):
             user.send_entry(live_entry(user.uid, comm="plasmashell",
                                               exe="/usr/bin/plasmashell", signo=6))  # fmt: skip
-        wait_for(lambda: user.app_log().count("crash c") == 50, 30, "50 crashes read")
-        user.wait_log("notified", timeout=10)
-        wait_for(lambda: "plasmashell crashed 50 times" in user.app_log(), 10, "count 50")
+        wait_for(lambda: len(user.detected()) == 50, 30, "50 crashes read")
+        user.wait_notified(timeout=10)
+        wait_for(lambda: user.notified()[-1]["summary"] == "plasmashell crashed 50 times", 10,
+                 "count 50")  # fmt: skip
         assert user.displayed() == 1
         notes = user.notifications()
         assert [n["summary"] for n in notes] == ["plasmashell crashed 50 times"]
@@ -121,15 +120,17 @@ def test_login_catch_up_once(app_desktop: Desktop) -> None:
     time.sleep(0.5)  # journald writes asynchronously
     second = _started(user, "run2")
     try:
-        user.wait_log("notified", "run2")
+        user.wait_notified()
         time.sleep(0.5)
     finally:
         user.stop(second)
+    told = len(user.detected())
+    assert told == 4, "run2 told the bus of each crash it caught up with"
     third = _started(user, "run3")
     try:
         time.sleep(1.0)
-        assert "notified" not in user.app_log("run3")
-        assert "0 new since last run" in user.app_log("run3")
+        assert len(user.notified()) == 1, "run3 notifies nothing"
+        assert len(user.detected()) == told, "run3 finds nothing new since the last run"
     finally:
         user.stop(third)
     notes = user.notifications()
@@ -146,11 +147,12 @@ def test_second_start_shows_the_list_of_the_first(app_desktop: Desktop) -> None:
     try:
         second = user.run([dk.PYTHON, "-m", "drkonqi_lite"], timeout=20)
         assert second.returncode == 0
-        user.wait_log("showing the crash list")
+        user.wait_window("^Crash Reports$")
+        assert len(user.calls("ShowCrashList")) == 1, "the second start asked the first"
         quiet = user.run([dk.PYTHON, "-m", "drkonqi_lite", "--autostart"], timeout=20)
         assert quiet.returncode == 0
         assert app.poll() is None
-        assert user.app_log().count("showing the crash list") == 1
+        assert len(user.calls("ShowCrashList")) == 1, "an autostart asks for no window"
     finally:
         user.stop(app)
 
@@ -177,12 +179,13 @@ def test_dismiss_action_marks_seen(app_desktop: Desktop) -> None:
     app = _started(user)
     try:
         user.send_entry(live_entry(user.uid, comm="ark", exe="/usr/bin/ark"))
-        user.wait_log("notified")
+        user.wait_notified()
         user.dunstctl("context")
-        user.wait_log("action dismiss")
+        wait_for(lambda: [a["action"] for a in user.bus_events("action")] == ["dismiss"],
+                 what="the Dismiss action")  # fmt: skip
         wait_for(lambda: user.displayed() == 0, what="the bubble closed")
         (crash,) = json.loads(user.cli("list", "--json").stdout)
         assert crash["seen"] is True
-        assert "showing" not in user.app_log()  # dismissed, not opened
+        assert not user.windows("Crash Reports")  # dismissed, not opened
     finally:
         user.stop(app)

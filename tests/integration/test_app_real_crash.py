@@ -38,11 +38,11 @@ def test_systemd_coredump_crash_notified_details_and_mute(
     user = app_desktop.user()
     user.start_dunst(dmenu_choice="Mute this program")
     app = user.start_app()
-    user.wait_log("started:")
+    user.wait_app()
     try:
         pid = _crash(user)
-        user.wait_log(f"(pid {pid}, SIGSEGV)", timeout=20)
-        user.wait_log(": sleep crashed")
+        assert user.wait_detected(pid, timeout=20)["signal_name"] == "SIGSEGV"
+        user.wait_notification("sleep crashed")
         # The real entry: systemd-coredump's fields, its stored core readable by the user.
         info = json.loads(user.cli("show", str(pid), "--json").stdout)
         assert info["pid"] == pid
@@ -50,14 +50,14 @@ def test_systemd_coredump_crash_notified_details_and_mute(
         assert info["fields"]["SYSLOG_IDENTIFIER"] == "systemd-coredump"
         assert info["core_state"] == "present"  # root-owned 0640 + a read ACL for the user
         user.dunstctl("action", "0")  # Details
-        user.wait_log(f"showing crash {info['id']}")
+        user.wait_window("sleep crash — Crash Reports")
         second = _crash(user, signal.SIGABRT)
-        user.wait_log(f"(pid {second}, SIGABRT)", timeout=20)
+        assert user.wait_detected(second, timeout=20)["signal_name"] == "SIGABRT"
         wait_for(lambda: user.displayed() == 1, what="the second bubble")
         user.dunstctl("context")  # Mute this program
-        user.wait_log("muted /usr/bin/sleep")
+        wait_for(lambda: "/usr/bin/sleep" in user.state().get("muted", {}), what="muted, saved")
         third = _crash(user)
-        user.wait_log(f"(pid {third}, SIGSEGV) [muted]", timeout=20)
+        assert user.wait_detected(third, timeout=20)["signal_name"] == "SIGSEGV"  # read, muted
     finally:
         user.stop(app)
-    assert user.app_log().count("notified") == 2
+    assert len(user.notified()) == 2

@@ -41,7 +41,7 @@ def test_forged_and_foreign_entries_are_invisible(app_desktop: Desktop) -> None:
     alice, mallory = app_desktop.user(), app_desktop.user()
     journal = (_journal_gid(),)
     app = alice.start_app(groups=journal)
-    alice.wait_log("started:")
+    alice.wait_app()
     try:
         # Mallory forges a crash "of Alice", and crashes something of her own.
         send_entry_as(mallory.uid, live_entry(alice.uid, comm="forged-by-other"))
@@ -49,7 +49,8 @@ def test_forged_and_foreign_entries_are_invisible(app_desktop: Desktop) -> None:
         # Control: root (as the collector for a system crash) files one for Alice: trusted.
         send_entry_as(0, live_entry(alice.uid, comm="filed-by-root"),
                       alice.runtime / "drkonqi-lite" / "wakeup")  # fmt: skip
-        alice.wait_log("filed-by-root")
+        wait_for(lambda: [c["comm"] for c in alice.detected()] == ["filed-by-root"],
+                 what="root's entry, and only it, told on the bus")  # fmt: skip
         time.sleep(0.8)  # the journal fd path would have delivered the others by now
     finally:
         alice.stop(app)
@@ -130,11 +131,11 @@ def test_hostile_text_is_inert_and_secrets_stay_hidden(app_desktop: Desktop) -> 
     user = app_desktop.user()
     user.start_dunst()
     app = user.start_app()
-    user.wait_log("started:")
+    user.wait_app()
     comm = "<b>x</b>&\x1b[31m"
     try:
         user.send_entry(live_entry(user.uid, comm=comm, exe="/usr/bin/<i>odd</i>"))
-        user.wait_log("notified")
+        user.wait_notified()
         notes = user.notifications()
     finally:
         user.stop(app)
@@ -165,9 +166,9 @@ def test_markup_in_names_is_shown_literally(app_desktop: Desktop) -> None:
     time.sleep(0.5)
     app = user.start_app()
     try:
-        user.wait_log("notified")  # the catch-up: names in the body
+        user.wait_notified()  # the catch-up: names in the body
         user.send_entry(live_entry(user.uid, comm="<i>it</i>", exe="/usr/bin/c"))
-        wait_for(lambda: user.app_log().count("notified") == 2, what="the live notification")
+        user.wait_notified(2)  # the live notification
         notes = user.notifications()
     finally:
         user.stop(app)

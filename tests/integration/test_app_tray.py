@@ -32,11 +32,11 @@ def _tray_icon(user: User) -> tuple[int, int] | None:
 def test_tray_icon_while_unseen_click_opens_the_list(app_desktop: Desktop) -> None:
     user = app_desktop.user()
     app = user.start_app()
-    user.wait_log("started:")
+    user.wait_app()
     try:
         assert _tray_icon(user) is None  # nothing unseen: no icon
         user.send_entry(live_entry(user.uid, comm="konsole", exe="/usr/bin/konsole"))
-        user.wait_log("crash c")
+        user.wait_detected()
         wait_for(lambda: _tray_icon(user), what="the tray icon")
         icon = _tray_icon(user)
         assert icon is not None
@@ -48,7 +48,7 @@ def test_tray_icon_while_unseen_click_opens_the_list(app_desktop: Desktop) -> No
         _xdo(user, "key", "Escape")
         time.sleep(0.2)
         _xdo(user, "mousemove", str(x), str(y), "click", "1")
-        user.wait_log("showing the crash list")
+        user.wait_window("^Crash Reports$")
         wait_for(lambda: _xdo(user, "search", "--name", "Crash Reports").strip(),
                  what="the crash list window")  # fmt: skip
         assert user.dbus_call("DismissAll").returncode == 0

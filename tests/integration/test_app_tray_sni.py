@@ -62,11 +62,11 @@ def test_status_notifier_item_while_unseen_menu_and_activate(app_desktop: Deskto
     user.start_dunst()  # such desktops have a notification server: no tray balloon needed
     app = user.start_app()
     try:
-        user.wait_log("started:")
+        user.wait_app()
         time.sleep(0.5)
         assert _ours(user) == [], "nothing unseen: no item"
         user.send_entry(live_entry(user.uid, comm="konsole", exe="/usr/bin/konsole"))
-        user.wait_log("crash c")
+        user.wait_detected()
         wait_for(lambda: _ours(user), what="the item to register with the watcher")
         (item,) = _ours(user)
         shown = _sni(user, "show", item)
@@ -83,7 +83,7 @@ def test_status_notifier_item_while_unseen_menu_and_activate(app_desktop: Deskto
         time.sleep(0.5)  # let the panel paint the icon
         app_desktop.display.screenshot(app_desktop.workdir / "app-tray-sni.png")
         _sni(user, "activate", item)
-        user.wait_log("showing the crash list")
+        user.wait_window("^Crash Reports$")
         assert user.dbus_call("DismissAll").returncode == 0
         wait_for(lambda: not _ours(user), what="the item to unregister once all is seen")
     finally:

@@ -284,11 +284,11 @@ def test_the_app_notifies_lists_and_shows_it(py: Python, app_desktop: Desktop) -
     user = app_desktop.user()
     user.start_dunst()
     user.start_app("app")
-    user.wait_log("started:")
+    user.wait_app()
     time.sleep(0.3)  # past the catch-up
     app = py.script("sync.py", APP)
     assert py.run(app, uid=user.uid).returncode == 1
-    user.wait_log("notified")
+    user.wait_notified()
     (note,) = user.notifications()
     assert note["summary"] == "sync.py crashed"
     assert note["body"] == "Unhandled exception ValueError in inner (sync.py, line 9)"

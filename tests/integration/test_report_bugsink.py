@@ -27,7 +27,7 @@ from tests.conftest import need
 from tests.entries import live_entry
 from tests.integration import desktop as dk
 from tests.integration.bugsink import Bugsink, bugsink_server
-from tests.integration.desktop import Desktop, User
+from tests.integration.desktop import Desktop, User, wait_for
 from tests.integration.harness import Harness, crash_self, start_waiting, wait_entry
 
 ENV_MARK = "ENVMARK-d41d8cd98f00"
@@ -338,9 +338,9 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
     settings = user_settings(user, f"report_dsn = {bugsink.dsn}")
     app = user.start_app()
     try:
-        user.wait_log("started:")
+        user.wait_app()
         user.send_entry(live_entry(user.uid, comm="viadbus", pid=4300))
-        user.wait_log("(pid 4300")
+        user.wait_detected(4300)
         [crash] = json.loads(user.cli("list", "--json").stdout)
         assert crash["reported"] == ""
         out = user.dbus_call("ReportCrash", f"string:{crash['id']}")
@@ -357,7 +357,7 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
         assert "Error.UnknownCrash" in unknown.stderr
         settings.write_text("[App]\n")
         user.send_entry(live_entry(user.uid, comm="nodsn", pid=4301))
-        user.wait_log("(pid 4301")
+        user.wait_detected(4301)
         other = [c for c in json.loads(user.cli("list", "--json").stdout) if c["pid"] == 4301]
         failed = user.dbus_call("ReportCrash", f"string:{other[0]['id']}")
         assert failed.returncode != 0
@@ -373,9 +373,10 @@ def test_always_for_every_program_reports_a_new_crash_without_asking(
     user_settings(user, f"report_dsn = {bugsink.dsn}\nreport_always = yes")
     app = user.start_app()
     try:
-        user.wait_log("started:")
+        user.wait_app()
         user.send_entry(live_entry(user.uid, comm="automatic", pid=4400))
-        user.wait_log("reported automatically: event ", timeout=20)
+        wait_for(lambda: [c["reported"] for c in json.loads(user.cli("list", "--json").stdout)
+                          if c["reported"]], 20, "the crash reported automatically")  # fmt: skip
     finally:
         user.stop(app)
     [crash] = json.loads(user.cli("list", "--json").stdout)
