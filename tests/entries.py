@@ -9,6 +9,7 @@ tests here, not silently in twenty of them. Four shapes, each built on `entry()`
   planted in the environment and the command line (SECURITY.md 9);
 - `symbolized_crash`: a crash whose modules carry build ids (the Sentry event's images);
 - `exception_entry`: an unhandled Python exception (no core, BACKTRACE_MESSAGE_ID);
+- `KF5_INI`, `KF6_INI`: the KCrash metadata file of a crash, as KCrash writes it;
 - `live_entry`: the fields a test sends to the real journal as the crashing user (journald adds
   MESSAGE_ID's neighbours: the trusted `_` fields, the cursor and the timestamps).
 """
@@ -248,3 +249,20 @@ def live_entry(
         **extra,
     })  # fmt: skip
     return {k: str(v) for k, v in fields.items() if k not in _JOURNALD_OWN}
+
+
+#: Byte for byte what KF5 5.103's KCrash wrote for a real kcrash crash here (`<pid>.ini`).
+KF5_INI = (
+    "[KCrash]\nexe=/usr/bin/kcalc\nplatform=offscreen\nappname=kcalc\napppath=/usr/bin\n"
+    "signal=11\npid=4242\nappversion=22.12.3\nprogramname=KCalc\n"
+    "bugaddress=submit@bugs.kde.org\n"
+)
+#: The KF6 layout (kcrash metadata.cpp): tag groups first, [KCrash], then [KCrashComplete].
+KF6_INI = (
+    "[KCrashTags]\nsession=wayland\n[KCrashExtra]\nnote=line one\\nline two\n"
+    "[KCrash]\nexe=/usr/bin/kate\nappname=kate\npid=4242\nappversion=24.02.1\n"
+    "programname=Kate\nbugaddress=https://bugs.kde.org\nproductname=kate\n"
+    "[KCrashComplete]\nComplete=1\n"
+)
+#: When the KCrash files' crash happened (seconds since the epoch).
+TS_S = 1_700_000_000
