@@ -36,7 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from tests.integration.harness import crash, make_prefix, wait_entry  # noqa: E402
+from tests.integration.harness import make_prefix  # noqa: E402
+from tests.integration.journal_read import wait_entry  # noqa: E402
+from tests.integration.processes import crash  # noqa: E402
 
 PROCESSOR = "/usr/lib/x86_64-linux-gnu/libexec/drkonqi-coredump-processor"
 ANCHOR = Path("/work/shared/tools/systemd-coredump-anchor")

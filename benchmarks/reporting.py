@@ -41,6 +41,7 @@ from drkonqi_lite.domain.dsn import parse_dsn
 from drkonqi_lite.domain.sentry_event import EventOptions, build_event, serialize
 from drkonqi_lite_collector.journal.schema import Field
 from tests.integration import harness as hn
+from tests.integration import journal_read, processes
 from tests.integration.bugsink import Bugsink
 from tests.integration.desktop import User, desktop_session
 
@@ -57,8 +58,8 @@ def crash_and_report(user: User, h: hn.Harness, crashme: Path, dsn: str, n: int)
     to_entry, to_stored, entries = [], [], []
     for _ in range(n):
         t0 = time.monotonic()
-        pid = hn.crash_self([str(crashme)], user.uid, user.uid)
-        entry = hn.wait_entry(COREDUMP_PID=pid)
+        pid = processes.crash_self([str(crashme)], user.uid, user.uid)
+        entry = journal_read.wait_entry(COREDUMP_PID=pid)
         t1 = time.monotonic()
         out = user.cli("report", str(pid), "--dsn", dsn)
         t2 = time.monotonic()
@@ -147,7 +148,7 @@ def main() -> int:
     ap.add_argument("--crashes", type=int, default=20)
     ap.add_argument("--queued", type=int, default=1000)
     args = ap.parse_args()
-    crashme = hn.build_crashme()
+    crashme = processes.build_crashme()
     bugsink_dir = Path(tempfile.mkdtemp(prefix="dkl-bugsink-"))
     server = Bugsink(bugsink_dir, quota=100_000)
     server.start()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import Harness, build_crashme, make_prefix, start_waiting, stop
+from tests.integration.harness import Harness, make_prefix
+from tests.integration.processes import build_crashme, start_waiting, stop
 
 
 @pytest.fixture

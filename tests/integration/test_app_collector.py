@@ -16,7 +16,8 @@ import pytest
 
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop
-from tests.integration.harness import crash, make_prefix
+from tests.integration.harness import make_prefix
+from tests.integration.processes import crash
 
 app_desktop = dk.app_desktop
 

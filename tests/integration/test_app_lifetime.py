@@ -23,7 +23,8 @@ from tests.conftest import need
 from tests.entries import live_entry
 from tests.integration import desktop as dk
 from tests.integration.desktop import PYTHON, Desktop, User, wait_for
-from tests.integration.harness import crash, make_prefix
+from tests.integration.harness import make_prefix
+from tests.integration.processes import crash
 
 app_desktop = dk.app_desktop
 

@@ -18,16 +18,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.integration.harness import (
-    COLLECTOR,
-    Harness,
-    RawReader,
-    field,
-    readable_as,
-    start_waiting,
-    stop,
-    wait_entry_since,
-)
+from tests.integration.access import readable_as
+from tests.integration.harness import COLLECTOR, Harness
+from tests.integration.journal_read import RawReader, field, wait_entry_since
+from tests.integration.processes import start_waiting, stop
 
 USER = 1000
 

@@ -22,15 +22,9 @@ import zstandard
 
 from drkonqi_lite_collector.admin import pattern
 from tests.conftest import need, which
-from tests.integration.harness import (
-    Entry,
-    Harness,
-    crash,
-    field,
-    spawn_as,
-    wait_entry,
-    wait_running,
-)
+from tests.integration.harness import Harness
+from tests.integration.journal_read import Entry, field, wait_entry
+from tests.integration.processes import crash, spawn_as, wait_running
 
 #: Debian's interpreter: the test's own venv lives under root-only directories.
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -18,7 +18,9 @@ from drkonqi_lite.session.socket_unit import socket_activated
 from drkonqi_lite_collector import config
 from drkonqi_lite_collector.admin import pattern
 from tests.conftest import which
-from tests.integration.harness import Harness, crash, field, wait_entry
+from tests.integration.harness import Harness
+from tests.integration.journal_read import field, wait_entry
+from tests.integration.processes import crash
 
 USER = 1000
 

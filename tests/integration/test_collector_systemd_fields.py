@@ -20,15 +20,9 @@ from drkonqi_lite.domain.summary import detail
 from drkonqi_lite_collector.admin import pattern
 from drkonqi_lite_collector.stage import argv
 from tests.conftest import which
-from tests.integration.harness import (
-    COLLECTOR,
-    Harness,
-    build_c,
-    crash,
-    field,
-    spawn_as,
-    wait_entry,
-)
+from tests.integration.harness import COLLECTOR, Harness
+from tests.integration.journal_read import field, wait_entry
+from tests.integration.processes import build_c, crash, spawn_as
 
 USER = 1000
 SEGV_MAPERR = 1  # address not mapped (asm-generic/siginfo.h)

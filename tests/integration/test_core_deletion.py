@@ -18,15 +18,9 @@ from pathlib import Path
 import pytest
 
 from drkonqi_lite.session.socket_unit import socket_activated
-from tests.integration.harness import (
-    COLLECTOR,
-    Harness,
-    build_crashme,
-    crash,
-    crash_self,
-    field,
-    wait_entry_since,
-)
+from tests.integration.harness import COLLECTOR, Harness
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import build_crashme, crash, crash_self
 
 USER = 1000
 OTHER = 4242

@@ -26,7 +26,9 @@ from tests.integration import desktop as dk
 from tests.integration import test_report_bugsink as trb
 from tests.integration.bugsink import Bugsink, free_port
 from tests.integration.desktop import PYTHON, Desktop, User
-from tests.integration.harness import Harness, crash_self, wait_entry
+from tests.integration.harness import Harness
+from tests.integration.journal_read import wait_entry
+from tests.integration.processes import crash_self
 
 FLEET = Path(PYTHON).parent / "drkonqi-lite-fleet"
 ENV_MARK = "ENVMARK-fleet-5f2b9c"

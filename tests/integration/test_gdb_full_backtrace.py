@@ -48,7 +48,7 @@ from drkonqi_lite_collector.journal.schema import core_filename
 from tests import entries
 from tests.conftest import CORE_PATTERN, CORE_PATTERN_LOCK, CORE_PIPE_LIMIT, need, which
 from tests.integration.desktop import Display, wait_for
-from tests.integration.harness import group_alive
+from tests.integration.processes import group_alive
 
 SCRIPT = """
 import os, signal, threading

@@ -17,7 +17,9 @@ import pytest
 from tests.conftest import need
 from tests.integration.bugsink import free_port
 from tests.integration.desktop import fresh_uid
-from tests.integration.harness import Harness, crash_self, wait_entry
+from tests.integration.harness import Harness
+from tests.integration.journal_read import wait_entry
+from tests.integration.processes import crash_self
 
 REMOTE = Path("/lib/systemd/systemd-journal-remote")
 UPLOAD = Path("/lib/systemd/systemd-journal-upload")

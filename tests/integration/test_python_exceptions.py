@@ -25,7 +25,8 @@ from drkonqi_lite_collector.pyhook import python_hook
 from tests.conftest import CORE_PATTERN, need
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop
-from tests.integration.harness import COLLECTOR, Entry, Harness, entries, field, wait_entry
+from tests.integration.harness import COLLECTOR, Harness
+from tests.integration.journal_read import Entry, entries, field, wait_entry
 
 UID = 4242
 app_desktop = dk.app_desktop

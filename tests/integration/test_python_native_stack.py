@@ -19,16 +19,9 @@ from drkonqi_lite.domain.crash import Crash, crash_from_entry
 from drkonqi_lite.domain.signature import group_key
 from drkonqi_lite_collector.journal.schema import Field
 from tests.conftest import need, which
-from tests.integration.harness import (
-    Entry,
-    Harness,
-    crash_self,
-    field,
-    restricted_entries,
-    spawn_as,
-    wait_entry,
-    wait_running,
-)
+from tests.integration.harness import Harness
+from tests.integration.journal_read import Entry, field, restricted_entries, wait_entry
+from tests.integration.processes import crash_self, spawn_as, wait_running
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 USER = 1000

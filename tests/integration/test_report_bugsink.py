@@ -28,7 +28,9 @@ from tests.entries import live_entry
 from tests.integration import desktop as dk
 from tests.integration.bugsink import Bugsink, bugsink_server
 from tests.integration.desktop import Desktop, User, wait_for
-from tests.integration.harness import Harness, crash_self, start_waiting, wait_entry
+from tests.integration.harness import Harness
+from tests.integration.journal_read import wait_entry
+from tests.integration.processes import crash_self, start_waiting
 
 ENV_MARK = "ENVMARK-d41d8cd98f00"
 ARG_MARK = "ARGMARK-8f00b204e980"

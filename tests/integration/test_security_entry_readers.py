@@ -20,7 +20,9 @@ from drkonqi_lite_collector.journal.schema import MESSAGE_ID, escape_comm
 from tests.conftest import which
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop
-from tests.integration.harness import Harness, copy_program, crash_self, field, wait_entry_since
+from tests.integration.harness import Harness, copy_program
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import crash_self
 
 app_desktop = dk.app_desktop
 

@@ -19,17 +19,9 @@ from pathlib import Path
 
 import zstandard
 
-from tests.integration.harness import (
-    COLLECTOR,
-    Entry,
-    Harness,
-    children,
-    crash_self,
-    entries_since,
-    field,
-    run_measured,
-    wait_entry_since,
-)
+from tests.integration.harness import COLLECTOR, Harness, run_measured
+from tests.integration.journal_read import Entry, entries_since, field, wait_entry_since
+from tests.integration.processes import children, crash_self
 
 USER = 1000
 

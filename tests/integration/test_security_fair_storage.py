@@ -12,7 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from tests.integration.harness import Harness, crash_self, field, spawn_as, wait_entry_since
+from tests.integration.harness import Harness
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import crash_self, spawn_as
 from tests.integration.test_security_hostile_user import ATTACKER, VICTIM, attacker  # noqa: F401
 
 MiB = 1024**2

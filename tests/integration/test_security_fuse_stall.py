@@ -27,14 +27,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import (
-    Harness,
-    field,
-    spawn_as,
-    start_waiting,
-    stop,
-    wait_entry_since,
-)
+from tests.integration.harness import Harness
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import spawn_as, start_waiting, stop
 from tests.integration.test_security_hostile_user import assert_victim_recorded
 
 #: Maps a page of a file (argv[1], on the user's FUSE) over the middle of its own argv[2] (or,

@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import Harness, entries, spawn_as, start_waiting, stop
+from tests.integration.harness import Harness
+from tests.integration.journal_read import entries
+from tests.integration.processes import spawn_as, start_waiting, stop
 
 SEED = 20261201
 CASES = 240

@@ -20,14 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import (
-    Harness,
-    RawReader,
-    crash_self,
-    field,
-    spawn_as,
-    wait_entry_since,
-)
+from tests.integration.harness import Harness
+from tests.integration.journal_read import RawReader, field, wait_entry_since
+from tests.integration.processes import crash_self, spawn_as
 
 ATTACKER = 4243
 VICTIM = 4244

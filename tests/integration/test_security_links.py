@@ -22,17 +22,10 @@ import pytest
 from drkonqi_lite_collector.journal.native import serialize
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID, core_filename
 from drkonqi_lite_collector.worker.corefile import boot_id
-from tests.integration.harness import (
-    Entry,
-    Harness,
-    crash_self,
-    entries_since,
-    field,
-    start_waiting,
-    stop,
-    tree,
-    wait_entry_since,
-)
+from tests.integration.access import tree
+from tests.integration.harness import Harness
+from tests.integration.journal_read import Entry, entries_since, field, wait_entry_since
+from tests.integration.processes import crash_self, start_waiting, stop
 
 USER = 1000
 

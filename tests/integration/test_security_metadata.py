@@ -18,16 +18,10 @@ from pathlib import Path
 import pytest
 
 from drkonqi_lite_collector.journal.schema import escape_comm, escape_name, unescape
-from tests.integration.harness import (
-    Entry,
-    Harness,
-    copy_program,
-    crash_self,
-    field,
-    install_without_pidfd,
-    tree,
-    wait_entry_since,
-)
+from tests.integration.access import tree
+from tests.integration.harness import Harness, copy_program, install_without_pidfd
+from tests.integration.journal_read import Entry, field, wait_entry_since
+from tests.integration.processes import crash_self
 
 USER = 1000
 

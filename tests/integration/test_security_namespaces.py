@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import Harness, build_crashme, entries, field, spawn_as
+from tests.integration.harness import Harness
+from tests.integration.journal_read import entries, field
+from tests.integration.processes import build_crashme, spawn_as
 
 USER = 1000
 MARKER_C = r"""

@@ -22,17 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import (
-    COLLECTOR,
-    Entry,
-    Harness,
-    children,
-    crash_self,
-    entries_since,
-    field,
-    tree,
-    wait_entry_since,
-)
+from tests.integration.access import tree
+from tests.integration.harness import COLLECTOR, Harness
+from tests.integration.journal_read import Entry, entries_since, field, wait_entry_since
+from tests.integration.processes import children, crash_self
 
 USER = 1000
 

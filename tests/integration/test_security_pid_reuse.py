@@ -19,16 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import (
-    Entry,
-    Harness,
-    field,
-    posix_acl,
-    readable_as,
-    start_waiting,
-    stop,
-    wait_entry_since,
-)
+from tests.integration.access import posix_acl, readable_as
+from tests.integration.harness import Harness
+from tests.integration.journal_read import Entry, field, wait_entry_since
+from tests.integration.processes import start_waiting, stop
 
 USER = 1000
 

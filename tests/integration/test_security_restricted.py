@@ -27,7 +27,9 @@ import pytest
 from tests.conftest import which
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop, User, wait_for
-from tests.integration.harness import Entry, Harness, crash_self, field, restricted_entries
+from tests.integration.harness import Harness
+from tests.integration.journal_read import Entry, field, restricted_entries
+from tests.integration.processes import crash_self
 
 app_desktop = dk.app_desktop
 

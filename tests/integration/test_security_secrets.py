@@ -14,15 +14,10 @@ from pathlib import Path
 
 from drkonqi_lite.adapters.core_file import probe_core
 from drkonqi_lite.domain.trust import CoreProbe, TrustPolicy
-from tests.integration.harness import (
-    Harness,
-    allowed_as,
-    crash_self,
-    field,
-    listable_as,
-    readable_as,
-    wait_entry_since,
-)
+from tests.integration.access import allowed_as, listable_as, readable_as
+from tests.integration.harness import Harness
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import crash_self
 
 USER = 1000
 OTHER = 4243

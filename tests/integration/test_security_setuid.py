@@ -18,20 +18,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import which
-from tests.integration.harness import (
+from tests.integration.access import posix_acl, readable_as
+from tests.integration.harness import Harness
+from tests.integration.journal_read import (
     Entry,
-    Harness,
-    build_crashme,
-    crash_self,
     entries_since,
     field,
-    posix_acl,
-    readable_as,
     restricted_entries,
-    start_waiting,
-    stop,
     wait_entry_since,
 )
+from tests.integration.processes import build_crashme, crash_self, start_waiting, stop
 
 USER = 1000
 

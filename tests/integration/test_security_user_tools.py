@@ -23,7 +23,9 @@ from tests.conftest import which
 from tests.entries import live_entry
 from tests.integration import desktop as dk
 from tests.integration.desktop import Desktop, send_entry_as
-from tests.integration.harness import Harness, crash_self, wait_entry_since
+from tests.integration.harness import Harness
+from tests.integration.journal_read import wait_entry_since
+from tests.integration.processes import crash_self
 
 app_desktop = dk.app_desktop
 

@@ -34,13 +34,8 @@ from drkonqi_lite_collector.admin.pattern import PIPE_LIMIT
 from drkonqi_lite_collector.journal.schema import MESSAGE_ID
 from tests.conftest import CORE_PATTERN, CORE_PIPE_LIMIT, need, which
 from tests.integration.bugsink import bugsink_server
-from tests.integration.harness import (
-    children,
-    crash,
-    field,
-    spawn_as,
-    wait_entry_since,
-)
+from tests.integration.journal_read import field, wait_entry_since
+from tests.integration.processes import children, crash, spawn_as
 from tests.packaging.container import in_container as _in_container
 from tests.packaging.fleet_container import check_fleet_under_systemd
 from tests.packaging.units import ROOT, directives, value

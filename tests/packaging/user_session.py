@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.harness import crash
+from tests.integration.processes import crash
 from tests.packaging.container import in_container
 
 USER = 1000

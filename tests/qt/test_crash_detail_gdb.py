@@ -25,7 +25,7 @@ from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_services import CrashServices
 from tests import entries
-from tests.integration.harness import group_alive
+from tests.integration.processes import group_alive
 
 #: A gdb stand-in: records its argv, the core's directory mode and its process group, starts a
 #: grandchild, prints a trace that quotes the planted secret, then waits for $FAKE_GDB_SLEEP s.
