@@ -68,3 +68,32 @@ def test_reading_the_shipped_configuration_imports_nothing_slow(tmp_path: Path) 
         [sys.executable, "-IS", "-c", code], capture_output=True, text=True, check=True, env={}
     )
     assert out.stdout.strip() == "3 () []"
+
+
+def test_config_files_and_drop_ins(tmp_path: Path) -> None:
+    paths = config.Paths(str(tmp_path))
+    Path(paths.config_dir).mkdir(parents=True)
+    Path(paths.config_file).write_text(
+        "[Coredump]\nStorage=journal\nCompress=no\nProcessSizeMax=1G\nMaxUse=100M\n"
+    )
+    Path(paths.config_dir, "10-a.conf").write_text(
+        "[Coredump]\nCompressLevel=7\nMaxUse=5M\nCompressThreads=0\n"
+    )
+    Path(paths.config_dir, "20-b.conf").write_text("[Coredump]\nKeepFree=bogus\nWhat=1\n")
+    Path(paths.config_dir, "ignored.txt").write_text("[Coredump]\nStorage=none\n")
+    cfg = config.load(paths)
+    assert cfg.storage == config.Storage.JOURNAL
+    assert cfg.compress is False
+    assert cfg.compress_level == 7
+    assert cfg.compress_threads == 0
+    assert cfg.process_size_max == 1024**3
+    assert cfg.max_use == 5 * 1024**2, "later drop-ins win"
+    assert cfg.keep_free is None
+    assert any("KeepFree=bogus" in w for w in cfg.warnings)
+    assert any("unknown key What=" in w for w in cfg.warnings)
+
+
+def test_config_defaults_without_files(tmp_path: Path) -> None:
+    cfg = config.load(config.Paths(str(tmp_path)))
+    assert (cfg.storage, cfg.compress, cfg.compress_level) == ("external", True, 3)
+    assert cfg.warnings == ()

@@ -211,3 +211,24 @@ def test_the_contract_between_the_processes_is_spelled_only_in_schema() -> None:
                 hits.append("a journal field name")
             again += [f"{path.name}:{number}: {hit}" for hit in hits]
     assert not again, "\n".join(again)
+
+
+#: Tests of the collector as a whole, not of one module.
+WHOLE_COLLECTOR_TESTS = {"test_zones.py", "test_startup_imports.py"}
+
+
+def test_the_collector_tests_mirror_its_folders() -> None:
+    """tests/unit/collector/<zone>/test_<module>.py tests collector/<zone>/<module>.py, so a
+    newcomer finds a module's tests where the module is (and a test outside it fails here)."""
+    tests = Path(__file__).resolve().parent
+    strays = [
+        str(path.relative_to(tests))
+        for path in sorted(tests.rglob("test_*.py"))
+        if path.name not in WHOLE_COLLECTOR_TESTS or path.parent != tests
+        if not PACKAGE.joinpath(
+            path.parent.relative_to(tests), path.name.removeprefix("test_")
+        ).is_file()
+    ]
+    assert not strays, f"collector tests without a module of that name and place: {strays}"
+    loose = sorted(p.name for p in tests.parent.glob("test_collector*.py"))
+    assert not loose, f"collector tests outside tests/unit/collector/: {loose}"

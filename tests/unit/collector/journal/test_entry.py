@@ -6,11 +6,13 @@ import pytest
 
 from drkonqi_lite_collector import __version__
 from drkonqi_lite_collector.journal import entry
+from drkonqi_lite_collector.journal import native as journal
 from drkonqi_lite_collector.journal.proc import ProcInfo
-from drkonqi_lite_collector.journal.schema import MESSAGE_ID, CoreMissing, Field
+from drkonqi_lite_collector.journal.schema import MESSAGE_ID, CoreMissing, Field, unescape
 from drkonqi_lite_collector.stage import argv
 
-ARGS = argv.parse(["1234", "1000", "1000", "11", "1795675000", "0", "host", "1"])
+KERNEL = ["1234", "1000", "1000", "11", "1795675000", "0", "host", "1"]
+ARGS = argv.parse(KERNEL)
 
 
 def test_the_entry_of_a_dead_worker_says_why_from_the_kernels_facts_alone() -> None:
@@ -84,3 +86,59 @@ def test_a_fact_record_is_copied_with_changes_never_changed() -> None:
     assert (trace.python_stack, trace.for_user) == (None, None)
     with pytest.raises(AttributeError, match="frozen"):
         trace.status = "partial: x"
+
+
+def test_cgroup_units_like_systemd() -> None:
+    units = entry.cgroup_units(
+        b"/user.slice/user-1000.slice/user@1000.service/app.slice/app-org.kde.kate-1234.scope"
+    )
+    assert units == {
+        "COREDUMP_SLICE": b"user-1000.slice",
+        "COREDUMP_UNIT": b"user@1000.service",
+        "COREDUMP_OWNER_UID": b"1000",
+        "COREDUMP_USER_UNIT": b"app-org.kde.kate-1234.scope",
+    }
+    session = entry.cgroup_units(b"/user.slice/user-1000.slice/session-3.scope")
+    assert session["COREDUMP_SESSION"] == b"3"
+    assert session["COREDUMP_OWNER_UID"] == b"1000"
+    system = entry.cgroup_units(b"/system.slice/cups.service")
+    assert system == {"COREDUMP_SLICE": b"system.slice", "COREDUMP_UNIT": b"cups.service"}
+
+
+def test_cmdline_and_environ_keep_bytes() -> None:
+    assert entry.cmdline_text(b"a\0b c\0\xff\0") == b"a b c \xff"
+    assert entry.environ_text(b"A=1\0B=x\ny\0") == b"A=1\nB=x\ny"
+
+
+def test_bounded_entry_cuts_and_names_what_it_cut() -> None:
+    fields: list[tuple[str, journal.FieldValue | journal.Blob]] = [
+        ("A", b"x" * 100),
+        ("B", "y" * 10),
+        ("C", 5),
+        ("D", b"z" * 40),
+    ]
+    out = entry.bounded(fields, field_max=50, total_max=1000)
+    assert dict(out)["A"] == b"x" * 50
+    assert dict(out)["DRKONQI_LITE_TRUNCATED_FIELDS"] == "A"
+    assert ("C", 5) in out
+    assert entry.bounded(fields, field_max=1000, total_max=1000) == fields
+
+
+def test_bounded_entry_keeps_the_whole_under_its_limit() -> None:
+    fields: list[tuple[str, journal.FieldValue | journal.Blob]] = [
+        (f"F{i}", bytes(64 * 1024)) for i in range(40)
+    ]
+    out = entry.bounded(fields, field_max=64 * 1024, total_max=1024 * 1024)
+    assert sum(len(v) for _, v in out if isinstance(v, bytes)) <= 1024 * 1024
+    assert len(str(dict(out)["DRKONQI_LITE_TRUNCATED_FIELDS"]).split()) == 40
+
+
+def test_entry_fields_carry_tid_and_thread_name_only_when_known() -> None:
+    args = argv.parse([*KERNEL, "3", "--tid=1240"])
+    assert (Field.TID, 1240) in entry.kernel_fields(args)
+    assert Field.TID not in dict(entry.kernel_fields(argv.parse(KERNEL)))
+    fields = dict(entry.proc_fields(ProcInfo(comm=b"prog", thread_name=b"worker \xff")))
+    # Escaped like COMM (systemd's cellescape), the bytes recoverable exactly (SECURITY.md 14).
+    assert fields[Field.THREAD_NAME] == "worker \\377"
+    assert unescape(str(fields[Field.THREAD_NAME])) == b"worker \xff"
+    assert Field.THREAD_NAME not in dict(entry.proc_fields(ProcInfo(comm=b"prog")))
