@@ -15,6 +15,7 @@ here does I/O.
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 from drkonqi_lite_collector.unwinder.elf import (
@@ -181,12 +182,16 @@ def _stack_windows(head: CoreHead, loads: list[Segment], sps: list[int]) -> list
     """The windows around every SP, the top of the main stack (or, without SPs, of every big
     writable segment), and the top of each thread stack no SP points into."""
     wanted: list[tuple[int, int]] = []
+    # By address, searched per SP: a user chooses ~65,000 mappings and thousands of threads,
+    # and SPs x segments comparisons would hold the crashed process for seconds.
+    ordered = sorted(loads, key=lambda s: s.vaddr)
+    starts = [s.vaddr for s in ordered]
     for sp in sps:
-        for seg in loads:
-            if seg.vaddr <= sp < seg.vaddr + seg.memsz:
-                r = _clip(seg, sp - STACK_BELOW_SP, sp + STACK_ABOVE_SP)
-                if r:
-                    wanted.append(r)
+        seg = _containing(ordered, starts, sp)
+        if seg is not None:
+            r = _clip(seg, sp - STACK_BELOW_SP, sp + STACK_ABOVE_SP)
+            if r:
+                wanted.append(r)
     writable = [s for s in loads if s.flags & PF_W and s.vaddr < 1 << 47]
     tops = writable if not sps else [max(writable, key=lambda s: s.vaddr)] if writable else []
     for seg in tops:
@@ -203,6 +208,15 @@ def _stack_windows(head: CoreHead, loads: list[Segment], sps: list[int]) -> list
         if r:
             wanted.append(r)
     return wanted
+
+
+def _containing(ordered: list[Segment], starts: list[int], address: int) -> Segment | None:
+    """The segment whose memory holds `address`, of segments sorted by address (a kernel
+    core's are disjoint: the last one starting at or below the address is the only candidate)."""
+    i = bisect.bisect_right(starts, address) - 1
+    if i >= 0 and address < ordered[i].vaddr + ordered[i].memsz:
+        return ordered[i]
+    return None
 
 
 def _within_budget(
@@ -244,6 +258,7 @@ def _unclaimed_thread_stacks(head: CoreHead, sps: list[int]) -> list[Segment]:
         return []
     ordered = sorted((s for s in head.segments if s.type == PT_LOAD), key=lambda s: s.vaddr)
     pairs = [(ordered[i - 1], ordered[i]) for i in range(1, len(ordered))]
+    sorted_sps = sorted(sps)
     return [
         seg
         for below, seg in pairs
@@ -251,8 +266,14 @@ def _unclaimed_thread_stacks(head: CoreHead, sps: list[int]) -> list[Segment]:
         and seg.filesz > 0
         and below.flags & (PF_R | PF_W | PF_X) == 0
         and below.vaddr + below.memsz == seg.vaddr
-        and not any(seg.vaddr <= sp < seg.vaddr + seg.memsz for sp in sps)
+        and not _any_within(sorted_sps, seg.vaddr, seg.vaddr + seg.memsz)
     ]
+
+
+def _any_within(sorted_values: list[int], lo: int, hi: int) -> bool:
+    """Whether a value of the sorted list lies in [lo, hi)."""
+    i = bisect.bisect_left(sorted_values, lo)
+    return i < len(sorted_values) and sorted_values[i] < hi
 
 
 def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

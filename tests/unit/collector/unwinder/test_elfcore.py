@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -42,3 +43,27 @@ def test_siginfo_note_gives_signo_and_code() -> None:
     short = elf.iter_notes(note(b"CORE", elfcore.NT_SIGINFO, b"\1\0"))
     assert elfcore.siginfo(short) is None, "too short"
     assert elfcore.siginfo([]) is None
+
+
+def test_each_thread_stack_gets_its_window_among_many_threads_and_mappings() -> None:
+    """300 thread stacks above their guard pages, an SP in every other one (in no order), an SP
+    in a guard page and one in no mapping: windows around the SPs, the tops of the stacks no SP
+    points into, the first page of each, the main stack's top."""
+    size, mib = 4 << 20, 1 << 20
+    segs, wanted, sps = [], [], []
+    for i in range(300):
+        va, off = 0x7F00_0000_0000 + i * (size + 4096), 4096 * (1 + i * 1025)
+        segs.append(elf.Segment(elf.PT_LOAD, 0, off, va, 0, 4096))  # the guard page
+        segs.append(elf.Segment(elf.PT_LOAD, 6, off, va + 4096, size, size))
+        wanted.append((off, off + 4096))
+        if i % 2:
+            wanted.append((off + size - elfcore.THREAD_STACK_TOP, off + size))
+        else:
+            sps.append(va + 4096 + 2 * mib)
+            wanted.append((off + 2 * mib - elfcore.STACK_BELOW_SP, off + 3 * mib))
+    top = segs[-1]
+    wanted.append((top.end - elfcore.MAIN_STACK_TOP, top.end))
+    random.Random(3).shuffle(sps)
+    sps += [segs[10].vaddr + 8, 0x10]  # a guard page's, nobody's
+    head = elfcore.CoreHead(elfcore.EM_X86_64, tuple(segs), 4096)
+    assert elfcore.keep_plan(head, sps, [], budget=1 << 40) == elfcore.merge(wanted)
