@@ -19,7 +19,6 @@ from drkonqi_lite_collector import storage
 
 TYPE_CHECKING = False  # the worker imports this module: no typing at run time (handler.py)
 if TYPE_CHECKING:
-    import mmap
     from collections.abc import Iterator
 
 DPKG_LISTS_MAX = 20000
@@ -262,8 +261,6 @@ def _current(cache: int, stamp: bytes) -> bool:
 
 def _from_index(cache_dir: str, stamp: bytes, needles: list[bytes]) -> dict[str, str] | None:
     """The owner from a current index; _StaleIndexError when there is none."""
-    import mmap  # noqa: PLC0415 - a C module
-
     try:
         cache = storage.open_dir(cache_dir)
     except OSError:
@@ -275,38 +272,51 @@ def _from_index(cache_dir: str, stamp: bytes, needles: list[bytes]) -> dict[str,
     finally:
         os.close(cache)
     try:
-        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as data:
-            header = INDEX_MAGIC + stamp + b"\n"
-            if data[: len(header)] != header:
-                raise _StaleIndexError
-            for needle in needles:
-                line = _search(data, len(header), needle)
-                if line is not None:
-                    return _meta(line)
-            return None
+        header = INDEX_MAGIC + stamp + b"\n"
+        if os.pread(fd, len(header), 0) != header:
+            raise _StaleIndexError
+        size = os.fstat(fd).st_size
+        for needle in needles:
+            line = _search(fd, len(header), size, needle)
+            if line is not None:
+                return _meta(line)
+        return None
     finally:
         os.close(fd)
 
 
-def _search(data: mmap.mmap, lo: int, needle: bytes) -> bytes | None:
-    """The line of `data[lo:]` (lines sorted by their first tab-separated field) whose first
-    field is `needle`: a binary search between line starts."""
-    hi = len(data)
+#: The longest line the index holds: a path of PATH_MAX and the package's fields.
+LINE_MAX = 8192
+
+
+def _search(fd: int, lo: int, hi: int, needle: bytes) -> bytes | None:
+    """The line of the file's [lo, hi) (lines sorted by their first tab-separated field) whose
+    first field is `needle`: a binary search between line starts. pread, not mmap: a mapping
+    would fault in (and count as ours) 64 KiB of the file around every probe."""
     while lo < hi:
-        mid = (lo + hi) // 2
-        newline = data.rfind(b"\n", lo, mid)
-        start = lo if newline < 0 else newline + 1
-        end = data.find(b"\n", start, hi)
-        end = hi if end < 0 else end
-        tab = data.find(b"\t", start, end)
-        key = data[start : end if tab < 0 else tab]
+        start, end, line = _line_around(fd, lo, (lo + hi) // 2, hi)
+        key = line.partition(b"\t")[0]
         if key == needle:
-            return data[start:end]
+            return line
         if key < needle:
             lo = end + 1
         else:
             hi = start
     return None
+
+
+def _line_around(fd: int, lo: int, mid: int, hi: int) -> tuple[int, int, bytes]:
+    """(start, end, text) of the line that holds byte `mid`; `lo` and `hi` are line starts."""
+    back = min(LINE_MAX, mid - lo)
+    newline = os.pread(fd, back, mid - back).rfind(b"\n")
+    if newline < 0 and back == LINE_MAX:
+        raise _StaleIndexError  # not a file we wrote
+    start = lo if newline < 0 else mid - back + newline + 1
+    after = os.pread(fd, min(LINE_MAX, hi - start), start)
+    length = after.find(b"\n")
+    if length < 0:
+        raise _StaleIndexError
+    return start, start + length, after[:length]
 
 
 def _meta(line: bytes) -> dict[str, str] | None:
