@@ -29,6 +29,8 @@ from drkonqi_lite.notifier import CrashNotifier
 
 log = logging.getLogger("drkonqi_lite")
 RESOURCES = resource_dir()
+#: How long stage 1's loop may still run for a D-Bus call in progress (a report being sent).
+LEFTOVER_S = 60
 
 
 async def _notify_first(
@@ -66,11 +68,11 @@ def run(*, autostart: bool = False, exit_when_idle: bool = False) -> int:
     first = asyncio.new_event_loop()
     asyncio.set_event_loop(first)
     notifier = first.run_until_complete(_notify_first(settings, store, autostart, clock))
-    # A D-Bus call's handler still running (dbus-next runs async methods as tasks) ends on
-    # the loop it started on.
+    # A D-Bus call's handler still running (dbus-next runs async methods as tasks: ReportCrash,
+    # bounded by the transport's timeout) ends on the loop it started on.
     leftover = asyncio.all_tasks(first)
     if leftover:
-        first.run_until_complete(asyncio.wait(leftover, timeout=1))
+        first.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_S))
     if notifier is None:
         first.close()
         return 0

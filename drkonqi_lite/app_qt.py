@@ -36,7 +36,7 @@ def _qapplication() -> QApplication:
 async def _main(qapp: QApplication, notifier: CrashNotifier, exit_when_idle: bool) -> int:
     quit_event = asyncio.Event()
     shell = CrashShell(notifier)
-    notifier.attach(shell, shell.reporting)
+    notifier.attach(shell)
     shell.reporting.start(asyncio.get_running_loop())
     shell.start(quit_event.set if exit_when_idle else None)
     keep = quit_on_signals(quit_event.set, shell)

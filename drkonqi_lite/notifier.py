@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Coroutine
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from drkonqi_lite.adapters import session_bus
 from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
@@ -34,18 +34,13 @@ from drkonqi_lite.domain.reporting_policy import AutoReport, ReportFailedError
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 
+if TYPE_CHECKING:
+    from drkonqi_lite.adapters.crash_reporting import AppReporting
+
 log = logging.getLogger("drkonqi_lite")
 #: Started by a crash's datagram (socket activation): the crashes this recent are why, and get
 #: their own "X crashed" notification, not the login's "crashed since you last logged in".
 LIVE_AT_START_S = 30
-
-
-class Reporting(Protocol):
-    """adapters/crash_reporting.AppReporting, loaded with the windows (it is the Sentry stack)."""
-
-    sent: dict[str, str]
-
-    async def report(self, crash: Crash) -> str: ...
 
 
 class Shell(Protocol):
@@ -102,7 +97,8 @@ class CrashNotifier:
         self.store = store
         self.settings = settings
         self.inbox = CrashInbox(store.load())
-        self.reporting: Reporting | None = None
+        #: The Sentry stack: loaded with the windows, or by the first ReportCrash before them.
+        self.reporting: AppReporting | None = None
         self.auto_report = AutoReport.from_settings(settings.report_always,
                                                     settings.report_programs)  # fmt: skip
         self.announcer = Announcer(int(settings.group_window_s * 1e6))
@@ -128,17 +124,21 @@ class CrashNotifier:
     # --- start-up (before Qt) -------------------------------------------------------------
     async def start(self) -> bool:
         """Claim the bus name and announce what is new. False if another instance runs."""
+        # The crashes first: the call that D-Bus activation started us for (GetCrash,
+        # ReportCrash of a crash id) is delivered as soon as we own the name.
+        since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
+        state = self.inbox.state
+        handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
+        for crash in handled + new:
+            self.inbox.add(crash)
         if not await session_bus.claim_name(self.bus, self.service):
             return False
         await self.notifications.start()
         # Parse the installed .desktop files now, not in the first crash's notification path.
         self.programs.refresh()
         self.wakeup, self.started_by_crash = open_for_app(os.environ.get("XDG_RUNTIME_DIR", ""))
-        since = int((time.time() - self.settings.catchup_days * 86400) * 1e6)
-        state = self.inbox.state
-        handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
-        for crash in handled + new:
-            self.inbox.add(crash)
+        # What came meanwhile: its datagram, if any, was just read with the ones that woke us.
+        new += [crash for crash in self.source.read() if self.inbox.add(crash)]
         log.info(
             "started: %d crashes in the last %g days, %d new since last run",
             len(handled) + len(new),
@@ -179,10 +179,17 @@ class CrashNotifier:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
-    def attach(self, shell: Shell, reporting: Reporting) -> None:
+    def ensure_reporting(self) -> AppReporting:
+        if self.reporting is None:
+            from drkonqi_lite.adapters.crash_reporting import AppReporting  # noqa: PLC0415
+
+            self.reporting = AppReporting()
+            self.inbox.reported = self.reporting.sent  # the same dict: refreshed after each send
+        return self.reporting
+
+    def attach(self, shell: Shell) -> None:
         """Qt is loaded: the real windows and tray take over; due automatic reports go out."""
-        self.reporting = reporting
-        self.inbox.reported = reporting.sent  # the same dict: refreshed after each send
+        self.ensure_reporting()
         self.shell = shell
         self.pending.hand_over(shell)
         for crash in self._auto_due:
@@ -293,9 +300,8 @@ class CrashNotifier:
         crash = self.inbox.get(crash_id)
         if crash is None:
             raise ReportFailedError("Failed", f"no crash {crash_id}")
-        if self.reporting is None:
-            raise ReportFailedError("Failed", "the app is still starting; try again")
-        return await self.reporting.report(crash)
+        # (A caller that started us by D-Bus activation may ask before the windows loaded it.)
+        return await self.ensure_reporting().report(crash)
 
     def show_crash(self, crash_id: str) -> bool:
         shown = self.shell.show_crash(crash_id)

@@ -14,7 +14,6 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.adapters.resources import resource_dir
 from drkonqi_lite.domain.report import absolute_when
 from drkonqi_lite.qt.crash_signals import CrashSignals
@@ -39,7 +38,7 @@ class CrashShell(QObject):
     def __init__(self, notifier: CrashNotifier) -> None:
         super().__init__()
         self.notifier = notifier
-        self.reporting = AppReporting()
+        self.reporting = notifier.ensure_reporting()
         self.router = WindowRouter(LazyWindows(self._windows), self)
         self.tray = CrashTray(
             icon("drkonqi-lite-tray", "dialog-warning"),

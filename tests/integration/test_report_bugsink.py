@@ -369,6 +369,27 @@ def test_dbus_report_crash_sends_and_the_crash_dict_says_reported(
         user.stop(app)
 
 
+def test_report_crash_by_activation_is_sent(bugsink: Bugsink, user: User) -> None:
+    """No app runs: ReportCrash starts it by D-Bus activation and is answered by its first
+    stage (drkonqi_lite/notifier.py), before the windows and their reporting code are loaded."""
+    user_settings(user, f"report_dsn = {bugsink.dsn}")
+    user.send_entry(live_entry(user.uid, comm="activated", pid=4302), wake=False)
+    [crash] = json.loads(user.cli("list", "--json").stdout)
+    user.install_activation_file()
+    try:
+        out = user.dbus_call("ReportCrash", f"string:{crash['id']}")
+        assert out.returncode == 0, out.stderr + user.app_log()
+        event_id = out.stdout.split('"')[1]
+        assert bugsink.event(event_id)["data"]["exception"]["values"][0]["type"] == "SIGSEGV"
+    finally:
+        owner = user.run(["dbus-send", "--session", "--print-reply=literal",
+                          "--dest=org.freedesktop.DBus", "/",
+                          "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                          "string:org.drkonqi_lite.CrashNotifier"])  # fmt: skip
+        if owner.returncode == 0:
+            subprocess.run(["kill", owner.stdout.split()[-1]], check=False)
+
+
 def test_always_for_every_program_reports_a_new_crash_without_asking(
     bugsink: Bugsink, user: User
 ) -> None:
