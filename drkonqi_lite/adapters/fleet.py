@@ -31,6 +31,10 @@ SYSTEM_STATE = Path("/") / STATE_DIR / FLEET_SUBDIR
 POSITION = "fleet-position"
 #: How long to sleep at most when nothing happens: queued reports are retried at least this often.
 IDLE_S = 60.0
+#: The journal fd wakes on every entry of the machine, crash or not: forward at most this often
+#: (a crash reaches the server up to this much later; a forwarder with nothing to do wakes a few
+#: times a minute, not once per log line of every program: benchmarks/REPORTING.md).
+COALESCE_S = 5.0
 
 
 def system_queue(env: dict[str, str] | None = None) -> ReportQueue:
@@ -121,6 +125,7 @@ class Forwarder:
             self.retry_queued()
             self.source.wait(self._idle())
             self.source.process()
+            time.sleep(COALESCE_S)
 
     def _idle(self) -> float:
         due = [r.next_attempt for r in self.reporter.queue.reports() if not r.rejected]
