@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from drkonqi_lite.adapters.report_queue import QueueBusyError, QueueError
 from drkonqi_lite.adapters.reporter import Reporter, queue_for
-from drkonqi_lite.adapters.sentry_transport import TIMEOUT_S, Outcome, send_envelope
+from drkonqi_lite.adapters.sentry_transport import TIMEOUT_S, Outcome, event_link, send_envelope
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
 from drkonqi_lite.domain.plain_text import one_line
@@ -137,7 +137,9 @@ def cmd_report(args: argparse.Namespace, find: Callable[[str], Crash]) -> int:
     if args.timeout <= 0:
         print("drkonqi-lite: --timeout must be positive", file=sys.stderr)
         return EXIT_USAGE
-    reporter = Reporter(queue_for(), lambda dsn, body: send_envelope(dsn, body, args.timeout))
+    # The link is recorded for the crash window (Open on the server), as the app does.
+    reporter = Reporter(queue_for(), lambda dsn, body: send_envelope(dsn, body, args.timeout),
+                        find_link=event_link)  # fmt: skip
     modes = sum([bool(args.crash), args.send_queued, args.list_queued])
     if modes != 1:
         print(

@@ -13,7 +13,7 @@ import time
 
 from drkonqi_lite.adapters.report_queue import QueueError
 from drkonqi_lite.adapters.reporter import Reporter, ReportResult, host_facts, queue_for
-from drkonqi_lite.adapters.sentry_transport import Outcome
+from drkonqi_lite.adapters.sentry_transport import Outcome, event_link
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
 from drkonqi_lite.domain.reporting_policy import NoDestinationError, ReportFailedError
@@ -27,10 +27,12 @@ class AppReporting:
     """Sends reports for the app (one at a time per crash: the queue's event id is the key)."""
 
     def __init__(self, reporter: Reporter | None = None) -> None:
-        self.reporter = reporter or Reporter(queue_for())
+        self.reporter = reporter or Reporter(queue_for(), find_link=event_link)
         #: crash id → event id of each delivered report; refreshed in place after each send, so
         #: the inbox can hold this very dict.
         self.sent: dict[str, str] = {}
+        #: crash id → the event's page on its server, where it has one (a subset of `sent`).
+        self.links: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -38,10 +40,11 @@ class AppReporting:
 
     def refresh(self) -> None:
         try:
-            ids = self.reporter.sent_ids()
+            ids, links = self.reporter.sent_ids(), self.reporter.sent_links()
         except OSError:
-            ids = {}  # an unreadable queue: nothing known as reported
+            ids, links = {}, {}  # an unreadable queue: nothing known as reported
         self.sent.update(ids)  # only ever grows: a reader in another thread never sees it empty
+        self.links.update(links)
 
     # --- retries of queued reports ----------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

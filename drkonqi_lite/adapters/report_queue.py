@@ -69,6 +69,9 @@ class SentRecord:
     event_id: str
     server: str
     sent_at: float
+    #: The event's page on the server, where it has one for the id (domain/event_link.py);
+    #: records written before links existed have none.
+    link: str = ""
 
 
 def _name_ok(name: str) -> bool:

@@ -96,11 +96,18 @@ class Reporter:
     """Builds, queues and sends reports. `send` and `clock` are injectable for unit tests."""
 
     def __init__(
-        self, queue: ReportQueue, send: Send = send_envelope, clock: Callable[[], float] = time.time
+        self,
+        queue: ReportQueue,
+        send: Send = send_envelope,
+        clock: Callable[[], float] = time.time,
+        find_link: Callable[[Dsn, str], str] | None = None,
     ) -> None:
+        """`find_link`: asks the server for the event's page once it took a report (the app
+        and the CLI, which show it; not the fleet, which shows nothing)."""
         self.queue = queue
         self._send = send
         self._clock = clock
+        self._find_link = find_link
 
     def _deliver(self, dsn: Dsn, event: dict[str, object]) -> Delivery:
         body = envelope(event, serialize(event), dsn, _iso(self._clock()))
@@ -143,6 +150,10 @@ class Reporter:
         """crash id → event id of every delivered report (the crash dict's `reported`)."""
         return {r.crash_id: r.event_id for r in self.queue.sent_records()}
 
+    def sent_links(self) -> dict[str, str]:
+        """crash id → the event's page, for the delivered reports whose server has one."""
+        return {r.crash_id: r.link for r in self.queue.sent_records() if r.link}
+
     def _settle(
         self, item: QueuedReport, dsn: Dsn, delivery: Delivery, queue_error: QueueError | None
     ) -> ReportResult:
@@ -171,9 +182,10 @@ class Reporter:
     def _mark_sent(self, item: QueuedReport, dsn: Dsn, *, queued: bool = True) -> None:
         # The record first: a crash between the two leaves a queued copy that the server
         # deduplicates by event id, never a delivered report that looks unsent.
+        link = self._find_link(dsn, item.event_id) if self._find_link else ""
         try:
             self.queue.record_sent(
-                SentRecord(item.crash_id, item.event_id, dsn.server, self._clock())
+                SentRecord(item.crash_id, item.event_id, dsn.server, self._clock(), link)
             )
         except QueueError as exc:
             log.warning("report %s was sent, but not recorded: %s", item.event_id, exc.strerror)

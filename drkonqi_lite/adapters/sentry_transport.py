@@ -17,9 +17,13 @@ import urllib.error
 import urllib.request
 
 from drkonqi_lite.domain.dsn import CLIENT, Dsn
+from drkonqi_lite.domain.event_link import candidate as event_link_candidate
+from drkonqi_lite.domain.event_link import is_event_page
 
 #: Seconds to wait for the server (connect and each read).
 TIMEOUT_S = 10.0
+#: The link probe is a nicety after a report went through: it must not hold the user up.
+LINK_TIMEOUT_S = 3.0
 #: Bytes of an error response kept for the message.
 MAX_BODY = 4096
 
@@ -79,6 +83,29 @@ def send_envelope(dsn: Dsn, body: bytes, timeout: float = TIMEOUT_S) -> Delivery
         return Delivery(Outcome.RETRY, f"cannot reach {dsn.server}: {_reason(exc.reason)}")
     except (OSError, http.client.HTTPException) as exc:
         return Delivery(Outcome.RETRY, f"connection to {dsn.server} failed: {_reason(exc)}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_args: object, **_kw: object) -> None:
+        return None  # the redirect is the answer (an HTTPError carrying its Location)
+
+
+def event_link(dsn: Dsn, event_id: str, timeout: float = LINK_TIMEOUT_S) -> str:
+    """The page of `event_id` on its server when the server has one for the id alone, else ""
+    (domain/event_link.py). One GET, no redirect followed, nothing sent but the id."""
+    url = event_link_candidate(dsn, event_id)
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, headers={"User-Agent": CLIENT})  # noqa: S310
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            response.read(MAX_BODY)
+            return ""  # a page, but not the redirect to the event: not Bugsink's view
+    except urllib.error.HTTPError as exc:
+        location = exc.headers.get("Location", "") if exc.headers else ""
+        redirect = exc.code in {301, 302, 303, 307, 308}
+        return url if redirect and is_event_page(dsn, location, url) else ""
+    except (OSError, http.client.HTTPException, ValueError):
+        return ""
 
 
 def _reason(reason: object) -> str:

@@ -42,6 +42,7 @@ from drkonqi_lite.qt.crash_detail_tabs import DetailsTab, EnvironmentTab, LogTab
 from drkonqi_lite.qt.crash_services import CrashServices
 from drkonqi_lite.qt.icons import IconSet
 from drkonqi_lite.qt.report_dialog import ReportDialog
+from drkonqi_lite.qt.reported_row import ReportedRow
 from drkonqi_lite_collector.journal.schema import escape_name
 
 
@@ -129,6 +130,8 @@ class CrashDetailWindow(QWidget):
             self.tabs.addTab(widget, label)
         self.tabs.currentChanged.connect(self._tab_changed)
         layout.addWidget(self.tabs, 1)
+        self.reported = ReportedRow(self, services.open_url)
+        layout.addWidget(self.reported)
 
         self.status = QLabel(self)
         self.status.setTextFormat(Qt.TextFormat.PlainText)
@@ -245,6 +248,8 @@ class CrashDetailWindow(QWidget):
         else:
             self._allow(self.delete_button, "There is no stored core file to delete.")
         self._allow(self.send_button, self._report_blocker())
+        reporting = services.reporting
+        self.reported.show_for(reporting.sent.get(crash.id, ""), reporting.links.get(crash.id, ""))
         self._bug_url = services.bug_tracker(self.program.desktop_entry)
         self._allow(
             self.bug_button,

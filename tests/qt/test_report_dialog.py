@@ -62,14 +62,26 @@ def configure(home: Path, dsn: str = DSN) -> None:
     settings.write_text(f"[App]\nreport_dsn = {dsn}\n")
 
 
+#: What the server said the event's page is (sentry_transport.event_link; Bugsink's scheme).
+LINK = "https://errors.example.org/issues/event/{event_id}/"
+
+
 @pytest.fixture
-def window(qtbot: QtBot, home: Path) -> Callable[[Server], CrashDetailWindow]:
-    def build(server: Server) -> CrashDetailWindow:
-        reporter = Reporter(ReportQueue(home / "state/drkonqi-lite/reports"), server)
+def opened() -> list[str]:
+    """The URLs the window asked the desktop to open."""
+    return []
+
+
+@pytest.fixture
+def window(qtbot: QtBot, home: Path, opened: list[str]) -> Callable[..., CrashDetailWindow]:
+    def build(server: Server, link: str = "") -> CrashDetailWindow:
+        queue = ReportQueue(home / "state/drkonqi-lite/reports")
+        reporter = Reporter(queue, server, find_link=lambda _d, eid: link.format(event_id=eid))
         services = CrashServices(
             TrustPolicy.for_user(os.getuid(), frozenset()),
             bug_tracker=lambda d: "https://bugs.kde.org/enter_bug.cgi?product=kwrite",
             reporting=AppReporting(reporter),
+            open_url=lambda url: not opened.append(url),  # type: ignore[func-returns-value]
         )
         kwrite = Program("KWrite", "kwrite", "org.kde.kwrite")
         w = CrashDetailWindow(entries.crash(), kwrite, services)
@@ -90,12 +102,13 @@ def test_no_server_configured_says_so_and_keeps_the_bug_tracker(
 
 
 def test_the_dialog_shows_exactly_what_is_sent(
-    qtbot: QtBot, home: Path, window: Callable[[Server], CrashDetailWindow]
+    qtbot: QtBot, home: Path, window: Callable[..., CrashDetailWindow], opened: list[str]
 ) -> None:
     configure(home)
     server = Server(Delivery(Outcome.SENT, "HTTP 200"))
-    w = window(server)
+    w = window(server, LINK)
     w.show()
+    assert not w.reported.isVisible(), "not reported yet"
     assert w.send_button.isEnabled(), w.send_button.toolTip()
     w.send_report_dialog()
     dialog = w.report_dialog
@@ -120,6 +133,13 @@ def test_the_dialog_shows_exactly_what_is_sent(
     assert sent == json.loads(preview)  # the send is the preview, byte for byte of JSON
     assert not w.send_button.isEnabled()
     assert "Already reported" in w.send_button.toolTip()
+    # The event id, and the button to its page on the server, which the server confirmed.
+    event_id = sent["event_id"]
+    assert w.reported.isVisible()
+    assert w.reported.label.text() == f"Reported: event id {event_id}"
+    assert w.reported.open_button.isVisible()
+    w.reported.open_button.click()
+    assert opened == [LINK.format(event_id=event_id)]
     if os.environ.get("DKL_SCREENSHOTS"):
         w.grab().save(str(REPO / "docs/screenshots/report-sent.png"))
 
@@ -135,6 +155,7 @@ def test_a_server_that_is_away_queues_and_says_so(
     qtbot.waitUntil(lambda: "queued" in w.status.text(), timeout=5000)
     assert "cannot reach" in w.status.text()
     assert w.send_button.isEnabled()  # not reported yet: it can be tried again
+    assert not w.reported.isVisible()
     assert len(ReportQueue(home / "state/drkonqi-lite/reports").reports()) == 1
 
 
