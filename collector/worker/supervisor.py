@@ -16,6 +16,11 @@ from drkonqi_lite_collector.journal import entry
 from drkonqi_lite_collector.journal.schema import CoreMissing
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage import argv
+
+# Imported here, before the worker's fork, though only the worker uses it: imported after,
+# each page the import writes would first be copied from this process (~2 ms more of the
+# crashed process's wait than the import itself).
+from drkonqi_lite_collector.unwinder.stacktrace import Engine
 from drkonqi_lite_collector.worker.corestream import READ_TIMEOUT
 from drkonqi_lite_collector.worker.handler import (
     Outcome,
@@ -58,8 +63,6 @@ def _wait_bounded(pid: int, timeout: float) -> int:
 
 
 def _tracer(paths: config.Paths) -> Tracer | None:
-    from drkonqi_lite_collector.unwinder.stacktrace import Engine  # noqa: PLC0415 - worker only
-
     engine: Tracer = Engine(paths.cache_dir)
     return engine
 
