@@ -19,7 +19,8 @@ from drkonqi_lite_collector.stage import argv
 
 # Imported here, before the worker's fork, though only the worker uses it: imported after,
 # each page the import writes would first be copied from this process (~2 ms more of the
-# crashed process's wait than the import itself).
+# crashed process's wait than the import itself). _preload() does the same for what the
+# worker imports lazily on every crash.
 from drkonqi_lite_collector.unwinder.stacktrace import Engine
 from drkonqi_lite_collector.worker.corestream import READ_TIMEOUT
 from drkonqi_lite_collector.worker.handler import (
@@ -62,6 +63,14 @@ def _wait_bounded(pid: int, timeout: float) -> int:
     return os.waitpid(pid, 0)[1]
 
 
+def _preload() -> None:
+    """The worker's lazy imports of every crash, done before its fork (see the imports)."""
+    import _json  # noqa: F401, PLC0415 - sandbox.decode_json, once the unwinder reported
+    import select  # noqa: F401, PLC0415 - the drain's and the unwinder's bounded waits
+
+    from drkonqi_lite_collector.unwinder import elfcore  # noqa: F401, PLC0415 - the core tap
+
+
 def _tracer(paths: config.Paths) -> Tracer | None:
     engine: Tracer = Engine(paths.cache_dir)
     return engine
@@ -69,6 +78,7 @@ def _tracer(paths: config.Paths) -> Tracer | None:
 
 def supervise(args: argv.KernelArgs, stdin: int, process: Process | None) -> int:
     """Fork the worker that processes the crash; record it ourselves if the worker dies."""
+    _preload()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
