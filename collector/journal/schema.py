@@ -165,6 +165,9 @@ class CoreMissing:
     WRITE_FAILED = "write-failed"
     RATE_LIMITED = "rate-limited"
     EMPTY = "empty"
+    #: The kernel stopped sending the core before its first byte (a dump stuck on a page of
+    #: a user's stopped FUSE file: corestream.STALL_TIMEOUT).
+    STALLED = "stalled"
     COLLECTOR_CRASH = "collector-crash"
 
 

@@ -122,6 +122,7 @@ def stream_core(
             break
         if n is None:
             result.truncated = True
+            result.missing = result.missing or CoreMissing.STALLED
             result.error = f"the core stopped arriving after {result.size} bytes; truncated"
             break
         if not n:

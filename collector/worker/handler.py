@@ -28,7 +28,7 @@ from drkonqi_lite_collector.journal.schema import (
 from drkonqi_lite_collector.log import log
 from drkonqi_lite_collector.stage.argv import KernelArgs
 from drkonqi_lite_collector.worker import corefile, ratelimit
-from drkonqi_lite_collector.worker.procinfo import Process
+from drkonqi_lite_collector.worker.procinfo import Process, end_dump
 
 #: The collector avoids `typing` at run time (it pulls in re, contextlib and more: ~6 ms of a
 #: small crash's budget); mypy treats this name like typing.TYPE_CHECKING.
@@ -111,6 +111,7 @@ def handle(
         log(f"configuration: {warning}")
     state_fd = open_state_dir(paths)
     kept = None
+    watch = None
     try:
         with process or Process(args.pid, args.pidfd) as proc:
             # Cheap before expensive (SECURITY.md 11): the loop limit needs only the kernel's
@@ -120,21 +121,22 @@ def handle(
             # The unwinder child first: it loads libdw while /proc is read and the core streams.
             tap = tracer.start(proc.dirfd) if tracer is not None and not limited else None
             seen = look(args, proc, light=limited)
-        allowed, why_not = may_read_core(args, seen.info, seen.verified)
-        restricted = None if allowed else why_not
-        if limited:
-            _release(stdin)
-            core = entry.Core(size=None, missing=CoreMissing.RATE_LIMITED, restricted=restricted)
-            trace: entry.Trace | None = entry.Trace("none: rate limited")
-            user_trace = None
-        else:
-            reader = args.uid if allowed and args.uid != 0 else None
-            name = _core_name(args, seen, cfg)
-            kept = corefile.store(stdin, tap, cfg, state_fd, name, reader, args.uid)
+            allowed, why_not = may_read_core(args, seen.info, seen.verified)
+            restricted = None if allowed else why_not
+            if not limited:
+                reader = args.uid if allowed and args.uid != 0 else None
+                name = _core_name(args, seen, cfg)
+                kept = corefile.store(stdin, tap, cfg, state_fd, name, reader, args.uid)
             # Everything that needed the live process (/proc, the module files) was taken
             # before the drain: let the kernel reap it now rather than after the unwinding and
             # the journal (with core_pipe_limit > 0 it waits until the pipe is closed).
             _release(stdin)
+            watch = proc.dump_watch(seen.verified)
+        if limited or kept is None:
+            core = entry.Core(size=None, missing=CoreMissing.RATE_LIMITED, restricted=restricted)
+            trace: entry.Trace | None = entry.Trace("none: rate limited")
+            user_trace = None
+        else:
             if kept.result.error:
                 log(f"PID {args.pid}: {kept.result.error}")
             core = _core_facts(args, paths, cfg, kept, tap, restricted)
@@ -150,10 +152,16 @@ def handle(
             tracer.after_delivery()
         return status
     finally:
-        if kept is not None and kept.blob is not None:
-            os.close(kept.blob.fd)
-        if state_fd is not None:
-            os.close(state_fd)
+        _done(args.pid, watch, kept.blob.fd if kept is not None and kept.blob else None, state_fd)
+
+
+def _done(pid: int, watch: int | None, *fds: int | None) -> None:
+    """The end of a crash: end a dump the kernel is stuck in (procinfo.end_dump), close fds."""
+    if end_dump(watch):
+        log(f"PID {pid} was still in its core dump after the crash was recorded: killed")
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def look(args: KernelArgs, proc: Process, *, light: bool = False) -> entry.Seen:

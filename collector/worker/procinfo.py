@@ -118,6 +118,39 @@ def pidfd_pid(pidfd: int) -> int | None:
     return None
 
 
+def exit_or_kill(pidfd: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for the process of `pidfd` to exit (a pidfd polls readable
+    then, pidfd_open(2)), else SIGKILL it; True when it had to be killed."""
+    import select  # noqa: PLC0415 - a C module, needed only here
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    if poller.poll(int(timeout * 1000)):
+        return False
+    try:
+        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+    except OSError:
+        return False  # it exited in between
+    return True
+
+
+def end_dump(pidfd: int | None, timeout: float = 2.0) -> bool:
+    """Once the crash is recorded: a crashed process that has not left its dump `timeout`
+    seconds after its core pipe was let go is stuck in the kernel where we cannot see (its
+    core dump reads the first page of every file mapping for the ELF header check, and a page
+    of a file on the user's stopped FUSE waits for that daemon) and holds a core_pipe_limit
+    slot: enough of them make the kernel skip every later crash on the machine. A dumping task
+    takes SIGKILL and ends its dump (fs/coredump.c, dump_interrupted()). Never earlier: a
+    SIGKILL within the dump becomes the exit status its parent sees. Closes `pidfd`; True
+    when it had to be killed."""
+    if pidfd is None:
+        return False
+    try:
+        return exit_or_kill(pidfd, timeout)
+    finally:
+        os.close(pidfd)
+
+
 def pidfd_alive(pidfd: int) -> bool:
     """True while the pidfd's process exists (signal 0 checks without sending anything)."""
     try:
@@ -210,6 +243,16 @@ class Process:
             return None
         try:
             return os.fstat(self.pidfd).st_ino
+        except OSError:
+            return None
+
+    def dump_watch(self, verified: bool) -> int | None:
+        """A pidfd of our own on the crashed process for end_dump (after these handles are
+        closed); None unless /proc was proven to be the crashed process's."""
+        if not verified or self.pidfd is None:
+            return None
+        try:
+            return os.dup(self.pidfd)
         except OSError:
             return None
 

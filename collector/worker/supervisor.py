@@ -29,15 +29,11 @@ from drkonqi_lite_collector.worker.handler import (
     handle,
     open_state_dir,
 )
-from drkonqi_lite_collector.worker.procinfo import Process
+from drkonqi_lite_collector.worker.procinfo import Process, exit_or_kill
 
 TYPE_CHECKING = False  # see handler.py
 if TYPE_CHECKING:
-    import signal as _signal
-
     from drkonqi_lite_collector.worker.handler import Tracer
-else:
-    import _signal  # the C module: `signal` imports enum (see handler.py)
 
 #: The worker's every wait is bounded (core stream, unwinder, journald's socket); this is the
 #: backstop should one not be: past it the worker is killed and the crash recorded without it.
@@ -46,18 +42,13 @@ WORKER_TIMEOUT = READ_TIMEOUT + 120.0
 
 def _wait_bounded(pid: int, timeout: float) -> int:
     """waitpid(pid) for at most `timeout` seconds, then SIGKILL it; returns the wait status."""
-    import select  # noqa: PLC0415 - a C module
-
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
         return os.waitpid(pid, 0)[1]
     try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if not poller.poll(int(timeout * 1000)):
-            log(f"worker {pid} still running after {timeout:.0f}s: killing it")
-            _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
+        if exit_or_kill(pidfd, timeout):
+            log(f"worker {pid} still running after {timeout:.0f}s: killed it")
     finally:
         os.close(pidfd)
     return os.waitpid(pid, 0)[1]

@@ -32,7 +32,8 @@ from tests.integration.journal_read import field, wait_entry_since
 from tests.integration.processes import spawn_as, start_waiting, stop
 from tests.integration.test_security_hostile_user import assert_victim_recorded
 
-#: Maps a page of a file (argv[1], on the user's FUSE) over the middle of its own argv[2] (or,
+#: Maps a page of a file (argv[1], on the user's FUSE; at offset argv[4]) over the middle of its
+#: own argv[2] (or,
 #: with argv[3] "environ", of its environment's DKL_PAD), says "ready", waits to be killed.
 #: /proc/PID/cmdline (environ) then reads that page from the file: a request to the daemon.
 OVER_ARGV_C = r"""
@@ -48,9 +49,8 @@ int main(int argc, char **argv) {
     int fd = open(argv[1], O_RDONLY);
     uintptr_t page = ((uintptr_t)(pad + strlen(pad) / 2)) & ~(uintptr_t)4095;
     if (fd < 0 || !pad) return 2;
-    /* Offset 4096: the kernel's core dump reads the first page of a file mapping at offset 0
-       (its ELF header check, coredump_filter bit 4) and would itself wait for the daemon. */
-    if (mmap((void *)page, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 4096) == MAP_FAILED)
+    if (mmap((void *)page, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, atoi(argv[4]))
+        == MAP_FAILED)
         return 3;
     close(fd); /* else its exit would wait for the stopped daemon (FUSE_FLUSH) */
     puts("ready");
@@ -153,7 +153,11 @@ def test_stopped_fuse_daemon_of_the_crashing_user_holds_nothing(
         assert_victim_recorded(t0, crashme)
 
 
-@pytest.mark.parametrize("where", ["cmdline", "environ"])
+@pytest.mark.parametrize(
+    ("where", "offset"),
+    [("cmdline", 4096), ("environ", 4096), ("cmdline", 0)],
+    ids=["cmdline", "environ", "elf-header-check"],
+)
 def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
     t0: float,
     harness: Harness,
@@ -161,13 +165,20 @@ def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
     crashme: Path,
     fuse_user: int,
     where: str,
+    offset: int,
 ) -> None:
     """The process maps a file of its own FUSE over its argument (environment) strings, so
     that reading /proc/PID/cmdline (environ) would ask the stopped daemon, whoever reads
     (CVE-2018-1120). The kernel reads those strings from anonymous memory only (FOLL_ANON in
     fs/proc/base.c, Linux >= 4.17): the read ends short at the file's page instead, and the
     crash is recorded at once. This keeps it so should the collector ever read the process's
-    memory another way."""
+    memory another way.
+
+    At offset 0 the page is also read by the kernel's own dump (its ELF header check of every
+    file mapping, coredump_filter bit 4), which then waits for the daemon inside the dump,
+    holding the crash's core_pipe_limit slot (1 here): the collector gives up on a core that
+    stopped arriving and ends that dump (SIGKILL through the pidfd), so that the slot is free
+    for the next crash."""
     which("gcc")
     harness.install()
     Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
@@ -183,7 +194,7 @@ def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
     pad = "x" * 65536
     with _served(src, mnt, fuse_user, allow_other=False) as daemon:
         victim = spawn_as(
-            [str(program), str(mnt / "page"), pad, where],
+            [str(program), str(mnt / "page"), pad, where, str(offset)],
             fuse_user,
             fuse_user,
             env={"DKL_PAD": pad},
@@ -197,10 +208,15 @@ def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
             status = victim.wait(timeout=60)
         except subprocess.TimeoutExpired:  # (its argv is 64 KiB: not in the message)
             pytest.fail(f"the crashed process is still held after 60 s ({where} on FUSE)")
-        assert status == -signal.SIGSEGV
+        # At offset 0 the collector ended the dump the kernel was stuck in: SIGKILL.
+        assert status == (-signal.SIGKILL if offset == 0 else -signal.SIGSEGV)
         mine = wait_entry_since(t0, COREDUMP_PID=victim.pid, timeout=30)
-        assert b"Stack trace of thread" in field(mine, "MESSAGE")
-        assert Path(field(mine, "COREDUMP_FILENAME").decode()).is_file(), "no core stored"
+        if offset == 0:  # the kernel sent no byte of the core: there is none to show
+            assert field(mine, "DRKONQI_LITE_CORE_MISSING") == b"stalled"
+            assert field(mine, "COREDUMP_TRUNCATED") == b"1"
+        else:
+            assert b"Stack trace of thread" in field(mine, "MESSAGE")
+            assert Path(field(mine, "COREDUMP_FILENAME").decode()).is_file(), "no core stored"
         # (cmdline ends at the file's page; environ reads as empty, so it is not recorded)
         strings = mine.get("COREDUMP_CMDLINE" if where == "cmdline" else "COREDUMP_ENVIRON", b"")
         assert isinstance(strings, bytes)
