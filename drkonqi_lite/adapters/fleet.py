@@ -64,6 +64,10 @@ class Forwarder:
 
     def start(self) -> None:
         """Position the reader after the saved cursor, else at the saved (or now's) floor."""
+        # sd_journal_get_fd(3) makes the inotify watches: before the first read, so that an
+        # entry written between that read and the first wait wakes the wait (made later, it
+        # would go unnoticed until the wait's timeout, IDLE_S).
+        self.source.fileno()
         saved = self.reporter.queue.state(POSITION) or {}
         cursor, since = str(saved.get("cursor", "")), saved.get("since_us")
         if cursor:
