@@ -289,9 +289,10 @@ def test_a_fleet_rule_keeps_one_program_off_the_server(
     rule = f"[Fleet Program in-house]\nExecutable = {secret.parent}/ruleof*\nDSN =\n"
     fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n\n{rule}")
     fleet.start()
-    # (markers that are no part of the paths: command-line words are masked in the event)
-    crash(user, secret, "m1")
-    crash(user, public, "m2")
+    # Command-line words are masked wherever they appear in the event: markers with a "-",
+    # which mkdtemp's random part never has, cannot be part of the programs' paths.
+    crash(user, secret, "mark-1")
+    crash(user, public, "mark-2")
     [event] = stored(bugsink, secret.parent, 1)
     assert event["data"]["contexts"]["app"]["app_identifier"] == str(public)
     assert fleet.queued() == []
