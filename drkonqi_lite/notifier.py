@@ -5,7 +5,9 @@ Qt costs more than that (benchmarks/APP.md), so this half runs first, on a plain
 it claims the bus name, reads the journal since the saved cursor, emits CrashDetected and
 sends the notification; only then does app.py load Qt and attach the windows and the tray (a
 `Shell`). Until then `PendingShell` keeps what they are asked to do (a notification clicked
-right away, ShowCrash from the D-Bus caller that activated us) and hands it over.
+right away, ShowCrash from the D-Bus caller that activated us) and hands it over. With no
+notification server at all, the first stage waits for one (notification_server_wait_ms) before
+the tray's balloon, as the single-process app did; the tray and windows come after that.
 Decisions live in domain/ (what an action means: the Announcer), I/O in adapters/.
 """
 
