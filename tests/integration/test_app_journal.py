@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from drkonqi_lite.adapters.journal import JournalSource
+from drkonqi_lite.domain.crash import REALTIME, TRUSTED_UID
 from drkonqi_lite.domain.trust import TrustPolicy
-from drkonqi_lite_collector.journal.schema import MESSAGE_ID
+from drkonqi_lite_collector.journal.schema import Field
 from tests.conftest import need
+from tests.entries import BOOT, entry
 
 REMOTE = Path("/lib/systemd/systemd-journal-remote")
 UID = 4321
-BOOT = "0123456789abcdef0123456789abcdef"
 
 
 def _export(entries: list[dict[str, str]]) -> bytes:
@@ -26,11 +27,16 @@ def _export(entries: list[dict[str, str]]) -> bytes:
     return "".join(out).encode()
 
 
+#: The fields of a crash kept here: journal export format has no multi-line values.
+_KEPT = (REALTIME, TRUSTED_UID, Field.MESSAGE_ID, Field.MESSAGE, Field.PID, Field.UID,
+         Field.SIGNAL, Field.COMM, Field.TIMESTAMP)  # fmt: skip
+
+
 def _crash(n: int, ts: int, *, sender: int = UID, uid: int = UID) -> dict[str, str]:
-    return {"__REALTIME_TIMESTAMP": str(ts), "_UID": str(sender), "MESSAGE_ID": MESSAGE_ID,
-            "MESSAGE": f"Process {n} (p{n}) of user {uid} dumped core.", "COREDUMP_PID": str(n),
-            "COREDUMP_UID": str(uid), "COREDUMP_SIGNAL": "11", "COREDUMP_COMM": f"p{n}",
-            "COREDUMP_TIMESTAMP": str(ts)}  # fmt: skip
+    full = entry(n, uid, sender, ts, comm=f"p{n}")
+    full[Field.MESSAGE] = f"Process {n} (p{n}) of user {uid} dumped core."
+    full[REALTIME] = str(ts)
+    return {k: str(full[k]) for k in _KEPT}
 
 
 def _build(tmp_path: Path, entries: list[dict[str, str]]) -> Path:
