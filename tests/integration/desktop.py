@@ -160,6 +160,18 @@ class User(SessionUser):
                              capture_output=True, text=True, check=False)  # fmt: skip
         return out.stdout.split()
 
+    def balloons(self, app: subprocess.Popen[bytes]) -> list[str]:
+        """The app's visible tooltip windows: with no notification server, Qt draws a tray
+        balloon (QSystemTrayIcon.showMessage) as one."""
+        assert self.display is not None, "balloons need a display"
+        env = {**os.environ, "DISPLAY": self.display.display}
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--pid", str(app.pid)],
+                               env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        return [w for w in found.stdout.split()
+                if "_NET_WM_WINDOW_TYPE_TOOLTIP" in subprocess.run(
+                    ["xprop", "-id", w, "_NET_WM_WINDOW_TYPE"], env=env, capture_output=True,
+                    text=True, check=False).stdout]  # fmt: skip
+
     def wait_window(self, title: str, timeout: float = 15) -> None:
         wait_for(lambda: self.windows(title), timeout, f"a window titled {title!r}")
 

@@ -168,7 +168,9 @@ def test_no_notification_server_uses_the_tray(app_desktop: Desktop) -> None:
     app = _started(user)
     try:
         user.send_entry(live_entry(user.uid, comm="okular", exe="/usr/bin/okular"))
-        user.wait_log("tray balloon: okular crashed")
+        wait_for(lambda: user.balloons(app), what="the tray balloon")
+        assert not user.notified()
+        assert "tray balloon: okular crashed" in user.app_log()  # what the balloon says
     finally:
         user.stop(app)
 
