@@ -136,14 +136,18 @@ class User(SessionUser):
         found = wait_for(seen, timeout, f"CrashDetected ({pid=}, {count=})")
         return found[-1]  # type: ignore[index,no-any-return]
 
-    def app_ready(self) -> bool:
-        """The app owns its bus name and has bound its wake-up socket (done once it watches the
-        journal): the collector can reach it. /proc/net/unix lists bound sockets only, not a
-        stale socket file left by an app that was killed."""
+    def wakeup_bound(self) -> bool:
+        """Someone (the app, or the waiter) has bound the user's wake-up socket: the collector
+        can reach them. /proc/net/unix lists bound sockets only, not a stale socket file left by
+        a process that was killed."""
         path = str(self.runtime / "drkonqi-lite" / "wakeup")
         sockets = Path("/proc/net/unix").read_text().splitlines()
-        bound = any(line.endswith(" " + path) for line in sockets)
-        return bound and self.on_bus(APP_NAME)
+        return any(line.endswith(" " + path) for line in sockets)
+
+    def app_ready(self) -> bool:
+        """The app owns its bus name and has bound its wake-up socket (done once it watches the
+        journal)."""
+        return self.wakeup_bound() and self.on_bus(APP_NAME)
 
     def wait_app(self, timeout: float = 15) -> None:
         wait_for(self.app_ready, timeout, "the app on the bus, listening for crashes")

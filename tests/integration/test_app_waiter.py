@@ -41,7 +41,7 @@ def test_the_waiter_runs_the_app_per_crash_and_stays_without_qt(app_desktop: Des
     user.start_dunst()
     waiter = user.spawn([PYTHON, "-m", "drkonqi_lite", "--autostart"], "app")
     try:
-        user.wait_log("waiting for crashes")
+        wait_for(user.wakeup_bound, what="the waiter holding the wake-up socket")
         assert not _maps_qt(waiter.pid), "the idle waiter loads no Qt"
         assert not _children(waiter.pid), "nothing unseen: no app"
 
