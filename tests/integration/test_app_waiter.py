@@ -86,7 +86,7 @@ def test_a_crash_from_before_the_login_is_announced_once_by_the_next_waiter(
         user.stop(waiter)
     second = user.spawn([PYTHON, "-m", "drkonqi_lite", "--autostart"], "app")
     try:
-        wait_for(lambda: user.app_log().count("waiting for crashes") == 2, what="the 2nd waiter")
+        wait_for(user.wakeup_bound, what="the 2nd waiter holding the wake-up socket")
         time.sleep(1)
         assert not _children(second.pid), "nothing unseen: no app"
         assert _summaries(user) == ["away crashed since you last logged in"], "announced once"
