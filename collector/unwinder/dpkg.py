@@ -38,6 +38,9 @@ _NOT_PROGRAMS = (
     "/usr/share/man/",
     "/usr/share/locale/",
     "/usr/share/icons/",
+    "/usr/share/i18n/",
+    "/usr/share/lintian/",
+    "/usr/share/zoneinfo/",
 )
 
 
@@ -327,12 +330,48 @@ def _meta(line: bytes) -> dict[str, str] | None:
     return {"type": "deb", "name": name, "version": version, "architecture": arch}
 
 
+#: At most this many paths are indexed (a Debian desktop has ~80,000): the build holds them all
+#: in memory to sort them (~130 bytes each). Beyond it there is no index and crashes scan.
+INDEX_PATHS_MAX = 400_000
+
+
 def _rebuild(cache: int, admindir: str, stamp: bytes) -> None:
     """Write the index of every list's program paths, sorted, under the database's `stamp`
     (taken before reading: a change meanwhile leaves it stale, not wrong)."""
+    lines = _index_lines(admindir)
+    if lines is None:
+        return
+    lines.sort()
+    # Linked under a name of its own, then renamed over the old index: a reader sees one whole
+    # index or the other (TempFile never replaces a name).
+    name = f".{INDEX_NAME}.new"
+    with storage.TempFile(cache, 0o644) as tmp:
+        _write_all(tmp.fd, INDEX_MAGIC + stamp + b"\n")
+        previous = b""
+        batch = []
+        for line in lines:
+            path = line.partition(b"\t")[0]
+            if path != previous:  # a path in two lists (a directory): the first package's
+                batch.append(line)
+                previous = path
+            if len(batch) >= 4096:
+                _write_all(tmp.fd, b"".join(batch))
+                batch.clear()
+        _write_all(tmp.fd, b"".join(batch))
+        try:
+            os.unlink(name, dir_fd=cache)  # left by a collector that died here (we hold the lock)
+        except FileNotFoundError:
+            pass
+        tmp.commit(name)
+    os.rename(name, INDEX_NAME, src_dir_fd=cache, dst_dir_fd=cache)
+
+
+def _index_lines(admindir: str) -> list[bytes] | None:
+    """b"PATH\tNAME\tVERSION\tARCH\n" for each program path of each installed package's
+    list; None beyond INDEX_PATHS_MAX."""
     status = _status_by_package(_read_status(admindir))
     info = _open_dir(os.path.join(admindir, "info"))
-    owners: dict[bytes, bytes] = {}
+    lines: list[bytes] = []
     wanted = tuple(d.encode() for d in _DPKG_DIRS)
     unwanted = tuple(d.encode() for d in _NOT_PROGRAMS)
     try:
@@ -343,34 +382,30 @@ def _rebuild(cache: int, admindir: str, stamp: bytes) -> None:
             )
             if meta is None:
                 continue
-            tail = "\t".join(("", name, meta["version"], meta["architecture"])).encode()
-            if b"\n" in tail or tail.count(b"\t") != 3:
+            tail = f"\t{name}\t{meta['version']}\t{meta['architecture']}\n".encode()
+            if tail.count(b"\n") != 1 or tail.count(b"\t") != 3:
                 continue
-            for path in data.split(b"\n"):
-                if path.startswith(wanted) and not path.startswith(unwanted) and b"\t" not in path:
-                    owners.setdefault(path, tail)
+            lines += (
+                path + tail
+                for path in data.split(b"\n")
+                if path.startswith(wanted) and not path.startswith(unwanted) and b"\t" not in path
+            )
+            if len(lines) > INDEX_PATHS_MAX:
+                return None
     finally:
         os.close(info)
-    body = b"".join(path + tail + b"\n" for path, tail in sorted(owners.items()))
-    # Linked under a name of its own, then renamed over the old index: a reader sees one whole
-    # index or the other (TempFile never replaces a name).
-    name = f".{INDEX_NAME}.new"
-    with storage.TempFile(cache, 0o644) as tmp:
-        _write_all(tmp.fd, INDEX_MAGIC + stamp + b"\n" + body)
-        try:
-            os.unlink(name, dir_fd=cache)  # left by a collector that died here (we hold the lock)
-        except FileNotFoundError:
-            pass
-        tmp.commit(name)
-    os.rename(name, INDEX_NAME, src_dir_fd=cache, dst_dir_fd=cache)
+    return lines
 
 
 def _status_by_package(status: bytes) -> dict[str, list[dict[str, str]]]:
+    """The status paragraphs by package name, with only the fields _pick reads."""
     out: dict[str, list[dict[str, str]]] = {}
+    keep = ("Package", "Status", "Architecture", "Version")
     for para in status.split(b"\n\n"):
         fields = _paragraph(para.strip(b"\n"))
         if "Package" in fields:
-            out.setdefault(fields["Package"], []).append(fields)
+            kept = {k: fields[k] for k in keep if k in fields}
+            out.setdefault(fields["Package"], []).append(kept)
     return out
 
 
