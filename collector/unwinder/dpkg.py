@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 from drkonqi_lite_collector import storage
+from drkonqi_lite_collector.journal.native import write_all
 
 TYPE_CHECKING = False  # the worker imports this module: no typing at run time (handler.py)
 if TYPE_CHECKING:
@@ -123,23 +124,10 @@ def _scan_lists(info: int, needles: list[bytes], base: str) -> str | None:
 
 def _read_status(admindir: str) -> bytes:
     try:
-        fd = os.open(os.path.join(admindir, "status"), os.O_RDONLY | os.O_CLOEXEC)
+        with open(os.path.join(admindir, "status"), "rb") as f:
+            return f.read(DPKG_BYTES_MAX)
     except OSError:
         return b""
-    try:
-        chunks = []
-        left = DPKG_BYTES_MAX
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 def _paragraph(para: bytes) -> dict[str, str]:
@@ -346,7 +334,7 @@ def _rebuild(cache: int, admindir: str, stamp: bytes) -> None:
     # index or the other (TempFile never replaces a name).
     name = f".{INDEX_NAME}.new"
     with storage.TempFile(cache, 0o644) as tmp:
-        _write_all(tmp.fd, INDEX_MAGIC + stamp + b"\n")
+        write_all(tmp.fd, INDEX_MAGIC + stamp + b"\n")
         previous = b""
         batch = []
         for line in lines:
@@ -355,9 +343,9 @@ def _rebuild(cache: int, admindir: str, stamp: bytes) -> None:
                 batch.append(line)
                 previous = path
             if len(batch) >= 4096:
-                _write_all(tmp.fd, b"".join(batch))
+                write_all(tmp.fd, b"".join(batch))
                 batch.clear()
-        _write_all(tmp.fd, b"".join(batch))
+        write_all(tmp.fd, b"".join(batch))
         try:
             os.unlink(name, dir_fd=cache)  # left by a collector that died here (we hold the lock)
         except FileNotFoundError:
@@ -407,9 +395,3 @@ def _status_by_package(status: bytes) -> dict[str, list[dict[str, str]]]:
             kept = {k: fields[k] for k in keep if k in fields}
             out.setdefault(fields["Package"], []).append(kept)
     return out
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
