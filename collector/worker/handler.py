@@ -58,7 +58,10 @@ def may_read_core(args: KernelArgs, info: ProcInfo, verified: bool) -> tuple[boo
         return False, "identity of the crashed process could not be proven"
     if args.dumpable != 1:
         return False, f"dump mode {args.dumpable} (set-uid or non-dumpable process)"
-    if info.at_secure() != 0:
+    secure = info.at_secure()
+    if secure is None:  # a process killed while we read it: its auxv is gone (fail closed)
+        return False, "AT_SECURE unknown (the process's auxv could not be read)"
+    if secure != 0:
         return False, "AT_SECURE set (set-uid, set-gid or file capabilities)"
     uids, gids = info.status_ids(b"Uid"), info.status_ids(b"Gid")
     if len(uids) < 2 or len(gids) < 2 or uids[0] != uids[1] or gids[0] != gids[1]:
