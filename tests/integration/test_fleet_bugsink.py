@@ -97,6 +97,9 @@ def fleet() -> Iterator[Fleet]:
     if service.proc is not None:
         service.proc.kill()
         service.proc.wait()
+    log = root / "fleet.log"
+    if log.exists():  # shown with a failing test's output
+        print("drkonqi-lite-fleet's log:\n" + log.read_text()[-4000:])
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -114,6 +117,13 @@ def programs(crashme: Path) -> Iterator[Callable[[str], Path]]:
 
     yield make
     shutil.rmtree(d)
+
+
+def only_ours(ours: Path, dsn: str) -> str:
+    """[Fleet Program] rules that forward this test's programs only. The machine is shared: the
+    other tests' crashes (hundreds, in a fuzzing run) would otherwise reach the server first."""
+    return (f"\n[Fleet Program this test]\nExecutable = {ours}/*\nDSN = {dsn}\n"
+            "\n[Fleet Program everything else]\nExecutable = *\nDSN =\n")  # fmt: skip
 
 
 def crash(user: User, program: Path, marker: str) -> int:
@@ -147,8 +157,9 @@ def test_two_users_crashes_are_forwarded_grouped_once_across_a_restart(
     programs: Callable[[str], Path],
 ) -> None:  # fmt: skip
     alice, bob = desk.user(with_display=False), desk.user(with_display=False)
-    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\nIncludeCommandLine = yes\n")
     prog, other = programs("fleetcrash"), programs("fleetother")
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\nIncludeCommandLine = yes\n"
+                    + only_ours(prog.parent, bugsink.dsn))  # fmt: skip
     fleet.start()
     crash(alice, prog, "alice-1")
     crash(bob, prog, "bob-1")
@@ -177,8 +188,9 @@ def test_server_away_the_crash_is_queued_and_forwarded_when_back(
     programs: Callable[[str], Path],
 ) -> None:  # fmt: skip
     user = desk.user(with_display=False)
-    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n")
     prog = programs("awaycrash")
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n"
+                    + only_ours(prog.parent, bugsink.dsn))  # fmt: skip
     fleet.start()
     bugsink.stop()
     try:
@@ -207,8 +219,9 @@ def test_a_crash_written_by_the_real_systemd_coredump_is_forwarded(
     programs: Callable[[str], Path],
 ) -> None:  # fmt: skip
     user = desk.user(with_display=False)
-    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n")
     prog = programs("sdcrash")
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n"
+                    + only_ours(prog.parent, bugsink.dsn))  # fmt: skip
     fleet.start()
     pid = crash_self([str(prog)], user.uid, user.uid)
     wait_entry(COREDUMP_PID=pid, SYSLOG_IDENTIFIER="systemd-coredump")
@@ -251,9 +264,10 @@ def test_sigterm_ends_it_within_a_second_with_the_cursor_saved(
     at the end of its wait), cleanly, with the position of the last crash it handled saved."""
     user = desk.user(with_display=False)
     # Nobody listens there: the report is queued, and the cursor saved after it.
-    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = http://key@127.0.0.1:{free_port()}/1\n")
+    away, prog = f"http://key@127.0.0.1:{free_port()}/1", programs("termcrash")
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {away}\n" + only_ours(prog.parent, away))
     fleet.start()
-    pid = crash_self([str(programs("termcrash"))], user.uid, user.uid)
+    pid = crash_self([str(prog)], user.uid, user.uid)
     entry = wait_entry(COREDUMP_PID=pid)
     position = fleet.state / "reports/state/fleet-position.json"
     deadline = time.monotonic() + 30
@@ -287,7 +301,8 @@ def test_a_fleet_rule_keeps_one_program_off_the_server(
     user = desk.user(with_display=False)
     secret, public = programs("ruleoff"), programs("ruleon")
     rule = f"[Fleet Program in-house]\nExecutable = {secret.parent}/ruleof*\nDSN =\n"
-    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n\n{rule}")
+    fleet.configure(f"[Fleet]\nEnabled = yes\nDSN = {bugsink.dsn}\n\n{rule}"
+                    + only_ours(secret.parent, bugsink.dsn))  # fmt: skip
     fleet.start()
     # Command-line words are masked wherever they appear in the event: markers with a "-",
     # which mkdtemp's random part never has, cannot be part of the programs' paths.
