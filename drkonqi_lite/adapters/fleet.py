@@ -127,9 +127,11 @@ class Forwarder:
         while True:
             self.drain()
             self.retry_queued()
+            # Before the wait, not between it and the read: what the journal reports in
+            # process() (files created meanwhile: a new user's first crash) is read at once.
+            time.sleep(COALESCE_S)
             self.source.wait(self._idle())
             self.source.process()
-            time.sleep(COALESCE_S)
 
     def _idle(self) -> float:
         due = [r.next_attempt for r in self.reporter.queue.reports() if not r.rejected]
