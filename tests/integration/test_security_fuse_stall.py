@@ -119,6 +119,18 @@ def _served(src: Path, mnt: Path, uid: int, allow_other: bool) -> Iterator[int]:
         stop(daemon)
 
 
+def _installed_with_dirs(harness: Harness, uid: int) -> tuple[Path, Path]:
+    """The collector installed with one core_pipe_limit slot (a held slot shows at once);
+    the user's FUSE source and mount point."""
+    harness.install()
+    Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
+    src, mnt = harness.prefix / "fuse-src", harness.prefix / "fuse-mnt"
+    for d in (src, mnt):
+        d.mkdir(mode=0o755)
+        os.chown(d, uid, uid)
+    return src, mnt
+
+
 @pytest.mark.parametrize("allow_other", [True, False], ids=["allow_other", "owner_only"])
 def test_stopped_fuse_daemon_of_the_crashing_user_holds_nothing(
     t0: float,
@@ -128,12 +140,7 @@ def test_stopped_fuse_daemon_of_the_crashing_user_holds_nothing(
     fuse_user: int,
     allow_other: bool,
 ) -> None:
-    harness.install()
-    Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
-    src, mnt = harness.prefix / "fuse-src", harness.prefix / "fuse-mnt"
-    for d in (src, mnt):
-        d.mkdir(mode=0o755)
-        os.chown(d, fuse_user, fuse_user)
+    src, mnt = _installed_with_dirs(harness, fuse_user)
     shutil.copy(crashme, src / "crashme")
     os.chown(src / "crashme", fuse_user, fuse_user)
     conf = FUSE_CONF.read_text() + "\nuser_allow_other\n" if allow_other else None
@@ -180,12 +187,7 @@ def test_arguments_on_the_users_fuse_do_not_stall_the_collector(
     stopped arriving and ends that dump (SIGKILL through the pidfd), so that the slot is free
     for the next crash."""
     which("gcc")
-    harness.install()
-    Path("/proc/sys/kernel/core_pipe_limit").write_text("1\n")
-    src, mnt = harness.prefix / "fuse-src", harness.prefix / "fuse-mnt"
-    for d in (src, mnt):
-        d.mkdir(mode=0o755)
-        os.chown(d, fuse_user, fuse_user)
+    src, mnt = _installed_with_dirs(harness, fuse_user)
     (harness.prefix / "over.c").write_text(OVER_ARGV_C)
     program = harness.prefix / "over-argv"
     subprocess.run([which("gcc"), "-o", str(program), str(harness.prefix / "over.c")], check=True)
