@@ -6,8 +6,33 @@ never raise.
 
 from __future__ import annotations
 
+import os
+
 #: AT_SECURE in the auxiliary vector (elf.h): set for set-uid/set-gid/file-caps executables.
 AT_SECURE = 23
+
+
+def read_at(dirfd: int | None, name: str, limit: int) -> bytes | None:
+    """At most `limit` bytes of /proc file `name` (relative to `dirfd`, or absolute), never
+    following a symlink; None when it cannot be opened or read (the process is gone)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 _PROC_FIELDS = (

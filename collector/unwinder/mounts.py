@@ -16,28 +16,11 @@ from __future__ import annotations
 
 import os
 
+from drkonqi_lite_collector.journal.proc import read_at
+
 #: Bytes read of one /proc table: ~100 bytes a line, so thousands of mounts or mappings. A
 #: device past the cut is unknown, so not looked at: bounded work, never a stall.
 TABLE_MAX = 1 << 20
-
-
-def _read(path: str, dir_fd: int | None) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
-    except OSError:
-        return b""
-    try:
-        with open(fd, "rb", closefd=False) as f:
-            return f.read(TABLE_MAX)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def own_table(path: str = "/proc/self/mountinfo") -> bytes:
-    """The collector's own mount table."""
-    return _read(path, None)
 
 
 def _stallable(fstype: bytes) -> bool:
@@ -116,7 +99,11 @@ class Survey:
     def of(cls, proc_dir_fd: int, own: str = "/proc/self/mountinfo") -> Survey:
         """Read from the process's /proc directory; `own` is the collector's mount table (a
         chrooted process's lacks the mount its root lies on)."""
-        return cls(_read("maps", proc_dir_fd), _read("mountinfo", proc_dir_fd), own_table(own))
+
+        def table(name: str, dir_fd: int | None) -> bytes:
+            return read_at(dir_fd, name, TABLE_MAX) or b""
+
+        return cls(table("maps", proc_dir_fd), table("mountinfo", proc_dir_fd), table(own, None))
 
     def touchable_starts(self) -> set[int]:
         """Start addresses of the mappings whose files the collector may stat and open."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from drkonqi_lite_collector.journal.native import FIELD_MAX
-from drkonqi_lite_collector.journal.proc import ProcInfo
+from drkonqi_lite_collector.journal.proc import ProcInfo, read_at
 from drkonqi_lite_collector.stage.forward import open_process_fds
 
 TYPE_CHECKING = False
@@ -47,24 +47,7 @@ class Identity:
 
 
 def _read_at(dirfd: int, name: str, limit: int = READ_MAX) -> bytes | None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dirfd)
-    except OSError:
-        return None
-    try:
-        chunks: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, min(65536, limit - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return read_at(dirfd, name, limit)
 
 
 def _readlink_at(dirfd: int, name: str) -> bytes | None:
