@@ -2,6 +2,6 @@
 
 import sys
 
-from drkonqi_lite.cli import main
+from drkonqi_lite.launch import main
 
 sys.exit(main())

@@ -33,6 +33,7 @@ from drkonqi_lite.domain.redaction import SECRET_FIELDS
 from drkonqi_lite.domain.report import mask_secrets
 from drkonqi_lite.domain.seen import SeenState
 from drkonqi_lite.domain.summary import detail, summary
+from drkonqi_lite.launch import APP_OPTIONS, tray_app
 from drkonqi_lite_collector import __version__
 from drkonqi_lite_collector.admin.closed_pipe import quiet_on_closed_pipe
 from drkonqi_lite_collector.journal.schema import Field
@@ -260,27 +261,6 @@ def cmd_coredump_hook(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
 
 
-#: The tray app's own options. With nothing else on the command line the app starts without
-#: building the commands' parsers: their imports (the reporting stack's among them) cost a
-#: cold start from the socket unit ~50 ms of its 200 (issue 12).
-APP_OPTIONS = {
-    "--autostart": "start quietly from the session (do nothing if it already runs); alone, "
-    "wait for crashes without Qt and start the tray app for each (XDG autostart)",
-    "--exit-when-idle": "end the tray app once no crash is unseen and no window is open (the "
-    "systemd user unit: its socket starts the app again at the next crash)",
-}
-
-
-def _tray_app(autostart: bool, exit_when_idle: bool) -> int:
-    if autostart and not exit_when_idle:  # XDG autostart: the lean resident waiter
-        from drkonqi_lite import waiter  # noqa: PLC0415
-
-        return waiter.run()
-    from drkonqi_lite.app import run  # noqa: PLC0415 (Qt only for the tray app)
-
-    return run(autostart=autostart, exit_when_idle=exit_when_idle)
-
-
 def parser() -> argparse.ArgumentParser:
     from drkonqi_lite import cli_report  # noqa: PLC0415 (not in the tray app's start)
 
@@ -352,16 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     """Parse the command line and run its command (main() handles a closed stdout)."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    if set(words) <= APP_OPTIONS.keys():
-        return _tray_app("--autostart" in words, "--exit-when-idle" in words)
     args = parser().parse_args(argv)
     commands = {"list": cmd_list, "show": cmd_show, "backtrace": cmd_backtrace,
                 "watch": cmd_watch, "unseen": cmd_unseen, "coredump-hook": cmd_coredump_hook,
                 "demo": cmd_demo, "report": cmd_report}  # fmt: skip
     try:
         if args.command is None:
-            return _tray_app(args.autostart, args.exit_when_idle)
+            return tray_app(args.autostart, args.exit_when_idle)
         return commands[args.command](args)
     except UsageError as exc:
         print(f"drkonqi-lite: {exc}", file=sys.stderr)
