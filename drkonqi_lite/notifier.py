@@ -32,7 +32,7 @@ from drkonqi_lite.domain.announcement import Act, Announcer, Program, catch_up
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.inbox import CrashInbox
 from drkonqi_lite.domain.plain_text import one_line
-from drkonqi_lite.domain.reporting_policy import AutoReport, ReportFailedError
+from drkonqi_lite.domain.report_choices import AutoReport, ReportFailedError
 from drkonqi_lite.domain.settings import Settings
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 

@@ -16,7 +16,8 @@ from drkonqi_lite.adapters.reporter import Reporter, ReportResult, host_facts, q
 from drkonqi_lite.adapters.sentry_transport import Outcome, event_link
 from drkonqi_lite.domain.crash import Crash
 from drkonqi_lite.domain.dsn import DsnError
-from drkonqi_lite.domain.reporting_policy import NoDestinationError, ReportFailedError
+from drkonqi_lite.domain.report_choices import ReportFailedError
+from drkonqi_lite.domain.reporting_policy import NoDestinationError
 from drkonqi_lite.domain.sentry_event import EventOptions, build_event
 
 log = logging.getLogger(__name__)

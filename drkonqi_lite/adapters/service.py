@@ -19,7 +19,7 @@ from dbus_next.errors import DBusError
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 from dbus_next.signature import Variant
 
-from drkonqi_lite.domain.reporting_policy import ReportFailedError
+from drkonqi_lite.domain.report_choices import ReportFailedError
 from drkonqi_lite.domain.summary import CrashDetail, CrashSummary
 
 BUS_NAME = "org.drkonqi_lite.CrashNotifier"

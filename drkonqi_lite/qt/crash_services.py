@@ -20,7 +20,7 @@ from drkonqi_lite.adapters import desktop_launch, gdb, stored_core
 from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.adapters.gdb import GdbOptions, GdbRunner
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite.domain.reporting_policy import AutoReport
+from drkonqi_lite.domain.report_choices import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 
 

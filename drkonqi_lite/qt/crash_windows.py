@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from drkonqi_lite.adapters.crash_reporting import AppReporting
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.crash import Crash
-from drkonqi_lite.domain.reporting_policy import AutoReport
+from drkonqi_lite.domain.report_choices import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_window import CrashListWindow

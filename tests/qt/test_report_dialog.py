@@ -22,7 +22,7 @@ from drkonqi_lite.adapters.reporter import Reporter
 from drkonqi_lite.adapters.sentry_transport import Delivery, Outcome
 from drkonqi_lite.domain.announcement import Program
 from drkonqi_lite.domain.dsn import Dsn
-from drkonqi_lite.domain.reporting_policy import AutoReport
+from drkonqi_lite.domain.report_choices import AutoReport
 from drkonqi_lite.domain.trust import TrustPolicy
 from drkonqi_lite.qt.crash_detail_window import CrashDetailWindow
 from drkonqi_lite.qt.crash_list_model import Column

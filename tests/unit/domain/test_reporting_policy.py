@@ -6,7 +6,6 @@ import pytest
 
 from drkonqi_lite.domain.dsn import DsnError
 from drkonqi_lite.domain.reporting_policy import (
-    AutoReport,
     NoDestinationError,
     destination,
     parse_admin_policy,
@@ -53,15 +52,3 @@ def test_a_broken_admin_file_is_a_warning() -> None:
     assert policy.default_dsn == ""
     assert len(warnings) == 1
     assert "\n" not in warnings[0]
-
-
-def test_auto_report_settings_round_trip() -> None:
-    auto = AutoReport.from_settings(False, '["/usr/bin/kwrite", "/opt/a;b c"]')
-    assert auto.programs == {"/usr/bin/kwrite", "/opt/a;b c"}
-    assert AutoReport.from_settings(False, auto.programs_setting()) == auto
-    assert auto.applies(crash())
-    assert not auto.applies(crash(COREDUMP_EXE="/usr/bin/kate"))
-    assert AutoReport.from_settings(True, "").applies(crash(COREDUMP_EXE="/usr/bin/kate"))
-    assert AutoReport.from_settings(False, "not json").programs == set()
-    assert AutoReport.from_settings(False, '{"a": 1}').programs == set()
-
