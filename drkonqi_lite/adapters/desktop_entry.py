@@ -8,7 +8,6 @@ built lazily once and rebuilt when an applications directory changes (its mtime)
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
 import shlex
@@ -22,6 +21,9 @@ log = logging.getLogger(__name__)
 MAX_DESKTOP_FILE = 1 << 20
 #: Launchers that wrap the real program in Exec=; the program is the next word.
 _WRAPPERS = {"env", "nice", "ionice", "taskset"}
+_GROUP = "\n[Desktop Entry]"
+#: The keys of an entry that name and find a program.
+KEYS = ("Type", "Hidden", "Name", "Icon", "TryExec", "Exec")
 
 
 def application_dirs(env: Mapping[str, str] = os.environ) -> list[Path]:
@@ -39,6 +41,42 @@ def _program_of(exec_line: str) -> str:
     while words and (words[0] in _WRAPPERS or "=" in words[0]):
         words = words[1:]
     return words[0] if words else ""
+
+
+def desktop_entry_values(text: str, keys: tuple[str, ...] = KEYS) -> dict[str, str] | None:
+    """The values of `keys` in a file's [Desktop Entry] group (None: it has none). Not
+    configparser: it took ~0.5 ms a file, 150 ms for a desktop's 300 entries in a cold start's
+    notification path (issue 12); this finds each key with str.rfind. Spaces around "=" are
+    ignored (spec); a key given twice keeps its last value, as configparser's non-strict mode
+    did; a localised key (Name[de]) or a comment is not the key."""
+    start = 0 if text.startswith(_GROUP[1:]) else text.find(_GROUP)
+    if start < 0:
+        return None
+    end = text.find("\n[", start + 1)
+    group = text[start : end if end >= 0 else len(text)]
+    values: dict[str, str] = {}
+    for key in keys:
+        value = _last_value(group, "\n" + key)
+        if value is not None:
+            values[key] = value
+    return values
+
+
+def _last_value(group: str, prefix: str) -> str | None:
+    """The value of the group's last `prefix=value` line (spaces around "=" allowed)."""
+    # One rfind for "Name=", as entries are written, not one per localised "Name[xx]=" line.
+    plain = group.rfind(prefix + "=")
+    at = len(group)
+    while (at := max(group.rfind(prefix + " ", 0, at), group.rfind(prefix + "\t", 0, at))) > plain:
+        head, sep, value = _rest_of_line(group, at + len(prefix)).partition("=")
+        if sep and not head.strip():
+            return value.strip()
+    return None if plain < 0 else _rest_of_line(group, plain + len(prefix) + 1).strip()
+
+
+def _rest_of_line(text: str, start: int) -> str:
+    end = text.find("\n", start)
+    return text[start : end if end >= 0 else None]
 
 
 class DesktopEntryIndex:
@@ -86,15 +124,9 @@ class DesktopEntryIndex:
             text = file.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return
-        parser = configparser.RawConfigParser(strict=False, interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        try:
-            parser.read_string(text)
-        except configparser.Error:
+        entry = desktop_entry_values(text)
+        if entry is None:
             return
-        if not parser.has_section("Desktop Entry"):
-            return
-        entry = parser["Desktop Entry"]
         if entry.get("Type", "Application") != "Application" or entry.get("Hidden") == "true":
             return
         name = entry.get("Name", "").strip()
