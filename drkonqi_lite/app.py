@@ -38,7 +38,7 @@ async def _notify_first(
 ) -> CrashNotifier | None:
     """Stage 1 (no Qt). None: another instance runs (asked to show its list, unless a login)."""
     bus = await session_bus.connect()
-    notifier = CrashNotifier(bus, store, settings)
+    notifier = CrashNotifier(bus, store, settings, clock)
     clock.mark("bus")
     if await notifier.start():
         clock.mark("notify sent" if notifier.new_at_start else "ready")

@@ -25,6 +25,7 @@ from drkonqi_lite.adapters.desktop_entry import DesktopEntryIndex
 from drkonqi_lite.adapters.journal import BATCH, JournalSource, Position, trust_policy_for
 from drkonqi_lite.adapters.notification import AnnouncementSender, NotificationsClient
 from drkonqi_lite.adapters.service import CrashNotifierService
+from drkonqi_lite.adapters.startup_clock import StartupClock
 from drkonqi_lite.adapters.state_store import StateStore
 from drkonqi_lite.adapters.wakeup import WakeupSocket, open_for_app
 from drkonqi_lite.domain import kcrash
@@ -94,8 +95,15 @@ class PendingShell:
 class CrashNotifier:
     """The running app's state and decisions' wiring; also the D-Bus service's backend."""
 
-    def __init__(self, bus: session_bus.MessageBus, store: StateStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        bus: session_bus.MessageBus,
+        store: StateStore,
+        settings: Settings,
+        clock: StartupClock | None = None,
+    ) -> None:
         self.bus = bus
+        self.clock = clock or StartupClock()
         self.store = store
         self.settings = settings
         self.inbox = CrashInbox(store.load())
@@ -133,11 +141,14 @@ class CrashNotifier:
         handled, new = self.source.history(since, state.cursor, state.cursor_realtime_us)
         for crash in handled + new:
             self.inbox.add(crash)
+        self.clock.mark("journal")
         if not await session_bus.claim_name(self.bus, self.service):
             return False
+        self.clock.mark("name")
         await self.notifications.start()
         # Parse the installed .desktop files now, not in the first crash's notification path.
         self.programs.refresh()
+        self.clock.mark("desktop entries")
         self.wakeup, self.started_by_crash = open_for_app(os.environ.get("XDG_RUNTIME_DIR", ""))
         # What came meanwhile: its datagram, if any, was just read with the ones that woke us.
         new += [crash for crash in self.source.read() if self.inbox.add(crash)]
