@@ -40,15 +40,36 @@ def test_import_boundary(module: str, banned: tuple[str, ...]) -> None:
     assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
 
 
-@pytest.mark.parametrize("module", ["drkonqi_lite.app", "drkonqi_lite.notifier"])
+#: What the tray app's start loads before it has notified: the `drkonqi-lite` entry point, then
+#: app.py (the first stage).
+FIRST_STAGE = "drkonqi_lite.launch, drkonqi_lite.app"
+
+
+@pytest.mark.parametrize("module", [FIRST_STAGE, "drkonqi_lite.notifier"])
 def test_first_stage_starts_without_qt(module: str) -> None:
     """The tray app's first stage sends a cold start's notification before Qt is loaded
     (benchmarks/APP.md: Qt's import alone is most of the 200 ms), and needs none of the
     reporting (Sentry) code for it either."""
     banned = ("PySide6", "shiboken6", "qasync", "drkonqi_lite.adapters.reporter",
               "drkonqi_lite.adapters.crash_reporting")  # fmt: skip
-    loaded = f"sorted(m for m in sys.modules if m.startswith({banned!r}))"
+    assert _loaded(module, banned) == "", f"{module} imports {_loaded(module, banned)}"
+
+
+def test_first_stage_imports_only_what_the_notification_needs() -> None:
+    """Each of these cost a cold start 1-10 ms of its 200 (benchmarks/APP.md) and is not needed
+    before the notification: the command line's modules, the admin's reporting rules,
+    systemd.journal's Python layer, tempfile (with shutil, bz2, lzma), html, OpenSSL's hashlib."""
+    banned = ("drkonqi_lite.cli", "argparse", "drkonqi_lite.domain.reporting_policy",
+              "drkonqi_lite.domain.dsn", "systemd.journal", "tempfile", "shutil", "html",
+              "hashlib", "uuid")  # fmt: skip
+    assert _loaded(FIRST_STAGE, banned) == ""
+
+
+def _loaded(module: str, banned: tuple[str, ...]) -> str:
+    """Which modules starting with one of `banned` importing `module` loads (comma-separated)."""
+    names = tuple(b + "." for b in banned)
+    loaded = f"sorted(m for m in sys.modules if m in {banned!r} or m.startswith({names!r}))"
     code = f"import sys, {module}\nprint(','.join({loaded}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)  # fmt: skip
-    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+    return out.stdout.strip()
