@@ -42,6 +42,10 @@ def state_dir(env: Mapping[str, str] = os.environ) -> Path:
     return _base(env, "XDG_STATE_HOME", ".local/state") / APP_DIR
 
 
+def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return _base(env, "XDG_CACHE_HOME", ".cache") / APP_DIR
+
+
 def config_dir(env: Mapping[str, str] = os.environ) -> Path:
     return _base(env, "XDG_CONFIG_HOME", ".config") / APP_DIR
 
