@@ -10,7 +10,6 @@ http(s) addresses are offered.
 
 from __future__ import annotations
 
-import configparser
 import os
 import shlex
 import subprocess
@@ -18,7 +17,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 
-from drkonqi_lite.adapters.desktop_entry import MAX_DESKTOP_FILE, application_dirs
+from drkonqi_lite.adapters.desktop_entry import (
+    MAX_DESKTOP_FILE,
+    application_dirs,
+    desktop_entry_values,
+)
 
 #: Exec field codes (Desktop Entry spec, "The Exec key"): dropped, we open no files.
 _FIELD_CODES = {"%f", "%F", "%u", "%U", "%d", "%D", "%n", "%N", "%i", "%c", "%k", "%v", "%m"}
@@ -44,15 +47,15 @@ def desktop_file(desktop_id: str, env: Mapping[str, str] = os.environ) -> Path |
     return None
 
 
-def _entry(path: Path) -> configparser.SectionProxy:
+def _entry(path: Path) -> dict[str, str]:
+    """The keys we use of the file's [Desktop Entry] group, read as the index reads them."""
     if path.stat().st_size > MAX_DESKTOP_FILE:
         raise LaunchError(f"{path} is too large")
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(path.read_text(encoding="utf-8", errors="replace"))
-    if not parser.has_section("Desktop Entry"):
+    text = path.read_text(encoding="utf-8", errors="replace")
+    entry = desktop_entry_values(text, ("Exec", "Path", *_BUG_KEYS))
+    if entry is None:
         raise LaunchError(f"{path} has no [Desktop Entry]")
-    return parser["Desktop Entry"]
+    return entry
 
 
 def exec_argv(exec_line: str) -> list[str]:
@@ -152,7 +155,7 @@ def bug_tracker(desktop_id: str, env: Mapping[str, str] = os.environ) -> str:
     if found is not None:
         try:
             entry = _entry(found)
-        except (LaunchError, OSError, configparser.Error):
+        except (LaunchError, OSError):
             return ""
         for key in _BUG_KEYS:
             if _web(entry.get(key, "")):
