@@ -198,6 +198,23 @@ class Session:
         assert result == "success", f"{result}:\n{self.app_log()}"
         assert not self.notifier_pids()
 
+    def passed_on(self) -> dict[str, str]:
+        """What a program the running notifier starts (a crashed one restarted from its
+        window, a browser) inherits from it that the user manager does not impose on every
+        program: the no_new_privs flag, seccomp filters, its own mount or user namespace."""
+        pid = self.notifier_pids()[0]
+        manager = self.root_run("pgrep", "-u", str(USER), "-x", "systemd").split()[0]
+        status = {p: dict(line.split(":\t", 1) for line in self.root_run(
+            "cat", f"/proc/{p}/status").splitlines() if ":\t" in line)
+            for p in (pid, manager)}  # fmt: skip
+        links = self.root_run("readlink", *(f"/proc/{p}/ns/{ns}" for ns in ("mnt", "user")
+                                            for p in (pid, manager))).split()  # fmt: skip
+        extra_filters = int(status[pid]["Seccomp_filters"]) - int(
+            status[manager]["Seccomp_filters"])  # fmt: skip
+        return {"NoNewPrivs": status[pid]["NoNewPrivs"], "seccomp filters": str(extra_filters),
+                "own mounts": str(links[0] != links[1]),
+                "own users": str(links[2] != links[3])}  # fmt: skip
+
     def app_log(self) -> str:
         return self.root_run("journalctl", "--no-pager", "-q", f"_UID={USER}",
                              "_SYSTEMD_USER_UNIT=drkonqi-lite.service", check=False)  # fmt: skip
@@ -243,6 +260,12 @@ def check_user_session(leader: int) -> None:
     assert str(live["summary"]).endswith("crashed"), live
     assert "since you last logged in" not in str(live["summary"])
     assert s.notifier() == "active"
+    # What it starts (sudo in a restarted terminal) may gain privileges, sees the session's
+    # files; and nothing it writes (state, settings, the .desktop cache) failed.
+    passed_on = s.passed_on()
+    assert passed_on == {"NoNewPrivs": "0", "seccomp filters": "0", "own mounts": "False",
+                         "own users": "False"}, passed_on  # fmt: skip
+    assert "cannot save" not in s.app_log()
     s.click(live["id"], "dismiss")
     s.wait_notifier_gone()
 
