@@ -5,19 +5,22 @@
 - one of this user's cores appearing in the storage directories (adapters/storage_watch.py);
 - the journal fd, or, when our collector is the crash handler, a coarse fallback timer instead
   (qt/lifetime.py: the fd fires on every journal write of the machine).
-After a datagram or a core the journal is read at once and then retried briefly until the
-entry shows (journald may need a few ms; systemd-coredump links the core ~50-100 ms before it
-sends the entry). No other timer runs.
+After a datagram or a core the journal is read at once and then retried until the entry shows:
+quickly for ~0.5 s (journald may need a few ms; systemd-coredump links the core ~50-100 ms
+before it sends the entry), then every SLOW_RETRY_MS for up to EXPECT_S, because a busy
+journald can take seconds, and an entry on its way keeps the on-demand app from ending (it
+would otherwise end with the crash unannounced until its next start). No other timer runs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Protocol
 
-from PySide6.QtCore import QObject, QSocketNotifier, QTimer
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from drkonqi_lite.adapters.crash_handler import collector_is_handler
 from drkonqi_lite.adapters.storage_watch import StorageWatch
@@ -28,6 +31,10 @@ from drkonqi_lite.qt.lifetime import fallback_timer
 log = logging.getLogger("drkonqi_lite")
 #: Re-read delays (ms) after a wake-up until the entry shows; ~0.5 s bound in all.
 WAKEUP_RETRIES_MS = (0, 2, 4, 8, 16, *(25,) * 18)
+#: Then a re-read this often, for up to EXPECT_S after the wake-up (the collector sends its
+#: datagram after the entry, so an entry is on its way; a lost or forged one ends the wait).
+SLOW_RETRY_MS = 500
+EXPECT_S = 30.0
 
 
 class JournalFd(Protocol):
@@ -39,6 +46,10 @@ class JournalFd(Protocol):
 
 class CrashSignals(QObject):
     """Calls `drain()` (which returns how many entries it read) whenever a crash may be due."""
+
+    #: The entry a wake-up announced was read, or did not show within EXPECT_S: the
+    #: on-demand app may end now.
+    settled = Signal()
 
     def __init__(
         self,
@@ -52,6 +63,7 @@ class CrashSignals(QObject):
         self._drain = drain
         self._read_total = 0
         self._gen = 0
+        self._expect_until = 0.0
         self._notifiers: list[QSocketNotifier] = []
         #: adapters/wakeup.open_for_app's, opened before Qt was loaded.
         self.wakeup = wakeup
@@ -106,7 +118,14 @@ class CrashSignals(QObject):
 
     def _read(self) -> None:
         self._source.process()  # acknowledges the fd; picks up a journal file created just now
-        self._read_total += self._drain()
+        read = self._drain()
+        self._read_total += read
+        if read and self._expect_until:
+            self._settle()
+
+    def _settle(self) -> None:
+        self._expect_until = 0.0
+        self.settled.emit()
 
     def _on_journal(self) -> None:
         self._read()
@@ -122,19 +141,28 @@ class CrashSignals(QObject):
         self.expect_entry()
 
     def expect_entry(self) -> None:
-        """A crash entry is on its way: read now, then retry briefly until it shows up."""
+        """A crash entry is on its way: read now, then retry until it shows up (or EXPECT_S)."""
         self._gen += 1
+        self._expect_until = time.monotonic() + EXPECT_S
         self._retry(self._gen, self._read_total, 0)
+
+    def expecting(self) -> bool:
+        """A wake-up's entry has not shown yet (the on-demand app must not end)."""
+        return time.monotonic() < self._expect_until
 
     def _retry(self, gen: int, read_before: int, step: int) -> None:
         if gen != self._gen:
             return  # a newer wake-up took over
         self._read()
-        if self._read_total > read_before or step + 1 >= len(WAKEUP_RETRIES_MS):
+        if self._read_total > read_before:
+            return  # (the read settled it)
+        if not self.expecting():
+            log.warning("woken for a crash whose entry did not show within %g s", EXPECT_S)
+            self._settle()
             return
-        QTimer.singleShot(
-            WAKEUP_RETRIES_MS[step + 1], lambda: self._retry(gen, read_before, step + 1)
-        )
+        step += 1
+        delay = WAKEUP_RETRIES_MS[step] if step < len(WAKEUP_RETRIES_MS) else SLOW_RETRY_MS
+        QTimer.singleShot(delay, lambda: self._retry(gen, read_before, step))
 
     def close(self) -> None:
         for notifier in self._notifiers:

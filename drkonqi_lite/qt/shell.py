@@ -56,7 +56,11 @@ class CrashShell(QObject):
         """Watch for crashes; call `end_when_idle` (if any) once there is nothing to do."""
         if end_when_idle is not None:
             self.idle = IdleExit(self.notifier.busy, end_when_idle, self)
+        self.signals.settled.connect(self.check_idle)
         self.signals.start()
+        if self.notifier.started_by_crash and not self.notifier.new_at_start:
+            # A datagram started us, but journald has not written its crash's entry yet.
+            self.signals.expect_entry()
 
     def _windows(self) -> WindowFactory:
         """The crash list and detail windows, imported only when the first one opens."""
@@ -107,6 +111,8 @@ class CrashShell(QObject):
     def busy(self) -> str | None:
         if any(w.isVisible() for w in QApplication.topLevelWidgets()):
             return "a window is open"
+        if self.signals.expecting():
+            return "a crash entry is on its way"
         return None
 
     def check_idle(self) -> None:

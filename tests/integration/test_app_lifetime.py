@@ -10,6 +10,7 @@ tests/packaging/test_deb.py), the crash handler by our collector from a scratch 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from drkonqi_lite.adapters.crash_handler import FALLBACK_S
+from drkonqi_lite.qt.lifetime import GRACE_MS
 from tests.conftest import need
 from tests.entries import live_entry
 from tests.integration import desktop as dk
@@ -89,6 +91,41 @@ def test_a_crash_starts_the_app_which_ends_after_the_dismissal(app_desktop: Desk
     assert "uint32 0" in unseen.stdout, unseen.stdout + unseen.stderr
     none = user.cli("unseen")
     assert (none.stdout.strip(), none.returncode) == ("0", 1)
+
+
+def _host_journald() -> int:
+    """The journald of this mount namespace (not a test container's)."""
+    pids = subprocess.run(["pgrep", "-x", "systemd-journal"], capture_output=True, text=True,
+                          check=False).stdout.split()  # fmt: skip
+    mine = os.readlink("/proc/self/ns/mnt")
+    (pid,) = [int(p) for p in pids if os.readlink(f"/proc/{p}/ns/mnt") == mine]
+    return pid
+
+
+def test_a_crash_whose_entry_journald_writes_late_is_still_announced(
+    app_desktop: Desktop,
+) -> None:
+    """A busy journald may write an entry seconds after our collector sent it and its datagram
+    started the app; the app reads nothing then, and used to end after its grace period with
+    the crash unannounced until its next start. Now it keeps looking (EXPECT_S)."""
+    user = app_desktop.user()
+    user.start_dunst()
+    socket_unit, _path = _socket_unit(user)
+    journald = _host_journald()
+    os.kill(journald, signal.SIGSTOP)
+    try:
+        user.send_entry(live_entry(user.uid, comm="latecomer", pid=4712))
+        wait_for(lambda: _apps(user), what="the app started by the datagram")
+        time.sleep(GRACE_MS / 1000 + 2)  # longer than the app's grace period
+    finally:
+        os.kill(journald, signal.SIGCONT)
+    try:
+        user.wait_notification("latecomer crashed", timeout=10)
+    finally:
+        print(user.app_log())
+    assert "0 new since last run" in user.app_log(), "the app started before the entry was in"
+    assert user.dbus_call("DismissAll").returncode == 0
+    assert socket_unit.wait(timeout=20) == 0, "and it ends once that crash is seen"
 
 
 @pytest.mark.crash
