@@ -61,7 +61,6 @@ class CrashSignals(QObject):
         super().__init__(parent)
         self._source = source
         self._drain = drain
-        self._read_total = 0
         self._gen = 0
         self._expect_until = 0.0
         self._notifiers: list[QSocketNotifier] = []
@@ -118,9 +117,7 @@ class CrashSignals(QObject):
 
     def _read(self) -> None:
         self._source.process()  # acknowledges the fd; picks up a journal file created just now
-        read = self._drain()
-        self._read_total += read
-        if read and self._expect_until:
+        if self._drain() and self._expect_until:
             self._settle()
 
     def _settle(self) -> None:
@@ -144,25 +141,25 @@ class CrashSignals(QObject):
         """A crash entry is on its way: read now, then retry until it shows up (or EXPECT_S)."""
         self._gen += 1
         self._expect_until = time.monotonic() + EXPECT_S
-        self._retry(self._gen, self._read_total, 0)
+        self._retry(self._gen, 0)
 
     def expecting(self) -> bool:
         """A wake-up's entry has not shown yet (the on-demand app must not end)."""
         return time.monotonic() < self._expect_until
 
-    def _retry(self, gen: int, read_before: int, step: int) -> None:
-        if gen != self._gen:
-            return  # a newer wake-up took over
+    def _retry(self, gen: int, step: int) -> None:
+        if gen != self._gen or not self._expect_until:
+            return  # a newer wake-up took over, or a read (of any path) found the entry
         self._read()
-        if self._read_total > read_before:
-            return  # (the read settled it)
+        if not self._expect_until:
+            return
         if not self.expecting():
             log.warning("woken for a crash whose entry did not show within %g s", EXPECT_S)
             self._settle()
             return
         step += 1
         delay = WAKEUP_RETRIES_MS[step] if step < len(WAKEUP_RETRIES_MS) else SLOW_RETRY_MS
-        QTimer.singleShot(delay, lambda: self._retry(gen, read_before, step))
+        QTimer.singleShot(delay, lambda: self._retry(gen, step))
 
     def close(self) -> None:
         for notifier in self._notifiers:
